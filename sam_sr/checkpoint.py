@@ -1,0 +1,76 @@
+"""sam-sr checkpoints: save atomically, load with clear errors.
+
+A checkpoint is a ``torch.save`` dict with ``format == "sam-sr"``, ``variant``, ``model_config``,
+``model`` (state dict), and for training runs ``optimizer``, ``scheduler``, ``iteration``, ``config``.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import SamSrError
+from .io import atomic_write_bytes
+from .models import build_model
+
+FORMAT = "sam-sr"
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, variant: str,
+                    model_config: dict[str, Any], **extra: Any) -> None:
+    """Write a checkpoint atomically (temporary file, then rename): an interrupted save never leaves
+    a corrupt file at ``path``."""
+    state = {"format": FORMAT, "variant": variant, "model_config": model_config,
+             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a sam-sr checkpoint dict.
+
+    Raises:
+        SamSrError: missing file, unreadable/corrupt file, or not a sam-sr checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SamSrError(f"checkpoint not found: {p}")
+    try:
+        state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SamSrError(f"cannot read checkpoint {p}: corrupt or not a PyTorch checkpoint ({first})") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise SamSrError(f"{p} is not a sam-sr checkpoint (no 'format: sam-sr' header); "
+                         f"train one with train.py or omit --checkpoint to use the default model")
+    return state
+
+
+def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.Module, dict]:
+    """Build the model a checkpoint describes and load its weights (eval mode, CPU).
+
+    Args:
+        variant: if given, the checkpoint must be of this variant.
+
+    Raises:
+        SamSrError: see :func:`read_checkpoint`; a variant mismatch; weights that do not fit.
+    """
+    state = read_checkpoint(path)
+    ck_variant = state.get("variant", "crm")
+    if variant is not None and ck_variant != variant:
+        raise SamSrError(f"checkpoint {path} is a {ck_variant!r} model, not {variant!r}")
+    cfg = dict(state.get("model_config") or {})
+    cfg["pretrained"] = False
+    cfg["backbone_checkpoint"] = None
+    model = build_model(ck_variant, cfg)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise SamSrError(f"checkpoint {path} does not match its model config: {exc}") from exc
+    return model.eval(), state

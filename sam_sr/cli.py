@@ -1,0 +1,215 @@
+"""Command-line entry points: ``sam-sr {infer,train,eval}`` and the top-level scripts.
+
+Every bad input ends with one ``error: ...`` line on stderr and exit status 2; a folder run in which
+some pairs failed exits with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import SamSrError
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``train.py --config CFG [key=value ...]``."""
+    ap = argparse.ArgumentParser(prog="train.py", description="Train a sam-sr refiner (accelerate).")
+    ap.add_argument("--config", required=True, help="YAML config, e.g. configs/crm_r18.yaml")
+    ap.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.iterations=100")
+    args = ap.parse_args(argv)
+    try:
+        from .config import load_config
+        from .training import train
+        cfg = load_config(args.config, args.overrides)
+        result = train(cfg)
+    except SamSrError as exc:
+        return _fail(exc)
+    print(f"done: {result['iteration']} iterations, loss {result['first_loss']:.4f} -> "
+          f"{result['last_loss']:.4f}, {result['wall_s']:.0f} s, checkpoint {result['final_checkpoint']}")
+    return 0
+
+
+EXAMPLE_IMAGE = "coffee.jpg"
+EXAMPLE_MASK = "coffee_coarse.png"
+
+
+def _add_model_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the model shipped in the package)")
+    ap.add_argument("--variant", default=None, help="require a checkpoint of this variant (e.g. crm)")
+    ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    ap.add_argument("--scales", default="0.125,0.25,0.5,1", help="cascade scales, comma-separated")
+    ap.add_argument("--min-size", type=int, default=224,
+                    help="skip cascade scales whose longer side is below this many pixels")
+    ap.add_argument("--decode", default="full",
+                    help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N]")
+    ap.add_argument("--fusion-patches", type=int, default=8,
+                    help="run the fusion convolutions in N bands (exact, less memory; 0 = off)")
+    ap.add_argument("--encoder-tile", type=int, default=0,
+                    help="encode inputs larger than this many pixels in overlapping tiles (0 = off)")
+
+
+def _refiner(args):
+    from .inference import Refiner
+    from .inference.query import DecodeMode
+    try:
+        scales = tuple(float(s) for s in args.scales.split(",") if s.strip())
+    except ValueError:
+        raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
+    DecodeMode.parse(args.decode)
+    if args.fusion_patches < 0 or args.encoder_tile < 0:
+        raise SamSrError("--fusion-patches and --encoder-tile must be >= 0")
+    return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device,
+                                   scales=scales, min_size=args.min_size, decode=args.decode,
+                                   fusion_patches=args.fusion_patches, encoder_tile=args.encoder_tile)
+
+
+def _soft_path(out: "Path") -> "Path":
+    return out.with_name(f"{out.stem}_soft.png")
+
+
+def _refine_one(refiner, image_path, mask_path, out_path, soft: bool, overlay_path, force: bool) -> None:
+    """Validate everything first, then refine and write atomically (no partial outputs)."""
+    import numpy as np
+
+    from .io import check_output_path, read_image, read_mask, write_png
+    from .visualize import overlay
+
+    targets = [out_path] + ([_soft_path(out_path)] if soft else []) + ([overlay_path] if overlay_path else [])
+    for t in targets:
+        check_output_path(t, force)
+    image = read_image(image_path)
+    mask = read_mask(mask_path)
+    binary, prob = refiner.refine(image, mask, return_soft=True)
+    write_png(out_path, binary)
+    if soft:
+        write_png(_soft_path(out_path), (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
+    if overlay_path:
+        from .inference.predictor import prepare_mask
+        write_png(overlay_path, overlay(image, prepare_mask(mask, image.shape[:2]), binary))
+
+
+def infer_main(argv: list[str] | None = None) -> int:
+    """``infer.py``: refine one image (``--image --mask --out``) or folders (``--images --masks --out``).
+
+    Masks of any size (same aspect ratio) and bit depth are accepted: they are resized to the image
+    and thresholded at half their range. Outputs are binary PNGs (0/255); ``--soft`` also writes
+    ``<out>_soft.png`` (the probability x 255).
+    """
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="infer.py", description="Refine coarse masks with sam-sr.")
+    ap.add_argument("--image", help="input photo")
+    ap.add_argument("--mask", help="coarse mask for --image")
+    ap.add_argument("--images", help="folder of photos (folder mode)")
+    ap.add_argument("--masks", help="folder of coarse masks, matched to photos by file stem")
+    ap.add_argument("--example", action="store_true", help="refine the example bundled with sam-sr")
+    ap.add_argument("--out", required=True, help="output PNG (single) or output folder (folder mode)")
+    ap.add_argument("--overlay", help="also write an overlay PNG (coarse red, refined green)")
+    ap.add_argument("--soft", action="store_true", help="also write the soft refined map")
+    ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_model_args(ap)
+    args = ap.parse_args(argv)
+    folder = args.images is not None or args.masks is not None
+    try:
+        if args.example:
+            if args.image or args.mask or folder:
+                raise SamSrError("--example takes no --image/--mask/--images/--masks")
+            assets = Path(__file__).resolve().parent / "assets"
+            args.image, args.mask = str(assets / EXAMPLE_IMAGE), str(assets / EXAMPLE_MASK)
+        if folder:
+            if not (args.images and args.masks) or args.image or args.mask:
+                raise SamSrError("folder mode needs both --images and --masks (and no --image/--mask)")
+            return _infer_folder(args)
+        if not (args.image and args.mask):
+            raise SamSrError("give --image and --mask, --images and --masks, or --example")
+        refiner = _refiner(args)
+        _refine_one(refiner, args.image, args.mask, Path(args.out), args.soft,
+                    Path(args.overlay) if args.overlay else None, args.force)
+    except SamSrError as exc:
+        return _fail(exc)
+    print(f"wrote {args.out}" + (f" and {args.overlay}" if args.overlay else ""))
+    return 0
+
+
+def _infer_folder(args) -> int:
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from .io import IMAGE_EXTS, list_images
+
+    images = list_images(args.images)
+    mask_dir = Path(args.masks)
+    if not mask_dir.is_dir():
+        raise SamSrError(f"folder not found: {mask_dir}")
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SamSrError(f"--out must be a folder in folder mode: {out_dir}")
+    if not images:
+        raise SamSrError(f"no images in {args.images}")
+    refiner = _refiner(args)
+    failed = 0
+    for img in tqdm(images, desc="refine", unit="img"):
+        cands = [mask_dir / f"{img.stem}{e}" for e in (".png",) + IMAGE_EXTS]
+        mask = next((c for c in cands if c.is_file()), None)
+        try:
+            if mask is None:
+                raise SamSrError(f"no coarse mask for {img.name} in {mask_dir}")
+            _refine_one(refiner, img, mask, out_dir / f"{img.stem}.png", args.soft, None, args.force)
+        except SamSrError as exc:
+            failed += 1
+            print(f"error: {img.name}: {exc}", file=sys.stderr)
+    print(f"refined {len(images) - failed} of {len(images)} images into {out_dir}"
+          + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """``scripts/evaluate.py``: coarse vs refined IoU (mean and cumulative) and mBA per coarse source."""
+    ap = argparse.ArgumentParser(prog="evaluate.py", description="Evaluate a refiner (IoU, mBA).")
+    ap.add_argument("--root", default="../shared/data/sod", help="dataset folder")
+    ap.add_argument("--layout", default="generic", help="dataset layout (generic, big, ecssd, ...)")
+    ap.add_argument("--ids", default="configs/splits/sod_eval.txt",
+                    help="file of evaluation ids ('' for all)")
+    ap.add_argument("--sources", default="picanet,dss,amulet,scale_gap_x8",
+                    help="coarse sources: folders under <root>/coarse and/or scale_gap_xK")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
+    ap.add_argument("--coarse-only", action="store_true", help="score the coarse masks only")
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
+    _add_model_args(ap)
+    args = ap.parse_args(argv)
+    try:
+        from .data import load_samples
+        from .evaluation import evaluate, format_tables, write_json
+        samples = load_samples({"layout": args.layout, "root": args.root, "ids_file": args.ids or None})
+        if args.limit:
+            samples = samples[: args.limit]
+        sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+        refiner = None if args.coarse_only else _refiner(args)
+        results = evaluate(refiner, samples, sources)
+        print(format_tables(results))
+        if args.json:
+            meta = {"root": args.root, "ids": args.ids, "n_images": len(samples),
+                    "checkpoint": None if refiner is None else refiner.info.get("checkpoint"),
+                    "scales": args.scales, "min_size": args.min_size, "decode": args.decode,
+                    "fusion_patches": args.fusion_patches, "encoder_tile": args.encoder_tile}
+            write_json(args.json, {"meta": meta, "results": results})
+    except SamSrError as exc:
+        return _fail(exc)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sam-sr {infer,train,eval} ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"infer": infer_main, "train": train_main, "eval": eval_main}
+    if not argv or argv[0] not in commands:
+        print("usage: sam-sr {infer,train,eval} [options]  (sam-sr COMMAND --help for details)",
+              file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])

@@ -1,0 +1,122 @@
+"""CRM's cascade inference: refine from low to full resolution, each step's soft output feeding the next.
+
+Shen et al. 2022: at each scale s the image and the current mask are resized to s x full size, the
+encoder runs on the resized (reflect-padded) inputs, and the implicit decoder is queried. Ours decodes
+each step directly at the next step's resolution (the last at full resolution), since the next step
+would resize it there anyway, and needs no ground truth or CUDA. Memory and speed options (patched
+fusion, encoder tiles, query-selection modes) are in :class:`CascadeConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..models.crm import resize_mask
+from ..models.implicit_decoder import DEFAULT_CHUNK
+from .encode import ALIGN, encode, encode_tiled
+from .query import DecodeMode, decode_step
+
+
+@dataclass
+class CascadeConfig:
+    """Cascade settings.
+
+    Args:
+        scales: increasing fractions of full size (CRM: 0.125, 0.25, 0.5, 1.0); 1.0 is always run last.
+        min_size: scales whose longer side would be below this many pixels are skipped (small images
+            start the cascade at a size the encoder can still see something at).
+        pad: reflect padding in pixels added around the inputs at each step (CRM: 32).
+        chunk: query points decoded at a time (bounds decoder memory).
+        decode: query-selection mode (see :mod:`sam_sr.inference.query`), e.g. ``"full"``,
+            ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``, ``"hierarchical:16"``.
+        fusion_patches: run the fusion convolutions in this many bands (exact; 0 = off).
+        encoder_tile: encode inputs larger than this many pixels (per side) in overlapping tiles
+            (approximate; 0 = off). ``tile_overlap``: context per tile side in pixels.
+    """
+
+    scales: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    min_size: int = 224
+    pad: int = 16
+    chunk: int = DEFAULT_CHUNK
+    decode: str = "full"
+    fusion_patches: int = 8
+    encoder_tile: int = 0
+    tile_overlap: int = 64
+    stats: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def steps(self, h: int, w: int) -> list[float]:
+        """The scales run for an H x W image, increasing, ending at 1.0."""
+        s = sorted({float(x) for x in self.scales if 0 < x < 1 and max(h, w) * x >= self.min_size})
+        return s + [1.0]
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize float (B, C, H, W): antialiased bilinear when shrinking, bilinear otherwise."""
+    if image.shape[-2:] == tuple(size):
+        return image
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def pad_inputs(tensors: list[torch.Tensor], pad: int, multiple: int = ALIGN):
+    """Reflect-pad tensors of equal (H, W) by ``pad`` px plus up to a multiple of ``multiple``.
+
+    Returns (padded tensors, (top, left, padded_h, padded_w)). Falls back to replicate padding when
+    the image is too small to reflect.
+    """
+    h, w = tensors[0].shape[-2:]
+    hp = -(-(h + 2 * pad) // multiple) * multiple
+    wp = -(-(w + 2 * pad) // multiple) * multiple
+    top, left = (hp - h) // 2, (wp - w) // 2
+    spec = (left, wp - w - left, top, hp - h - top)
+    mode = "reflect" if max(spec[0], spec[1]) < w and max(spec[2], spec[3]) < h else "replicate"
+    return [F.pad(t, spec, mode=mode) for t in tensors], (top, left, hp, wp)
+
+
+@torch.no_grad()
+def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
+                   config: CascadeConfig | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Cascade refinement of one image.
+
+    Args:
+        model: a refiner with ``encoder``, ``fusion``, ``decoder`` and ``make_input`` (CRM family).
+        image: float32 (1, 3, H, W) RGB in [0, 1].
+        mask: float32 (1, 1, H, W) coarse mask in [0, 1].
+        extra: optional float32 (1, C, H, W) extra input channels in [0, 1].
+
+    Returns:
+        float32 (1, 1, H, W) refined soft mask in [0, 1]. ``config.stats`` receives
+        ``{"decoded_points": int, "steps": [(h, w), ...]}`` of this call.
+    """
+    cfg = config or CascadeConfig()
+    mode = DecodeMode.parse(cfg.decode)
+    h, w = image.shape[-2:]
+    steps = cfg.steps(h, w)
+    sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in steps[:-1]] + [(h, w)]
+    current = mask
+    decoded = 0
+    for i, size in enumerate(sizes):
+        inputs = [resize_image(image, size), resize_mask(current, size)]
+        if extra is not None:
+            inputs.append(resize_image(extra, size))
+        padded, (top, left, hp, wp) = pad_inputs(inputs, cfg.pad)
+        ex = padded[2] if extra is not None else None
+        if cfg.encoder_tile:
+            proj = encode_tiled(model, padded[0], padded[1], ex, cfg.encoder_tile, cfg.tile_overlap,
+                                cfg.fusion_patches)
+        else:
+            proj = encode(model, padded[0], padded[1], ex, cfg.fusion_patches)
+        del padded, inputs
+        out_hw = sizes[i + 1] if i + 1 < len(sizes) else (h, w)
+        bounds = (-1 + 2 * top / hp, -1 + 2 * left / wp,
+                  -1 + 2 * (top + size[0]) / hp, -1 + 2 * (left + size[1]) / wp)
+        previous = resize_mask(current, out_hw)[0, 0]
+        prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk)
+        decoded += n
+        current = prob[None, None]
+        del proj
+    cfg.stats.clear()
+    cfg.stats.update({"decoded_points": decoded, "steps": sizes})
+    return current

@@ -1,0 +1,183 @@
+"""Query selection for the implicit decoder: which output pixels are decoded at a cascade step.
+
+Modes (``DecodeMode.parse``):
+- ``full``: every pixel.
+- ``bbox[:P]``: the bounding box of the previous step's mask, padded by P output pixels (default 32).
+- ``contour[:W]``: a band of W output pixels (default 16) on each side of the previous mask's contour.
+- ``strided:N``: every N-th pixel in y and x; then only the pixels whose four nearest decoded
+  neighbours disagree (some above 0.5, some below) are decoded; the others take the neighbours'
+  bilinearly interpolated value, which shares their side of 0.5. The SAM-SR thesis's strided mode.
+- ``hierarchical[:N]``: strides N, N/2, ..., 1 (default N = 16): at each level only the new pixels
+  whose four nearest decoded neighbours of the level above disagree are decoded, so cost follows the
+  boundary length rather than the image area.
+Pixels outside the decoded set take the value implied by the previous cascade step (its soft output,
+or the coarse mask at the first step, resized to the output size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import SamSrError
+from ..models.implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder
+
+
+@dataclass(frozen=True)
+class DecodeMode:
+    """A parsed query-selection mode: ``name`` in {full, bbox, contour, strided, hierarchical}
+    and its integer parameter (padding, band width or stride, in output pixels)."""
+
+    name: str = "full"
+    param: int = 0
+
+    DEFAULTS = {"full": 0, "bbox": 32, "contour": 16, "strided": 4, "hierarchical": 16}
+
+    @classmethod
+    def parse(cls, text: "str | DecodeMode") -> "DecodeMode":
+        """``"full"``, ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``, ``"hierarchical:16"``.
+
+        Raises:
+            SamSrError: unknown mode or a bad parameter.
+        """
+        if isinstance(text, DecodeMode):
+            return text
+        name, _, arg = str(text).strip().partition(":")
+        if name not in cls.DEFAULTS:
+            raise SamSrError(f"unknown decode mode {text!r}; choose from {sorted(cls.DEFAULTS)}")
+        try:
+            param = int(arg) if arg else cls.DEFAULTS[name]
+        except ValueError:
+            raise SamSrError(f"decode mode {text!r}: the parameter must be an integer") from None
+        if name in ("strided", "hierarchical") and param < 1:
+            raise SamSrError(f"decode mode {text!r}: the stride must be >= 1")
+        if name == "hierarchical" and param & (param - 1):
+            raise SamSrError(f"decode mode {text!r}: the top stride must be a power of two")
+        if param < 0:
+            raise SamSrError(f"decode mode {text!r}: the parameter must be >= 0")
+        return cls(name, param)
+
+    def __str__(self) -> str:
+        return self.name if self.name == "full" else f"{self.name}:{self.param}"
+
+
+class _Decoder:
+    """Decodes pixels of one ``out_h x out_w`` output grid of one image (batch 1)."""
+
+    def __init__(self, decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int],
+                 bounds, chunk: int):
+        self.decoder, self.proj, self.chunk = decoder, proj, chunk
+        self.h, self.w = out_hw
+        y0, x0, y1, x1 = (float(v) for v in bounds)
+        self.y0, self.x0 = y0, x0
+        self.dy, self.dx = (y1 - y0) / self.h, (x1 - x0) / self.w
+        self.count = 0
+
+    def _coords(self, idx: torch.Tensor, origin: float, step: float) -> torch.Tensor:
+        return origin + (idx.to(self.proj.device, torch.float32) + 0.5) * step
+
+    def grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Probabilities float (len(rows), len(cols)) at the outer product of pixel indices."""
+        self.count += len(rows) * len(cols)
+        ys, xs = self._coords(rows, self.y0, self.dy), self._coords(cols, self.x0, self.dx)
+        logits = self.decoder.query_rows_cols(self.proj, ys, xs, (self.dy, self.dx), self.chunk)
+        return torch.sigmoid(logits[0].float())
+
+    def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Probabilities float (N,) at pixels (rows[i], cols[i])."""
+        self.count += len(rows)
+        if len(rows) == 0:
+            return torch.zeros(0, device=self.proj.device)
+        coord = torch.stack([self._coords(rows, self.y0, self.dy),
+                             self._coords(cols, self.x0, self.dx)], dim=-1)
+        cell = torch.tensor([self.dy, self.dx], device=self.proj.device)
+        return torch.sigmoid(self.decoder.query_chunked(self.proj, coord[None], cell, self.chunk)[0].float())
+
+
+def _levels(n: int, stride: int) -> torch.Tensor:
+    """Pixel indices 0, stride, 2*stride, ... plus the last index n - 1."""
+    idx = torch.arange(0, n, stride)
+    return idx if idx[-1] == n - 1 else torch.cat([idx, torch.tensor([n - 1])])
+
+
+def _refine_level(dec: _Decoder, out: torch.Tensor, known_r: torch.Tensor, known_c: torch.Tensor,
+                  new_r: torch.Tensor, new_c: torch.Tensor) -> None:
+    """Fill ``out`` at the grid new_r x new_c from the decoded grid known_r x known_c (a sub-grid of
+    it): pixels whose four enclosing known neighbours agree take their bilinear interpolation, the
+    others are decoded. ``out`` is float (H, W) on the decoder's device, modified in place."""
+    dev = out.device
+    kr, kc, nr, nc = (t.to(dev) for t in (known_r, known_c, new_r, new_c))
+    i1 = torch.searchsorted(kr, nr).clamp_(1, len(kr) - 1) if len(kr) > 1 else torch.zeros_like(nr)
+    j1 = torch.searchsorted(kc, nc).clamp_(1, len(kc) - 1) if len(kc) > 1 else torch.zeros_like(nc)
+    i0 = (i1 - 1).clamp_(min=0)
+    j0 = (j1 - 1).clamp_(min=0)
+    r0, r1, c0, c1 = kr[i0], kr[i1], kc[j0], kc[j1]
+    wy = ((nr - r0).float() / (r1 - r0).clamp(min=1).float())[:, None]
+    wx = ((nc - c0).float() / (c1 - c0).clamp(min=1).float())[None, :]
+    v00 = out[r0][:, c0]
+    v01 = out[r0][:, c1]
+    v10 = out[r1][:, c0]
+    v11 = out[r1][:, c1]
+    b = [(v >= 0.5) for v in (v00, v01, v10, v11)]
+    agree = (b[0] == b[1]) & (b[0] == b[2]) & (b[0] == b[3])
+    interp = (v00 * (1 - wy) * (1 - wx) + v01 * (1 - wy) * wx + v10 * wy * (1 - wx) + v11 * wy * wx)
+    rr = nr[:, None].expand(-1, len(nc))
+    cc = nc[None, :].expand(len(nr), -1)
+    known = torch.zeros(out.shape, dtype=torch.bool, device=dev)
+    known[kr[:, None], kc[None, :]] = True
+    todo = ~agree & ~known[rr, cc]
+    fill = agree & ~known[rr, cc]
+    out[rr[fill], cc[fill]] = interp[fill]
+    out[rr[todo], cc[todo]] = dec.points(rr[todo], cc[todo])
+
+
+def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int], bounds,
+                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK
+                ) -> tuple[torch.Tensor, int]:
+    """Decode one cascade step's output with a query-selection mode.
+
+    Args:
+        decoder, proj: the implicit decoder and its prepared feature map, float (1, K, h, w).
+        out_hw: output size (H, W) in pixels.
+        bounds: the output's outer edges (y0, x0, y1, x1) in the feature map's normalised frame.
+        previous: float (H, W) in [0, 1], the value implied by the previous cascade step.
+        mode: a :class:`DecodeMode`.
+
+    Returns:
+        (probabilities float32 (H, W) in [0, 1], number of decoded query points).
+    """
+    h, w = out_hw
+    dec = _Decoder(decoder, proj, out_hw, bounds, chunk)
+    dev = proj.device
+    if mode.name == "full":
+        return dec.grid(torch.arange(h), torch.arange(w)), dec.count
+    out = previous.to(dev, torch.float32).clone()
+    prev_bin = (previous >= 0.5).cpu().numpy().astype(np.uint8)
+    if mode.name == "bbox":
+        ys, xs = np.nonzero(prev_bin)
+        if len(ys) == 0:
+            return out, 0
+        p = mode.param
+        r0, r1 = max(0, ys.min() - p), min(h, ys.max() + p + 1)
+        c0, c1 = max(0, xs.min() - p), min(w, xs.max() + p + 1)
+        out[r0:r1, c0:c1] = dec.grid(torch.arange(r0, r1), torch.arange(c0, c1))
+        return out, dec.count
+    if mode.name == "contour":
+        k = 2 * mode.param + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        band = cv2.dilate(prev_bin, kernel) != cv2.erode(prev_bin, kernel)
+        rr, cc = (torch.from_numpy(a.astype(np.int64)) for a in np.nonzero(band))
+        out[rr.to(dev), cc.to(dev)] = dec.points(rr, cc)
+        return out, dec.count
+    # strided / hierarchical: start from the decoded stride-N grid
+    n = mode.param
+    kr, kc = _levels(h, n), _levels(w, n)
+    out[kr.to(dev)[:, None], kc.to(dev)[None, :]] = dec.grid(kr, kc)
+    strides = [1] if mode.name == "strided" else [n >> i for i in range(1, n.bit_length())]
+    for s in strides:
+        nr, nc = _levels(h, s), _levels(w, s)
+        _refine_level(dec, out, kr, kc, nr, nc)
+        kr, kc = nr, nc
+    return out, dec.count

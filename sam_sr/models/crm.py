@@ -1,0 +1,133 @@
+"""CRM refiner: ResNet encoder over image + coarse mask, multi-scale fusion, implicit decoder.
+
+Shen et al., CVPR 2022, "High Quality Segmentation for Ultra High-resolution Images". Written for
+sam-sr from the paper's description (the authors' code is CC BY-NC and is not used).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import SamSrError
+from .encoder import MaskEncoder
+from .fusion import FeatureFusion
+from .implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder, query_grid
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CRMConfig:
+    """Architecture of a CRM refiner. Defaults are the compact CPU configuration.
+
+    The paper configuration is ``backbone="resnet50", out_indices=(0, 1, 3),
+    branch_channels=(64, 64, 128), fusion_channels=256, dropout=0.5``.
+    """
+
+    backbone: str = "resnet18"
+    out_indices: tuple[int, ...] = (0, 1, 2)
+    output_stride: int = 8
+    branch_channels: tuple[int, ...] = (32, 32, 64)
+    fusion_channels: int = 128
+    dropout: float = 0.0
+    decoder_hidden: tuple[int, ...] = (32, 32, 32, 32)
+    extra_channels: int = 0
+    pretrained: bool = False
+    backbone_checkpoint: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CRMConfig":
+        """Build from a dict; raises :class:`SamSrError` on unknown keys."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SamSrError(f"unknown model config keys {unknown}; allowed: {sorted(names)}")
+        kw = dict(d)
+        for k in ("out_indices", "branch_channels", "decoder_hidden"):
+            if k in kw:
+                kw[k] = tuple(int(v) for v in kw[k])
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("out_indices", "branch_channels", "decoder_hidden"):
+            d[k] = list(d[k])
+        return d
+
+
+class CRM(nn.Module):
+    """Continuous Refinement Model.
+
+    Inputs of :meth:`forward`:
+        image: float32 (B, 3, H, W), RGB in [0, 1] (ImageNet normalisation is applied inside).
+        mask: float32 (B, 1, H, W), coarse mask in [0, 1] (binary or soft); mapped to [-1, 1] inside.
+        extra: optional float32 (B, extra_channels, H, W) in [0, 1] (e.g. a SAM map), mapped to [-1, 1].
+    """
+
+    variant = "crm"
+
+    def __init__(self, config: CRMConfig | None = None):
+        super().__init__()
+        self.config = config or CRMConfig()
+        c = self.config
+        if len(c.branch_channels) != len(c.out_indices):
+            raise SamSrError("branch_channels must have one entry per out_indices entry")
+        self.encoder = MaskEncoder(c.backbone, c.out_indices, c.output_stride, c.extra_channels,
+                                   c.pretrained, c.backbone_checkpoint)
+        self.fusion = FeatureFusion(self.encoder.channels, c.branch_channels, c.fusion_channels,
+                                    c.dropout)
+        self.decoder = ImplicitDecoder(c.fusion_channels, c.decoder_hidden)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def make_input(self, image: torch.Tensor, mask: torch.Tensor,
+                   extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised encoder input, float (B, 4 + extra_channels, H, W).
+
+        Raises:
+            SamSrError: mismatched spatial sizes or channel counts.
+        """
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise SamSrError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
+        if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]:
+            raise SamSrError(f"mask must be (B, 1, H, W) matching the image, got {tuple(mask.shape)}")
+        parts = [(image - self.mean) / self.std, mask * 2 - 1]
+        if self.config.extra_channels:
+            if extra is None or extra.shape[1] != self.config.extra_channels \
+                    or extra.shape[-2:] != image.shape[-2:]:
+                raise SamSrError(f"this model needs {self.config.extra_channels} extra input "
+                                 f"channels matching the image")
+            parts.append(extra * 2 - 1)
+        return torch.cat(parts, dim=1)
+
+    def encode(self, image: torch.Tensor, mask: torch.Tensor,
+               extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder + fusion + the decoder's per-cell projection: float (B, hidden[0], H/2, W/2)."""
+        feats = self.encoder(self.make_input(image, mask, extra))
+        return self.decoder.prepare(self.fusion(feats))
+
+    def decode(self, proj: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
+               chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+        """Logits (B, N) at query points; see :meth:`ImplicitDecoder.query`."""
+        return self.decoder.query_chunked(proj, coord, cell, chunk)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, out_size: tuple[int, int] | None = None,
+                extra: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+        """Logits float32 (B, 1, Ho, Wo) over the whole input at ``out_size`` (default: input size)."""
+        proj = self.encode(image, mask, extra)
+        ho, wo = out_size or image.shape[-2:]
+        return self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a float (B, 1, H, W) mask (area when shrinking), values stay in [0, 1]."""
+    if mask.shape[-2:] == tuple(size):
+        return mask
+    shrink = size[0] < mask.shape[-2] and size[1] < mask.shape[-1]
+    return F.interpolate(mask, size=size, mode="area" if shrink else "bilinear",
+                         align_corners=None if shrink else False)

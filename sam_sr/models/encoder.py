@@ -1,0 +1,95 @@
+"""ResNet encoder over RGB + coarse mask (+ optional extra channels), built from timm.
+
+Follows CRM (Shen et al., CVPR 2022, "High Quality Segmentation for Ultra High-resolution Images"):
+the first convolution takes the RGB image plus the coarse mask; when RGB-pretrained weights are loaded,
+the weights of the extra input channels start at zero so the pretrained behaviour is kept at step 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import timm
+import torch
+from torch import nn
+
+from ..errors import SamSrError
+
+
+class MaskEncoder(nn.Module):
+    """timm ResNet with ``features_only`` over ``3 + 1 + extra_channels`` input channels.
+
+    Args:
+        backbone: timm model name, e.g. ``"resnet18"``, ``"resnet34"``, ``"resnet50"``.
+        out_indices: timm feature indices to return; ``0`` = stride 2 (conv1), ``1`` = stride 4
+            (layer1), ``2`` = stride 8 (layer2), ``3`` = layer3 (stride 8 when ``output_stride=8``).
+        output_stride: 8, 16 or 32; 8 dilates layer3/layer4 as CRM does.
+        extra_channels: further input channels after the mask (e.g. a SAM RGB map: 3).
+        pretrained: load timm's ImageNet weights (downloads; never used in tests or CI).
+        backbone_checkpoint: path to a local timm state dict (``.pth``/``.pt``/``.safetensors``).
+
+    Raises:
+        SamSrError: unknown backbone, or a backbone checkpoint that is missing or does not fit.
+    """
+
+    def __init__(self, backbone: str = "resnet18", out_indices: Sequence[int] = (0, 1, 2),
+                 output_stride: int = 8, extra_channels: int = 0, pretrained: bool = False,
+                 backbone_checkpoint: str | None = None):
+        super().__init__()
+        self.in_channels = 4 + int(extra_channels)
+        load_weights = bool(pretrained) or backbone_checkpoint is not None
+        try:
+            self.body = timm.create_model(
+                backbone, features_only=True, out_indices=tuple(out_indices),
+                output_stride=output_stride, pretrained=bool(pretrained),
+                in_chans=3 if load_weights else self.in_channels)
+        except RuntimeError as exc:  # timm raises RuntimeError for unknown names
+            raise SamSrError(f"cannot build backbone {backbone!r}: {exc}") from exc
+        if backbone_checkpoint is not None:
+            self._load_local(backbone_checkpoint)
+        if load_weights:
+            self._expand_first_conv()
+        self.channels = list(self.body.feature_info.channels())
+        self.reductions = list(self.body.feature_info.reduction())
+
+    def _load_local(self, path: str) -> None:
+        p = Path(path)
+        if not p.is_file():
+            raise SamSrError(f"backbone checkpoint not found: {p}")
+        try:
+            if p.suffix == ".safetensors":
+                from safetensors.torch import load_file
+                state = load_file(str(p))
+            else:
+                state = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt file for the user
+            raise SamSrError(f"cannot read backbone checkpoint {p}: {exc}") from exc
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        own = self.body.state_dict()
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        missing = [k for k in own if k not in fitting]
+        # tensors of the layers we build that this backbone lacks (e.g. resnet34's layer1.2 for resnet18)
+        built = {k.split(".")[0] for k in own}
+        missing += [k for k in state if k.split(".")[0] in built and k not in own]
+        if missing:
+            raise SamSrError(f"backbone checkpoint {p} does not fit this backbone: "
+                             f"{len(missing)} tensors missing or mis-shaped, e.g. {missing[:3]}")
+        self.body.load_state_dict(fitting, strict=True)
+
+    def _expand_first_conv(self) -> None:
+        conv = self.body.conv1
+        new = nn.Conv2d(self.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                        conv.padding, bias=conv.bias is not None)
+        with torch.no_grad():
+            new.weight.zero_()
+            new.weight[:, :3] = conv.weight
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        self.body.conv1 = new
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: float32 (B, in_channels, H, W), normalised. Returns one map per ``out_indices``."""
+        if x.shape[1] != self.in_channels:
+            raise SamSrError(f"encoder expects {self.in_channels} input channels, got {x.shape[1]}")
+        return self.body(x)

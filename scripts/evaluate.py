@@ -1,0 +1,9 @@
+"""Evaluate a refiner: ``python scripts/evaluate.py [--checkpoint CKPT] [--sources ...] [--json OUT]``."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sam_sr.cli import eval_main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(eval_main())

@@ -1,0 +1,36 @@
+"""Export a training checkpoint as a small inference checkpoint (weights + model config only).
+
+``python scripts/export_model.py runs/crm_r18/final.pt sam_sr/weights/crm_r18.pt [--force]``
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sam_sr.checkpoint import load_model, save_checkpoint  # noqa: E402
+from sam_sr.errors import SamSrError  # noqa: E402
+from sam_sr.io import check_output_path  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+    try:
+        check_output_path(args.dst, args.force)
+        model, state = load_model(args.src)
+        keep = {k: state[k] for k in ("iteration", "config") if k in state}
+        save_checkpoint(args.dst, model, state["variant"], state["model_config"], **keep)
+    except SamSrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = Path(args.dst).stat().st_size
+    print(f"wrote {args.dst}: {state['variant']} at iteration {state.get('iteration')}, {size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from sam_sr.data.perturb import (CoarseMaskSynthesizer, mask_iou, perturb_to_iou, scale_gap,
+                                 simplify_contours)
+from tests.conftest import disk_photo
+
+
+def _blob(h=160, w=200, seed=0):
+    return disk_photo(h, w, seed)[1] > 0
+
+
+@pytest.mark.parametrize("target", [0.95, 0.9, 0.85, 0.8, 0.7])
+def test_perturbation_reaches_target_iou(target):
+    rng = np.random.default_rng(0)
+    reached = []
+    for seed in range(6):
+        gt = _blob(seed=seed)
+        out = perturb_to_iou(gt, target, rng)
+        assert out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1}
+        reached.append(mask_iou(out, gt))
+    reached = np.array(reached)
+    # stops as soon as IoU falls below the target, one rectangle at a time: lands just under it
+    assert (reached < target).all(), reached
+    assert (reached > target - 0.1).all(), reached
+
+
+def test_sampled_targets_cover_the_configured_range():
+    rng = np.random.default_rng(1)
+    synth = CoarseMaskSynthesizer(iou_range=(0.8, 1.0), mode_weights={"perturb": 1.0}, soft_prob=0.0)
+    ious = [mask_iou(synth(_blob(seed=s), rng) >= 0.5, _blob(seed=s)) for s in range(20)]
+    assert min(ious) >= 0.7 and max(ious) <= 1.0
+    assert np.ptp(ious) > 0.05  # targets are drawn from the range, not one value
+
+
+def test_contour_simplification_keeps_the_object_roughly():
+    gt = _blob()
+    simple = simplify_contours(gt.astype(np.uint8), np.random.default_rng(0))
+    assert 0.8 < mask_iou(simple, gt) < 1.0
+
+
+def test_scale_gap_blurs_only_the_boundary():
+    gt = _blob()
+    out = scale_gap(gt, 8)
+    assert out.shape == gt.shape and 0.85 < mask_iou(out, gt) < 1.0
+    soft = scale_gap(gt, 8, soft=True)
+    assert soft.dtype == np.float32 and 0 < soft.min() + 1e-9 and soft.max() <= 1
+    assert ((soft > 0) & (soft < 1)).any()
+
+
+@pytest.mark.parametrize("mode", ["perturb", "scale_gap", "missing_part", "spurious", "soft"])
+def test_each_mode_produces_a_plausible_coarse_mask(mode):
+    rng = np.random.default_rng(3)
+    synth = CoarseMaskSynthesizer(mode_weights={mode: 1.0}, soft_prob=0.0, low_iou_range=(0.5, 0.7))
+    gt = _blob(seed=4)
+    out = synth(gt, rng)
+    assert out.shape == gt.shape and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 1
+    iou = mask_iou(out >= 0.5, gt)
+    assert 0.3 < iou < 1.0
+    if mode in ("missing_part", "spurious"):
+        assert iou < 0.75  # these model the big mistakes of real segmenters
+    if mode == "missing_part":
+        assert not ((out >= 0.5) & ~gt).any()  # only removes
+    if mode == "spurious":
+        assert ((out >= 0.5) | ~gt).all()  # only adds
+
+
+def test_empty_ground_truth_is_handled():
+    rng = np.random.default_rng(0)
+    empty = np.zeros((50, 60), np.uint8)
+    out = perturb_to_iou(empty, 0.9, rng, max_ops=10)
+    assert out.shape == empty.shape

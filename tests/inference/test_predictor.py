@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from sam_sr import CascadeConfig, Refiner, SamSrError
+from sam_sr.checkpoint import save_checkpoint
+from sam_sr.inference.cascade import cascade_refine, pad_inputs
+from tests.conftest import TINY, disk_photo
+
+
+@pytest.fixture
+def refiner(tiny_checkpoint):
+    return Refiner.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
+def test_refine_returns_full_resolution_binary_mask(refiner):
+    img, mask = disk_photo(120, 90)
+    out = refiner.refine(img, mask[::4, ::4])   # low-resolution coarse mask, same aspect ratio
+    assert out.shape == (120, 90) and out.dtype == np.uint8
+    assert set(np.unique(out)) <= {0, 255}
+    binary, soft = refiner.refine(img, mask, return_soft=True)
+    assert soft.shape == (120, 90) and soft.dtype == np.float32
+    assert 0 <= soft.min() and soft.max() <= 1
+    assert np.array_equal(binary, (soft >= 0.5).astype(np.uint8) * 255)
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_empty_or_full_mask_comes_back_unchanged(refiner, value):
+    img, _ = disk_photo()
+    mask = np.full(img.shape[:2], value, np.uint8)
+    out = refiner.refine(img, mask)
+    assert np.array_equal(out, mask)
+    few = np.zeros(img.shape[:2], np.uint8); few[5, 5] = 255
+    assert np.array_equal(refiner.refine(img, few), few)
+
+
+def test_grayscale_rgba_images_and_16bit_masks_are_accepted(refiner):
+    img, mask = disk_photo(64, 64)
+    gray = img[..., 0]
+    rgba = np.dstack([img, np.full((64, 64), 255, np.uint8)])
+    m16 = mask.astype(np.uint16) * 257
+    for im, m in ((gray, mask), (rgba, m16), (img, np.dstack([mask] * 3))):
+        assert refiner.refine(im, m).shape == (64, 64)
+
+
+def test_mismatched_aspect_ratio_raises(refiner):
+    img, mask = disk_photo(60, 120)
+    with pytest.raises(SamSrError, match="aspect ratio"):
+        refiner.refine(img, mask.T)
+
+
+def test_cascade_steps_and_padding():
+    cfg = CascadeConfig(min_size=224)
+    assert cfg.steps(2328, 3492) == [0.125, 0.25, 0.5, 1.0]
+    assert cfg.steps(321, 481) == [0.5, 1.0]
+    assert cfg.steps(100, 100) == [1.0]
+    (x,), (top, left, hp, wp) = pad_inputs([torch.rand(1, 3, 37, 50)], pad=16)
+    assert hp % 8 == 0 and wp % 8 == 0 and hp >= 37 + 32 and wp >= 50 + 32
+    assert x.shape[-2:] == (hp, wp)
+
+
+def test_cascade_output_matches_the_full_image_region(tiny_model):
+    """Padding must not shift the output: a padded input decoded over its inner region matches the
+    decoder run on the unpadded features where the model is translation-equivariant (the interior)."""
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 64, 64)
+    mask = (torch.rand(1, 1, 64, 64) > 0.5).float()
+    out = cascade_refine(tiny_model, img, mask, CascadeConfig(scales=(1.0,), pad=0))
+    with torch.no_grad():
+        ref = torch.sigmoid(tiny_model(img, mask))
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_wrong_checkpoints(tmp_path, tiny_model):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SamSrError, match="cannot read checkpoint"):
+        Refiner.from_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save(tiny_model.state_dict(), foreign)
+    with pytest.raises(SamSrError, match="not a sam-sr checkpoint"):
+        Refiner.from_checkpoint(foreign)
+    other = tmp_path / "v21.pt"
+    save_checkpoint(other, tiny_model, "v2.1", tiny_model.config.to_dict())
+    with pytest.raises(SamSrError, match="not 'crm'"):
+        Refiner.from_checkpoint(other, variant="crm")
+    mismatched = tmp_path / "mismatch.pt"
+    save_checkpoint(mismatched, tiny_model, "crm", {**TINY, "fusion_channels": 32})
+    with pytest.raises(SamSrError, match="does not match"):
+        Refiner.from_checkpoint(mismatched)
+    with pytest.raises(SamSrError, match="not found"):
+        Refiner.from_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,160 @@
+"""Correctness of the query-selection modes, patched fusion and encoder tiling (issue 3)."""
+import numpy as np
+import pytest
+import torch
+
+from sam_sr import CascadeConfig, SamSrError
+from sam_sr.inference.cascade import cascade_refine
+from sam_sr.inference.encode import encode, encode_tiled
+from sam_sr.inference.query import DecodeMode, _levels, decode_step
+from sam_sr.models import build_model
+from tests.conftest import TINY
+
+H, W = 90, 123
+BOUNDS = (-0.9, -0.95, 0.9, 0.92)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A tiny model whose decoded map has a real boundary: a smooth image with a disk, and the
+    output bias shifted so that half of the pixels fall on each side of 0.5."""
+    torch.manual_seed(0)
+    model = build_model("crm", TINY).eval()
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 80), indexing="ij")
+    disk = ((yy ** 2 + xx ** 2) < 0.4).float()
+    img = torch.stack([disk * 0.8 + 0.1, 0.5 * (xx + 1), 0.5 * (yy + 1)])[None]
+    with torch.no_grad():
+        proj = model.encode(img, disk[None, None])
+        logits = model.decoder.query_grid(proj, H, W, BOUNDS)
+        model.decoder.mlp[-1].bias -= logits.median()
+        full, n = decode_step(model.decoder, proj, (H, W), BOUNDS, torch.zeros(H, W), DecodeMode())
+    assert n == H * W
+    fg = float((full >= 0.5).float().mean())
+    assert 0.2 < fg < 0.8, fg
+    previous = torch.zeros(H, W)
+    previous[20:60, 30:90] = 1.0
+    return model, proj, full, previous
+
+
+def _run(setup, mode):
+    model, proj, _, previous = setup
+    with torch.no_grad():
+        return decode_step(model.decoder, proj, (H, W), BOUNDS, previous, DecodeMode.parse(mode))
+
+
+def _corners(n_levels_r, n_levels_c, i, j):
+    r = n_levels_r[np.searchsorted(n_levels_r, i, side="right") - 1]
+    r1 = n_levels_r[min(np.searchsorted(n_levels_r, i, side="left"), len(n_levels_r) - 1)]
+    c = n_levels_c[np.searchsorted(n_levels_c, j, side="right") - 1]
+    c1 = n_levels_c[min(np.searchsorted(n_levels_c, j, side="left"), len(n_levels_c) - 1)]
+    return [(r, c), (r, c1), (r1, c), (r1, c1)]
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8])
+def test_strided_equals_full_where_neighbours_agree(setup, stride):
+    _, _, full, _ = setup
+    out, n = _run(setup, f"strided:{stride}")
+    full_np, out_np = full.numpy(), out.numpy()
+    decoded = np.abs(out_np - full_np) < 1e-5
+    lr, lc = _levels(H, stride).numpy(), _levels(W, stride).numpy()
+    assert decoded[np.ix_(lr, lc)].all()          # the stride-N grid is decoded exactly
+    fb = full_np >= 0.5
+    for i, j in zip(*np.nonzero(~decoded)):       # every other pixel: its 4 decoded neighbours agree
+        sides = {bool(fb[r, c]) for r, c in _corners(lr, lc, i, j)}
+        assert sides == {bool(out_np[i, j] >= 0.5)}
+    assert n < H * W
+
+
+@pytest.mark.parametrize("top", [4, 16])
+def test_hierarchical_matches_full(setup, top):
+    _, _, full, _ = setup
+    out, n = _run(setup, f"hierarchical:{top}")
+    fb = full.numpy() >= 0.5
+    decoded = np.abs(out.numpy() - full.numpy()) < 1e-5
+    lr, lc = _levels(H, top).numpy(), _levels(W, top).numpy()
+    assert decoded[np.ix_(lr, lc)].all()
+    assert n < H * W
+    assert ((out.numpy() >= 0.5) == fb).mean() > 0.8  # random weights: a noisy map near 0.5
+    # at stride 1 nothing is left undecided: every pixel is decoded or shares its neighbours' side
+    out1, n1 = _run(setup, "hierarchical:1")
+    assert n1 == H * W and torch.allclose(out1, full, atol=1e-5)
+
+
+def test_bbox_and_contour_decode_only_their_region(setup):
+    _, _, full, previous = setup
+    out, n = _run(setup, "bbox:5")
+    inside = torch.zeros(H, W, dtype=torch.bool)
+    inside[15:65, 25:95] = True
+    assert n == int(inside.sum())
+    assert torch.allclose(out[inside], full[inside], atol=1e-5)
+    assert torch.equal(out[~inside], previous[~inside])
+    out, n = _run(setup, "contour:3")
+    import cv2
+    prev = previous.numpy().astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    band = torch.from_numpy(cv2.dilate(prev, k) != cv2.erode(prev, k))
+    assert n == int(band.sum()) > 0
+    assert torch.allclose(out[band], full[band], atol=1e-5)
+    assert torch.equal(out[~band], previous[~band])
+
+
+def test_empty_previous_mask_in_bbox_mode(setup):
+    model, proj, _, _ = setup
+    out, n = decode_step(model.decoder, proj, (H, W), BOUNDS, torch.zeros(H, W), DecodeMode.parse("bbox"))
+    assert n == 0 and float(out.max()) == 0.0
+
+
+def test_mode_parsing():
+    assert DecodeMode.parse("strided:4") == DecodeMode("strided", 4)
+    assert DecodeMode.parse("hierarchical") == DecodeMode("hierarchical", 16)
+    assert str(DecodeMode.parse("contour")) == "contour:16"
+    for bad in ("nope", "strided:x", "strided:0", "hierarchical:12", "bbox:-1"):
+        with pytest.raises(SamSrError):
+            DecodeMode.parse(bad)
+
+
+def test_patched_fusion_equals_unpatched(tiny_model):
+    torch.manual_seed(0)
+    img, mask = torch.rand(1, 3, 152, 96), (torch.rand(1, 1, 152, 96) > 0.5).float()
+    with torch.no_grad():
+        a = encode(tiny_model, img, mask, fusion_patches=0)
+        for n in (1, 3, 8, 1000):
+            assert (encode(tiny_model, img, mask, fusion_patches=n) - a).abs().max() <= 1e-5
+    a = cascade_refine(tiny_model, img, mask, CascadeConfig(fusion_patches=0, min_size=64))
+    b = cascade_refine(tiny_model, img, mask, CascadeConfig(fusion_patches=5, min_size=64))
+    assert (a - b).abs().max() <= 1e-5
+
+
+def test_patched_fusion_refuses_training_mode():
+    model = build_model("crm", TINY).train()
+    feats = model.encoder(torch.rand(1, 4, 32, 32))
+    with pytest.raises(RuntimeError, match="eval mode"):
+        model.fusion.forward_patched(feats, 2)
+
+
+def test_tiled_encoder_equals_untiled_within_tolerance(tiny_model):
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 304, 400)
+    mask = torch.zeros(1, 1, 304, 400)
+    mask[..., 60:250, 80:330] = 1
+    with torch.no_grad():
+        a = encode(tiny_model, img, mask)
+        b = encode_tiled(tiny_model, img, mask, tile=192, overlap=48)
+    assert a.shape == b.shape
+    assert (a - b).abs().max() <= 1e-4
+    with pytest.raises(ValueError):
+        encode_tiled(tiny_model, img[..., :301, :], mask[..., :301, :], tile=192)
+    full = cascade_refine(tiny_model, img, mask, CascadeConfig(min_size=64))
+    tiled = cascade_refine(tiny_model, img, mask, CascadeConfig(min_size=64, encoder_tile=192,
+                                                                 tile_overlap=48))
+    assert ((full >= 0.5) == (tiled >= 0.5)).float().mean() >= 0.999
+    assert (full - tiled).abs().max() <= 1e-3
+
+
+def test_cascade_reports_decoded_points(tiny_model):
+    cfg = CascadeConfig(min_size=32, decode="strided:4")
+    img, mask = torch.rand(1, 3, 64, 96), torch.zeros(1, 1, 64, 96)
+    mask[..., 10:50, 20:70] = 1
+    cascade_refine(tiny_model, img, mask, cfg)
+    assert cfg.stats["steps"][-1] == (64, 96)
+    assert 0 < cfg.stats["decoded_points"]

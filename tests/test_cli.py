@@ -1,0 +1,141 @@
+"""The command-line tools end to end, and every bad input the issue lists."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_sr.cli import eval_main, infer_main, main
+from sam_sr.inference.predictor import DEFAULT_CHECKPOINT
+from tests.conftest import ROOT, disk_photo, needs_shared, save_pair
+
+has_default = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
+
+
+def _pair(tmp_path, h=96, w=128):
+    img, mask = disk_photo(h, w)
+    Image.fromarray(img).save(tmp_path / "img.jpg")
+    Image.fromarray(mask[::2, ::2]).save(tmp_path / "coarse.png")
+    return tmp_path / "img.jpg", tmp_path / "coarse.png"
+
+
+@has_default
+def test_example_with_default_model_via_console_script(tmp_path):
+    out, ov = tmp_path / "refined.png", tmp_path / "overlay.png"
+    r = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--example", "--out", str(out),
+                        "--overlay", str(ov), "--soft"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    refined = np.asarray(Image.open(out))
+    assert refined.shape == (400, 600) and set(np.unique(refined)) <= {0, 255}
+    assert 0.05 < (refined > 0).mean() < 0.8
+    assert np.asarray(Image.open(tmp_path / "refined_soft.png")).shape == (400, 600)
+    assert np.asarray(Image.open(ov)).shape == (400, 600, 3)
+
+
+def test_single_image_with_checkpoint(tmp_path, tiny_checkpoint, capsys):
+    img, coarse = _pair(tmp_path)
+    out = tmp_path / "out.png"
+    assert infer_main(["--image", str(img), "--mask", str(coarse), "--out", str(out),
+                       "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert np.asarray(Image.open(out)).shape == (96, 128)
+    assert main(["infer", "--image", str(img), "--mask", str(coarse), "--out", str(out),
+                 "--checkpoint", str(tiny_checkpoint), "--force"]) == 0
+
+
+def _err(capsys):
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing_image", "unreadable_mask", "aspect", "corrupt_ckpt",
+                                  "foreign_ckpt", "other_variant", "output_exists"])
+def test_bad_inputs_give_one_error_and_no_output(tmp_path, tiny_checkpoint, capsys, case):
+    img, coarse = _pair(tmp_path)
+    out = tmp_path / "out.png"
+    ckpt = tiny_checkpoint
+    extra = []
+    if case == "missing_image":
+        img = tmp_path / "nope.jpg"
+    elif case == "unreadable_mask":
+        coarse.write_bytes(b"garbage")
+    elif case == "aspect":
+        Image.fromarray(np.zeros((128, 96), np.uint8)).save(coarse)
+    elif case == "corrupt_ckpt":
+        ckpt = tmp_path / "corrupt.pt"
+        ckpt.write_bytes(tiny_checkpoint.read_bytes()[:1000])
+    elif case == "foreign_ckpt":
+        import torch
+        ckpt = tmp_path / "foreign.pt"
+        torch.save({"state_dict": {}}, ckpt)
+    elif case == "other_variant":
+        extra = ["--variant", "v2.1"]
+    elif case == "output_exists":
+        out.write_bytes(b"precious")
+    rc = infer_main(["--image", str(img), "--mask", str(coarse), "--out", str(out),
+                     "--checkpoint", str(ckpt), *extra])
+    err = _err(capsys)
+    assert rc == 2
+    assert err.count("error:") == 1 and len(err.strip().splitlines()) == 1, err
+    expected = {"missing_image": "not found", "unreadable_mask": "cannot read mask",
+                "aspect": "aspect ratio", "corrupt_ckpt": "cannot read checkpoint",
+                "foreign_ckpt": "not a sam-sr checkpoint", "other_variant": "not 'v2.1'",
+                "output_exists": "output exists"}[case]
+    assert expected in err
+    if case == "output_exists":
+        assert out.read_bytes() == b"precious"
+    else:
+        assert not out.exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_folder_mode_skips_bad_pairs_and_reports(tmp_path, tiny_checkpoint, capsys):
+    imgs, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    for i in range(3):
+        save_pair(imgs, masks, f"ok{i}", i)
+    save_pair(imgs, tmp_path / "elsewhere", "nomask", 5)
+    save_pair(imgs, masks, "wrongaspect", 6)
+    Image.fromarray(np.zeros((40, 10), np.uint8)).save(masks / "wrongaspect.png")
+    rc = infer_main(["--images", str(imgs), "--masks", str(masks), "--out", str(out),
+                     "--checkpoint", str(tiny_checkpoint)])
+    err = _err(capsys)
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["ok0.png", "ok1.png", "ok2.png"]
+    assert "nomask.jpg" in err and "wrongaspect.jpg" in err
+    # a second run refuses to overwrite, a --force run succeeds
+    assert infer_main(["--images", str(imgs), "--masks", str(masks), "--out", str(out),
+                       "--checkpoint", str(tiny_checkpoint)]) == 1
+    (imgs / "nomask.jpg").unlink()
+    (imgs / "wrongaspect.jpg").unlink()
+    assert infer_main(["--images", str(imgs), "--masks", str(masks), "--out", str(out),
+                       "--checkpoint", str(tiny_checkpoint), "--force"]) == 0
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert infer_main(["--out", str(tmp_path / "x.png")]) == 2
+    assert "give --image and --mask" in _err(capsys)
+    assert infer_main(["--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main([]) == 2
+
+
+def test_eval_cli_on_a_tiny_dataset(tmp_path, tiny_checkpoint, capsys):
+    for i in range(2):
+        save_pair(tmp_path / "images", tmp_path / "masks", f"{i}", i)
+        save_pair(tmp_path / "x", tmp_path / "coarse" / "net", f"{i}", i + 7)
+    js = tmp_path / "res.json"
+    assert eval_main(["--root", str(tmp_path), "--ids", "", "--sources", "net,scale_gap_x8",
+                      "--checkpoint", str(tiny_checkpoint), "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "coarse source: net" in out and "coarse source: scale_gap_x8" in out
+    import json
+    res = json.loads(js.read_text())["results"]
+    assert res["net"]["coarse"]["n"] == 2 and "refined" in res["net"]
+
+
+@needs_shared
+def test_eval_cli_coarse_rows_on_real_data(capsys):
+    rc = eval_main(["--root", str(ROOT.parent / "shared/data/sod"),
+                    "--ids", str(ROOT / "configs/splits/sod_eval.txt"), "--coarse-only", "--limit", "5"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for src in ("picanet", "dss", "amulet", "scale_gap_x8"):
+        assert f"coarse source: {src}** (n = 5)" in out
