@@ -108,6 +108,14 @@ def infer_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", help="folder of photos (folder mode)")
     ap.add_argument("--masks", help="folder of coarse masks, matched to photos by file stem")
     ap.add_argument("--example", action="store_true", help="refine the example bundled with sam-sr")
+    ap.add_argument("--labels", help="semantic mode: an index or palette PNG label map for --image")
+    ap.add_argument("--num-classes", type=int, help="semantic mode: number of classes")
+    ap.add_argument("--ignore-index", type=int, default=None, help="semantic mode: label left untouched")
+    ap.add_argument("--fusion", default="refine",
+                    help="semantic mode: refine (per-class refiner), majority (SAM masks, majority vote) "
+                         "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
+    ap.add_argument("--sam-type", default="vit_t", help="SAM type for --fusion (vit_t = MobileSAM)")
+    ap.add_argument("--sam-checkpoint", help="SAM checkpoint for --fusion")
     ap.add_argument("--out", required=True, help="output PNG (single) or output folder (folder mode)")
     ap.add_argument("--overlay", help="also write an overlay PNG (coarse red, refined green)")
     ap.add_argument("--soft", action="store_true", help="also write the soft refined map")
@@ -121,6 +129,8 @@ def infer_main(argv: list[str] | None = None) -> int:
                 raise SamSrError("--example takes no --image/--mask/--images/--masks")
             assets = Path(__file__).resolve().parent / "assets"
             args.image, args.mask = str(assets / EXAMPLE_IMAGE), str(assets / EXAMPLE_MASK)
+        if args.labels:
+            return _infer_labels(args)
         if folder:
             if not (args.images and args.masks) or args.image or args.mask:
                 raise SamSrError("folder mode needs both --images and --masks (and no --image/--mask)")
@@ -133,6 +143,41 @@ def infer_main(argv: list[str] | None = None) -> int:
     except SamSrError as exc:
         return _fail(exc)
     print(f"wrote {args.out}" + (f" and {args.overlay}" if args.overlay else ""))
+    return 0
+
+
+def _infer_labels(args) -> int:
+    """Semantic mode: read a label map, refine or fuse it, write it with the input's palette."""
+    from pathlib import Path
+
+    from .io import check_output_path, read_image, read_label_map, write_png
+    from .semantic import refine_semantic
+
+    if not args.image or args.mask or args.images:
+        raise SamSrError("--labels needs --image (and no --mask/--images)")
+    if not args.num_classes or args.num_classes < 1:
+        raise SamSrError("--labels needs --num-classes N")
+    out = check_output_path(args.out, args.force)
+    image = read_image(args.image)
+    labels, palette = read_label_map(args.labels)
+    if labels.shape != image.shape[:2]:
+        raise SamSrError(f"label map {labels.shape} and image {image.shape[:2]} differ in size")
+    if args.fusion == "refine":
+        result = refine_semantic(_refiner(args), image, labels, args.num_classes, args.ignore_index)
+    else:
+        from .sam import load_sam, mask_generator, predictor
+        from .sam.fusion import PROMPTS, majority_vote, prompt_fusion
+        if args.fusion not in ("majority",) + PROMPTS:
+            raise SamSrError(f"unknown --fusion {args.fusion!r}")
+        if not args.sam_checkpoint:
+            raise SamSrError("--fusion with SAM needs --sam-checkpoint")
+        sam = load_sam(args.sam_type, args.sam_checkpoint, args.device)
+        if args.fusion == "majority":
+            result = majority_vote(labels, mask_generator(sam).generate(image), args.ignore_index)
+        else:
+            result = prompt_fusion(predictor(sam), image, labels, args.fusion, args.ignore_index)
+    write_png(out, result.astype(labels.dtype), palette=palette)
+    print(f"wrote {out}")
     return 0
 
 
@@ -204,12 +249,107 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def profile_main(argv: list[str] | None = None) -> int:
+    """``scripts/profile_inference.py``: latency, peak memory, decoded points, agreement with full."""
+    from pathlib import Path
+
+    from .profiling import CONFIGS, default_items, format_table, profile
+
+    ap = argparse.ArgumentParser(prog="profile_inference.py", description=profile_main.__doc__)
+    ap.add_argument("--highres", default="../shared/data/highres", help="folder with aeroplane.jpg")
+    ap.add_argument("--image", help="profile this image instead (with --mask)")
+    ap.add_argument("--mask")
+    ap.add_argument("--sizes", default="2048,3840,6000",
+                    help="also resize the image to these long sides (2k/4k/6k); '' for none")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated from {list(CONFIGS)}")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per configuration (median)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in each run (0 = default)")
+    ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the shipped model)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--json", default="benchmarks/results/profile.json", help="write rows here")
+    args = ap.parse_args(argv)
+    try:
+        configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+        unknown = [c for c in configs if c not in CONFIGS]
+        if unknown:
+            raise SamSrError(f"unknown configs {unknown}; known: {list(CONFIGS)}")
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        if args.image:
+            if not args.mask:
+                raise SamSrError("--image needs --mask")
+            items = [{"name": Path(args.image).stem, "image": args.image, "mask": args.mask,
+                      "long_side": None}]
+            items += [{**items[0], "name": f"{items[0]['name']}@{s}", "long_side": s} for s in sizes]
+        else:
+            if not (Path(args.highres) / "aeroplane.jpg").is_file():
+                raise SamSrError(f"{args.highres}/aeroplane.jpg not found; pass --image and --mask")
+            items = default_items(Path(args.highres), sizes)
+        for it in items:
+            for key in ("image", "mask"):
+                if not Path(it[key]).is_file():
+                    raise SamSrError(f"{key} not found: {it[key]}")
+        rows = profile(items, configs, args.checkpoint, args.device, args.runs, args.warmup,
+                       args.threads)
+    except SamSrError as exc:
+        return _fail(exc)
+    print(format_table(rows))
+    if args.json:
+        from .evaluation import write_json
+        write_json(args.json, {"args": vars(args), "rows": rows})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def semantic_eval_main(argv: list[str] | None = None) -> int:
+    """``scripts/evaluate_semantic.py``: refine_semantic and SAM fusion methods on CamVid."""
+    ap = argparse.ArgumentParser(prog="evaluate_semantic.py", description=semantic_eval_main.__doc__)
+    ap.add_argument("--root", default="../shared/data/camvid")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--limit", type=int, default=0, help="first N images (0 = all)")
+    ap.add_argument("--num-classes", type=int, default=11)
+    ap.add_argument("--ignore-index", type=int, default=11)
+    ap.add_argument("--factor", type=int, default=8, help="simulated segmenter's downsampling factor")
+    ap.add_argument("--noise", type=float, default=0.1, help="low-resolution label noise probability")
+    ap.add_argument("--methods", default="baseline,refine,majority,prompt:single_point,prompt:points,"
+                                         "prompt:box,prompt:points_box,prompt:points_box_mask,"
+                                         "det:coarse,det:oracle")
+    ap.add_argument("--sam-type", default="vit_t")
+    ap.add_argument("--sam-checkpoint", default="../shared/weights/mobile_sam.pt")
+    ap.add_argument("--points-per-side", type=int, default=16, help="SAM automatic-mask point grid")
+    ap.add_argument("--json", default=None)
+    _add_model_args(ap)
+    args = ap.parse_args(argv)
+    try:
+        from .semantic_eval import evaluate_semantic, format_semantic_table, list_pairs
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        pairs = list_pairs(args.root, args.split)
+        if args.limit:
+            pairs = pairs[: args.limit]
+        refiner = _refiner(args) if "refine" in methods else None
+        sam = None
+        if any(m not in ("baseline", "refine") for m in methods):
+            from .sam import load_sam
+            sam = load_sam(args.sam_type, args.sam_checkpoint, args.device)
+        results = evaluate_semantic(pairs, methods, args.num_classes, args.ignore_index, args.factor,
+                                    args.noise, refiner, sam, args.points_per_side)
+        print(format_semantic_table(results))
+        if args.json:
+            from .evaluation import write_json
+            write_json(args.json, {"args": vars(args), "n_images": len(pairs), "results": results})
+    except SamSrError as exc:
+        return _fail(exc)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``sam-sr {infer,train,eval} ...``."""
+    """``sam-sr {infer,train,eval,eval-semantic,profile} ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"infer": infer_main, "train": train_main, "eval": eval_main}
+    commands = {"infer": infer_main, "train": train_main, "eval": eval_main,
+                "eval-semantic": semantic_eval_main, "profile": profile_main}
     if not argv or argv[0] not in commands:
-        print("usage: sam-sr {infer,train,eval} [options]  (sam-sr COMMAND --help for details)",
+        print("usage: sam-sr {infer,train,eval,eval-semantic,profile} [options]  "
+              "(sam-sr COMMAND --help for details)",
               file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])

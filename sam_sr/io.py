@@ -106,12 +106,20 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return mask_to_float(np.asarray(im))
 
 
-def read_label_map(path: str | os.PathLike) -> np.ndarray:
-    """Read an index or palette PNG as uint8/int (H, W) class indices."""
+def read_label_map(path: str | os.PathLike) -> tuple[np.ndarray, list[int] | None]:
+    """Read an index ('L', 16-bit) or palette ('P') PNG.
+
+    Returns:
+        (class indices (H, W) uint8/uint16/int32, the palette as a flat RGB list or None).
+
+    Raises:
+        SamSrError: missing/unreadable file, or a colour image (RGB label maps are ambiguous).
+    """
     im = _open(path, "label map")
-    if im.mode not in ("P", "L", "I", "I;16"):
+    if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
         raise SamSrError(f"label map {path} must be an index or palette PNG, got mode {im.mode}")
-    return np.asarray(im)
+    palette = im.getpalette() if im.mode == "P" else None
+    return np.array(im), palette
 
 
 def check_aspect(image_hw: tuple[int, int], mask_hw: tuple[int, int], tol: float = 0.02) -> None:
@@ -154,12 +162,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_png(path: str | os.PathLike, arr: np.ndarray, palette: list[int] | None = None) -> None:
-    """Write a uint8 (H, W) or (H, W, 3) array as PNG, atomically (optionally with a palette)."""
+    """Write a uint8 (H, W) or (H, W, 3) array (or uint16 (H, W)) as PNG, atomically. With
+    ``palette`` (flat RGB list) a uint8 index map is written as a palette PNG with the same indices."""
     import io as _io
     im = Image.fromarray(np.ascontiguousarray(arr))
     if palette is not None:
-        im = im.convert("P") if im.mode != "P" else im
-        im.putpalette(palette)
+        if im.mode != "L":
+            raise SamSrError("a palette PNG needs a uint8 (H, W) index map")
+        im.putpalette(palette)  # 'L' -> 'P' keeping the indices
     buf = _io.BytesIO()
     im.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())

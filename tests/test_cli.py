@@ -139,3 +139,43 @@ def test_eval_cli_coarse_rows_on_real_data(capsys):
     out = capsys.readouterr().out
     for src in ("picanet", "dss", "amulet", "scale_gap_x8"):
         assert f"coarse source: {src}** (n = 5)" in out
+
+
+@pytest.mark.parametrize("palette", [True, False])
+def test_labels_mode_reads_and_writes_index_and_palette_pngs(tmp_path, tiny_checkpoint, palette):
+    img, _ = disk_photo(48, 64)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    labels = np.zeros((48, 64), np.uint8)
+    labels[:, 32:] = 2
+    labels[40:, :] = 255
+    im = Image.fromarray(labels)
+    if palette:
+        im.putpalette([0, 0, 0, 200, 0, 0, 0, 200, 0] + [9] * (253 * 3))
+    im.save(tmp_path / "labels.png")
+    out = tmp_path / "refined.png"
+    rc = infer_main(["--image", str(tmp_path / "img.png"), "--labels", str(tmp_path / "labels.png"),
+                     "--num-classes", "3", "--ignore-index", "255", "--out", str(out),
+                     "--checkpoint", str(tiny_checkpoint)])
+    assert rc == 0
+    res = Image.open(out)
+    assert res.mode == ("P" if palette else "L")
+    if palette:
+        assert res.getpalette()[:9] == [0, 0, 0, 200, 0, 0, 0, 200, 0]
+    arr = np.asarray(res)
+    assert arr.shape == (48, 64) and (arr[40:] == 255).all() and set(np.unique(arr)) <= {0, 2, 255}
+
+
+def test_labels_mode_errors(tmp_path, tiny_checkpoint, capsys):
+    img, _ = disk_photo(48, 64)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    Image.fromarray(np.zeros((40, 64), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "rgb.png")
+    base = ["--image", str(tmp_path / "img.png"), "--out", str(tmp_path / "o.png"),
+            "--checkpoint", str(tiny_checkpoint)]
+    assert infer_main(base + ["--labels", str(tmp_path / "small.png"), "--num-classes", "2"]) == 2
+    assert "differ in size" in capsys.readouterr().err
+    assert infer_main(base + ["--labels", str(tmp_path / "rgb.png"), "--num-classes", "2"]) == 2
+    assert "index or palette" in capsys.readouterr().err
+    assert infer_main(base + ["--labels", str(tmp_path / "small.png")]) == 2
+    assert "--num-classes" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()

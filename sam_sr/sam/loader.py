@@ -1,0 +1,103 @@
+"""Loading SAM / MobileSAM through the real libraries, and their mask generator and predictor.
+
+- ``vit_b``, ``vit_l``, ``vit_h``: ``segment_anything.sam_model_registry`` (official SAM checkpoints).
+- ``vit_t``: MobileSAM from the PyPI package ``mobilesam-mirror`` (module ``mobile_sam``), whose
+  prompt encoder and mask decoder are segment_anything's.
+Install with ``pip install "sam-sr[sam]"``. Nothing is downloaded: the checkpoint is a local path.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SamSrError
+
+SAM_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+
+def _lib(model_type: str):
+    import warnings
+    try:
+        with warnings.catch_warnings():  # mobile_sam re-registers timm's TinyViT names on import
+            warnings.simplefilter("ignore")
+            if model_type == "vit_t":
+                import mobile_sam as lib
+            else:
+                import segment_anything as lib
+    except ImportError as exc:
+        raise SamSrError(f"SAM model {model_type!r} needs the SAM extras: pip install 'sam-sr[sam]' "
+                         f"({exc})") from exc
+    return lib
+
+
+def load_sam(model_type: str, checkpoint: str | os.PathLike, device: str | torch.device | None = None):
+    """Build a SAM model of ``model_type`` and load ``checkpoint`` (eval mode).
+
+    Raises:
+        SamSrError: unknown type, missing/corrupt checkpoint, or a checkpoint of another SAM type.
+    """
+    if model_type not in SAM_TYPES:
+        raise SamSrError(f"unknown SAM type {model_type!r}; choose from {SAM_TYPES}")
+    p = Path(checkpoint)
+    if not p.is_file():
+        raise SamSrError(f"SAM checkpoint not found: {p}")
+    lib = _lib(model_type)
+    try:
+        sam = lib.sam_model_registry[model_type](checkpoint=str(p))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SamSrError(f"{p} is not a {model_type} SAM checkpoint: {first}") from exc
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of corrupt files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SamSrError(f"cannot read SAM checkpoint {p}: {first}") from exc
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return sam.to(dev).eval()
+
+
+def _is_mobile(sam) -> bool:
+    return type(sam).__module__.startswith("mobile_sam")
+
+
+def mask_generator(sam, points_per_side: int = 16, points_per_batch: int = 64,
+                   pred_iou_thresh: float = 0.86, stability_score_thresh: float = 0.92,
+                   box_nms_thresh: float = 0.7, min_mask_region_area: int = 0, **kw: Any):
+    """segment_anything's automatic mask generator (a point grid of ``points_per_side``^2 prompts,
+    3 masks per point, predicted-IoU and stability filtering, box NMS). 16x16 suits a CPU; SAM's
+    default is 32x32."""
+    lib = _lib("vit_t" if _is_mobile(sam) else "vit_b")
+    return lib.SamAutomaticMaskGenerator(
+        sam, points_per_side=points_per_side, points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+        box_nms_thresh=box_nms_thresh, min_mask_region_area=min_mask_region_area, **kw)
+
+
+def predictor(sam):
+    """segment_anything's ``SamPredictor`` (prompted masks: points, boxes, mask inputs)."""
+    lib = _lib("vit_t" if _is_mobile(sam) else "vit_b")
+    return lib.SamPredictor(sam)
+
+
+def build_tiny_sam(image_size: int = 256, seed: int = 0):
+    """A tiny, randomly initialised ``segment_anything.modeling.Sam`` for wiring tests (no weights).
+
+    Same modules as SAM (ViT image encoder, prompt encoder, two-way-transformer mask decoder) with
+    small widths; its masks are meaningless, its shapes and interfaces are real.
+    """
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+    torch.manual_seed(seed)
+    emb = image_size // 16
+    sam = Sam(
+        image_encoder=ImageEncoderViT(img_size=image_size, patch_size=16, embed_dim=32, depth=1,
+                                      num_heads=2, out_chans=32, window_size=0, global_attn_indexes=()),
+        prompt_encoder=PromptEncoder(embed_dim=32, image_embedding_size=(emb, emb),
+                                     input_image_size=(image_size, image_size), mask_in_chans=4),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=32,
+                                 transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64,
+                                                               num_heads=2),
+                                 iou_head_depth=2, iou_head_hidden_dim=32),
+    )
+    return sam.eval()

@@ -1,0 +1,9 @@
+"""Semantic refinement and SAM fusion on CamVid: ``python scripts/evaluate_semantic.py [--limit N]``."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sam_sr.cli import semantic_eval_main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(semantic_eval_main())

@@ -1,0 +1,9 @@
+"""Profile inference: ``python scripts/profile_inference.py [--sizes 2048,3840,6000] [--configs ...]``."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sam_sr.cli import profile_main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(profile_main())

@@ -1,0 +1,36 @@
+"""The model shipped in the package: size, config, and the decode modes on real photos."""
+import numpy as np
+import pytest
+
+from sam_sr import Refiner
+from sam_sr.config import load_config
+from sam_sr.data import load_samples
+from sam_sr.inference.predictor import DEFAULT_CHECKPOINT
+from sam_sr.io import read_image, read_mask
+from sam_sr.metrics import iou
+from tests.conftest import ROOT, SHARED_DATA, needs_shared
+
+pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
+
+
+def test_shipped_checkpoint_is_small_and_matches_its_config():
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 2**20
+    r = Refiner.from_checkpoint(variant="crm", device="cpu")
+    cfg = load_config(ROOT / "configs" / "crm_r18.yaml")["model"]
+    mine = r.model.config.to_dict()
+    assert all(mine[k] == v for k, v in cfg.items() if k != "pretrained"), (mine, cfg)
+
+
+@needs_shared
+@pytest.mark.parametrize("mode", ["strided:4", "hierarchical:16"])
+def test_fast_decoding_agrees_with_full_on_real_photos(mode):
+    samples = load_samples({"layout": "generic", "root": SHARED_DATA / "sod",
+                            "ids_file": ROOT / "configs/splits/sod_eval.txt"})[:4]
+    full = Refiner.from_checkpoint(device="cpu", decode="full")
+    fast = Refiner.from_checkpoint(device="cpu", decode=mode)
+    scores = []
+    for s in samples:
+        image, coarse = read_image(s.image), read_mask(s.coarse["dss"])
+        scores.append(iou(fast.refine(image, coarse), full.refine(image, coarse)))
+    assert np.mean(scores) >= 0.995, scores
+    assert fast.cascade.stats["decoded_points"] < full.cascade.stats["decoded_points"]
