@@ -40,7 +40,11 @@ EXAMPLE_MASK = "coffee_coarse.png"
 
 def _add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the model shipped in the package)")
-    ap.add_argument("--variant", default=None, help="require a checkpoint of this variant (e.g. crm)")
+    ap.add_argument("--variant", default=None,
+                    help="require a checkpoint of this variant: crm, v1, v2.1, v2.2")
+    ap.add_argument("--sam-type", default="vit_t", help="SAM type for SAM-SR variants and --fusion "
+                                                        "(vit_t = MobileSAM, vit_b/vit_l/vit_h)")
+    ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for SAM-SR variants / --fusion")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument("--scales", default="0.125,0.25,0.5,1", help="cascade scales, comma-separated")
     ap.add_argument("--min-size", type=int, default=224,
@@ -64,6 +68,7 @@ def _refiner(args):
     if args.fusion_patches < 0 or args.encoder_tile < 0:
         raise SamSrError("--fusion-patches and --encoder-tile must be >= 0")
     return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device,
+                                   sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
                                    scales=scales, min_size=args.min_size, decode=args.decode,
                                    fusion_patches=args.fusion_patches, encoder_tile=args.encoder_tile)
 
@@ -114,8 +119,6 @@ def infer_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fusion", default="refine",
                     help="semantic mode: refine (per-class refiner), majority (SAM masks, majority vote) "
                          "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
-    ap.add_argument("--sam-type", default="vit_t", help="SAM type for --fusion (vit_t = MobileSAM)")
-    ap.add_argument("--sam-checkpoint", help="SAM checkpoint for --fusion")
     ap.add_argument("--out", required=True, help="output PNG (single) or output folder (folder mode)")
     ap.add_argument("--overlay", help="also write an overlay PNG (coarse red, refined green)")
     ap.add_argument("--soft", action="store_true", help="also write the soft refined map")
@@ -314,11 +317,10 @@ def semantic_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="baseline,refine,majority,prompt:single_point,prompt:points,"
                                          "prompt:box,prompt:points_box,prompt:points_box_mask,"
                                          "det:coarse,det:oracle")
-    ap.add_argument("--sam-type", default="vit_t")
-    ap.add_argument("--sam-checkpoint", default="../shared/weights/mobile_sam.pt")
     ap.add_argument("--points-per-side", type=int, default=16, help="SAM automatic-mask point grid")
     ap.add_argument("--json", default=None)
     _add_model_args(ap)
+    ap.set_defaults(sam_checkpoint="../shared/weights/mobile_sam.pt")
     args = ap.parse_args(argv)
     try:
         from .semantic_eval import evaluate_semantic, format_semantic_table, list_pairs

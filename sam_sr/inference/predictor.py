@@ -52,24 +52,34 @@ class Refiner:
     """
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
-                 cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None):
+                 cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
+                 sam_inputs=None):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.cascade = cascade or CascadeConfig()
         self.info = info or {}
+        self.sam_inputs = sam_inputs
+        self.last_sam_info: dict[str, Any] = {}
+        extra = getattr(getattr(model, "config", None), "extra_channels", 0)
+        if extra and sam_inputs is None:
+            raise SamSrError(f"a {getattr(model, 'variant', '?')} model needs SAM inputs "
+                             f"(--sam-type and --sam-checkpoint)")
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, variant: str | None = None,
-                        device: str | torch.device | None = None, **cascade: Any) -> "Refiner":
+                        device: str | torch.device | None = None, sam_type: str | None = None,
+                        sam_checkpoint: str | os.PathLike | None = None, **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
             path: checkpoint file; ``None`` = :data:`DEFAULT_CHECKPOINT`.
             variant: if given, the checkpoint must be of this variant (e.g. ``"crm"``).
-            cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``pad``, ``chunk``).
+            sam_type, sam_checkpoint: SAM model for the SAM-SR variants (``vit_t`` = MobileSAM).
+            cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
 
         Raises:
-            SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, variant mismatch.
+            SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, variant mismatch, a
+                SAM-SR variant without a SAM checkpoint.
         """
         p = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if path is None and not p.is_file():
@@ -78,7 +88,14 @@ class Refiner:
         model, state = load_model(p, variant)
         info = {"checkpoint": str(p), "variant": state.get("variant"),
                 "iteration": state.get("iteration")}
-        return cls(model, device, CascadeConfig(**cascade), info)
+        sam_inputs = None
+        if info["variant"] in ("v1", "v2.1", "v2.2"):
+            if sam_checkpoint is None:
+                raise SamSrError(f"variant {info['variant']} needs --sam-type and --sam-checkpoint")
+            from ..sam import load_sam
+            from ..sam.pipeline import SamPipeline
+            sam_inputs = SamPipeline(info["variant"], load_sam(sam_type or "vit_t", sam_checkpoint, device))
+        return cls(model, device, CascadeConfig(**cascade), info, sam_inputs)
 
     def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False):
         """Refine a coarse mask at the image's full resolution.
@@ -102,8 +119,13 @@ class Refiner:
         if fg < MIN_PIXELS or coarse.size - fg < MIN_PIXELS:
             out = coarse.astype(np.uint8) * 255
             return (out, coarse.astype(np.float32)) if return_soft else out
+        extra = None
+        if self.sam_inputs is not None:
+            coarse, extra_np, self.last_sam_info = self.sam_inputs(img, coarse)
+            if extra_np is not None:
+                extra = torch.from_numpy(np.ascontiguousarray(extra_np.transpose(2, 0, 1)))[None].to(self.device)
         x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        m = torch.from_numpy(coarse).to(self.device)[None, None].float()
-        soft = cascade_refine(self.model, x, m, self.cascade)[0, 0].cpu().numpy()
+        m = torch.from_numpy(np.asarray(coarse)).to(self.device)[None, None].float()
+        soft = cascade_refine(self.model, x, m, self.cascade, extra)[0, 0].cpu().numpy()
         out = (soft >= 0.5).astype(np.uint8) * 255
         return (out, soft) if return_soft else out

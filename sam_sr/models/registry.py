@@ -33,4 +33,34 @@ def build_model(variant: str = "crm", config: dict | None = None) -> nn.Module:
     return model_cls(from_dict(config or {}))
 
 
+def _with_extra(channels: int) -> Callable[[dict], CRMConfig]:
+    def from_dict(d: dict) -> CRMConfig:
+        cfg = CRMConfig.from_dict({**d, "extra_channels": d.get("extra_channels", channels)})
+        if cfg.extra_channels != channels:
+            raise SamSrError(f"this variant needs extra_channels={channels}")
+        return cfg
+    return from_dict
+
+
+class SamSrV1(CRM):
+    """SAM-SR v1: a CRM refiner whose coarse mask is replaced by a union of SAM masks (inference)."""
+
+    variant = "v1"
+
+
+class SamSrV21(CRM):
+    """SAM-SR v2.1: CRM with 3 extra input channels, the RGB map of SAM masks."""
+
+    variant = "v2.1"
+
+
+class SamSrV22(CRM):
+    """SAM-SR v2.2: CRM with 1 extra input channel, SAM's mask from points of the coarse mask."""
+
+    variant = "v2.2"
+
+
 register_variant("crm", CRM, CRMConfig.from_dict)
+register_variant("v1", SamSrV1, _with_extra(0))
+register_variant("v2.1", SamSrV21, _with_extra(3))
+register_variant("v2.2", SamSrV22, _with_extra(1))
