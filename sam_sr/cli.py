@@ -47,7 +47,7 @@ def _add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for SAM-SR variants / --fusion")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument("--scales", default="0.125,0.25,0.5,1", help="cascade scales, comma-separated")
-    ap.add_argument("--min-size", type=int, default=224,
+    ap.add_argument("--min-size", type=int, default=512,
                     help="skip cascade scales whose longer side is below this many pixels")
     ap.add_argument("--decode", default="full",
                     help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N]")
@@ -264,6 +264,7 @@ def profile_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mask")
     ap.add_argument("--sizes", default="2048,3840,6000",
                     help="also resize the image to these long sides (2k/4k/6k); '' for none")
+    ap.add_argument("--skip-native", action="store_true", help="profile only the resized copies")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated from {list(CONFIGS)}")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per configuration (median)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first")
@@ -288,6 +289,10 @@ def profile_main(argv: list[str] | None = None) -> int:
             if not (Path(args.highres) / "aeroplane.jpg").is_file():
                 raise SamSrError(f"{args.highres}/aeroplane.jpg not found; pass --image and --mask")
             items = default_items(Path(args.highres), sizes)
+        if args.skip_native:
+            items = [it for it in items if it["long_side"] is not None]
+            if not items:
+                raise SamSrError("--skip-native needs --sizes")
         for it in items:
             for key in ("image", "mask"):
                 if not Path(it[key]).is_file():

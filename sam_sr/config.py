@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
         "ckpt_every": 200,
         "resume": True,
         "max_minutes": 0,          # stop (and checkpoint) after this wall time; 0 = no limit
+        "init_checkpoint": None,   # start from this checkpoint's weights (fine-tuning)
+        "stop_at": 0,              # stop at this iteration (schedule still spans `iterations`); 0 = off
     },
 }
 

@@ -126,21 +126,25 @@ def profile(items: list[dict[str, Any]], configs: list[str], checkpoint: str | N
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table: one row per image and configuration, ratios against ``original`` (or the
-    first configuration) of the same image."""
-    lines = ["| image | size | config | latency (s) | speed-up | peak RSS (GiB) | CUDA peak (GiB) | "
-             "memory ratio | decoded points | IoU vs full | mBA vs full |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    first configuration) of the same image. "refine share" is the peak RSS minus the RSS after
+    loading the model and image (what refining itself added); the memory ratio uses CUDA peaks on a
+    GPU, else the refine share."""
+    lines = ["| image | size | config | latency (s) | speed-up | peak RSS (GiB) | refine share (GiB) | "
+             "CUDA peak (GiB) | memory ratio | decoded points | IoU vs full | mBA vs full |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["image"] for r in rows):
         mine = [r for r in rows if r["image"] == name]
         base = next((r for r in mine if r["config"] == "original"), mine[0])
         for r in mine:
-            mem = r["cuda_peak_bytes"] if r["cuda_peak_bytes"] is not None else r["peak_rss_bytes"]
-            bmem = base["cuda_peak_bytes"] if base["cuda_peak_bytes"] is not None else base["peak_rss_bytes"]
+            share = lambda x: x["peak_rss_bytes"] - x["rss_after_load_bytes"]  # noqa: E731
+            mem = r["cuda_peak_bytes"] if r["cuda_peak_bytes"] is not None else max(1, share(r))
+            bmem = base["cuda_peak_bytes"] if base["cuda_peak_bytes"] is not None else share(base)
             cuda = f"{r['cuda_peak_bytes'] / 2**30:.2f}" if r["cuda_peak_bytes"] is not None else "-"
             f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
             lines.append(
                 f"| {name} | {r['size'][1]}x{r['size'][0]} | {r['config']} | {r['latency_s']:.2f} | "
-                f"{base['latency_s'] / r['latency_s']:.2f}x | {r['peak_rss_bytes'] / 2**30:.2f} | {cuda} | "
+                f"{base['latency_s'] / r['latency_s']:.2f}x | {r['peak_rss_bytes'] / 2**30:.2f} | "
+                f"{(r['peak_rss_bytes'] - r['rss_after_load_bytes']) / 2**30:.2f} | {cuda} | "
                 f"{bmem / mem:.2f}x | {r['decoded_points']:,} | {f(r['iou_vs_full'])} | "
                 f"{f(r['mba_vs_full'])} |")
     return "\n".join(lines) + "\n"

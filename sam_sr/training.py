@@ -61,6 +61,22 @@ def _lr_lambda(t: dict[str, Any]):
     return f
 
 
+def _init_from(model, path: str) -> None:
+    """Initialise from another checkpoint's weights (fine-tuning). Tensors of the same name and shape
+    are copied; parameters the checkpoint lacks keep their initialisation (e.g. a new mask skip).
+
+    Raises:
+        SamSrError: unreadable checkpoint, or one whose tensors do not fit this model.
+    """
+    state = read_checkpoint(path)["model"]
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise SamSrError(f"init_checkpoint {path} does not fit this model: e.g. {bad[:3]}")
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    print(f"initialised from {path}" + (f"; new parameters: {missing}" if missing else ""))
+
+
 def _grid(batch: dict[str, torch.Tensor], prob: torch.Tensor, n: int = 4) -> torch.Tensor:
     """Image grid rows: image | coarse | refined | ground truth, float (3, H*n, W*4)."""
     rows = []
@@ -96,6 +112,8 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
     opt = torch.optim.Adam(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(t))
 
+    if t["init_checkpoint"]:
+        _init_from(model, t["init_checkpoint"])
     start = 0
     last = out / "last.pt"
     if t["resume"] and last.is_file():
@@ -155,6 +173,9 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
             checkpoint(it + 1, last)
         if t["max_minutes"] and time.time() - t0 > 60 * t["max_minutes"]:
             acc.print(f"max_minutes reached at iteration {it + 1}")
+            break
+        if t["stop_at"] and it + 1 >= t["stop_at"]:
+            acc.print(f"stop_at reached at iteration {it + 1}")
             break
     else:
         it = t["iterations"] - 1

@@ -91,3 +91,19 @@ def test_cli_training_with_overrides(tmp_path, capsys):
     assert train_main(["--config", str(path), "train.iterations=3", "train.log_every=1"]) == 0
     assert "done: 3 iterations" in capsys.readouterr().out
     assert torch.load(tmp_path / "run" / "final.pt", weights_only=True)["iteration"] == 3
+
+
+def test_fine_tuning_from_another_checkpoint_adds_the_mask_skip(tmp_path):
+    train(_config(tmp_path, 10))
+    cfg = _config(tmp_path, 5, init_checkpoint=str(tmp_path / "run" / "final.pt"),
+                  out_dir=str(tmp_path / "ft"), stop_at=3)
+    cfg["model"].update({"mask_skip": True, "mask_skip_init": 0.0})
+    result = train(cfg)
+    assert result["iteration"] == 3                      # stop_at ends the run early
+    model, state = load_model(tmp_path / "ft" / "final.pt")
+    assert model.config.mask_skip and "skip_scale" in state["model"]
+    bad = _config(tmp_path, 5, init_checkpoint=str(tmp_path / "run" / "final.pt"),
+                  out_dir=str(tmp_path / "bad"))
+    bad["model"]["fusion_channels"] = 32
+    with pytest.raises(SamSrError, match="does not fit"):
+        train(bad)

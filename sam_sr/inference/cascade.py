@@ -37,7 +37,7 @@ class CascadeConfig:
     """
 
     scales: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
-    min_size: int = 224
+    min_size: int = 512
     pad: int = 16
     chunk: int = DEFAULT_CHUNK
     decode: str = "full"
@@ -113,7 +113,8 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
         bounds = (-1 + 2 * top / hp, -1 + 2 * left / wp,
                   -1 + 2 * (top + size[0]) / hp, -1 + 2 * (left + size[1]) / wp)
         previous = resize_mask(current, out_hw)[0, 0]
-        prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk)
+        skip = model.add_skip if getattr(model.config, "mask_skip", False) else None
+        prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk, skip)
         decoded += n
         current = prob[None, None]
         del proj

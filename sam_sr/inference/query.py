@@ -67,8 +67,9 @@ class _Decoder:
     """Decodes pixels of one ``out_h x out_w`` output grid of one image (batch 1)."""
 
     def __init__(self, decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int],
-                 bounds, chunk: int):
+                 bounds, chunk: int, skip=None, previous: torch.Tensor | None = None):
         self.decoder, self.proj, self.chunk = decoder, proj, chunk
+        self.skip, self.previous = skip, previous
         self.h, self.w = out_hw
         y0, x0, y1, x1 = (float(v) for v in bounds)
         self.y0, self.x0 = y0, x0
@@ -82,8 +83,11 @@ class _Decoder:
         """Probabilities float (len(rows), len(cols)) at the outer product of pixel indices."""
         self.count += len(rows) * len(cols)
         ys, xs = self._coords(rows, self.y0, self.dy), self._coords(cols, self.x0, self.dx)
-        logits = self.decoder.query_rows_cols(self.proj, ys, xs, (self.dy, self.dx), self.chunk)
-        return torch.sigmoid(logits[0].float())
+        logits = self.decoder.query_rows_cols(self.proj, ys, xs, (self.dy, self.dx), self.chunk)[0]
+        if self.skip is not None:
+            dev = self.previous.device
+            logits = self.skip(logits, self.previous[rows.to(dev)][:, cols.to(dev)].to(logits.device))
+        return torch.sigmoid(logits.float())
 
     def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Probabilities float (N,) at pixels (rows[i], cols[i])."""
@@ -93,7 +97,11 @@ class _Decoder:
         coord = torch.stack([self._coords(rows, self.y0, self.dy),
                              self._coords(cols, self.x0, self.dx)], dim=-1)
         cell = torch.tensor([self.dy, self.dx], device=self.proj.device)
-        return torch.sigmoid(self.decoder.query_chunked(self.proj, coord[None], cell, self.chunk)[0].float())
+        logits = self.decoder.query_chunked(self.proj, coord[None], cell, self.chunk)[0]
+        if self.skip is not None:
+            dev = self.previous.device
+            logits = self.skip(logits, self.previous[rows.to(dev), cols.to(dev)].to(logits.device))
+        return torch.sigmoid(logits.float())
 
 
 def _levels(n: int, stride: int) -> torch.Tensor:
@@ -134,7 +142,7 @@ def _refine_level(dec: _Decoder, out: torch.Tensor, known_r: torch.Tensor, known
 
 
 def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int], bounds,
-                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK
+                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK, skip=None
                 ) -> tuple[torch.Tensor, int]:
     """Decode one cascade step's output with a query-selection mode.
 
@@ -144,12 +152,13 @@ def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int,
         bounds: the output's outer edges (y0, x0, y1, x1) in the feature map's normalised frame.
         previous: float (H, W) in [0, 1], the value implied by the previous cascade step.
         mode: a :class:`DecodeMode`.
+        skip: optional ``skip(logits, previous_at_points) -> logits`` (the model's mask skip).
 
     Returns:
         (probabilities float32 (H, W) in [0, 1], number of decoded query points).
     """
     h, w = out_hw
-    dec = _Decoder(decoder, proj, out_hw, bounds, chunk)
+    dec = _Decoder(decoder, proj, out_hw, bounds, chunk, skip, previous)
     dev = proj.device
     if mode.name == "full":
         return dec.grid(torch.arange(h), torch.arange(w)), dec.count

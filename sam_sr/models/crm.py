@@ -27,6 +27,11 @@ class CRMConfig:
 
     The paper configuration is ``backbone="resnet50", out_indices=(0, 1, 3),
     branch_channels=(64, 64, 128), fusion_channels=256, dropout=0.5``.
+
+    ``mask_skip`` (not in CRM): the decoder's logit at a query point gets ``s * (2 m - 1)`` added,
+    where m is the coarse mask's value at that point (bilinear) and s a learned scalar starting at
+    ``mask_skip_init``; the MLP then learns a correction of the coarse mask, which a small model
+    trained briefly learns much faster than the whole mask.
     """
 
     backbone: str = "resnet18"
@@ -39,6 +44,8 @@ class CRMConfig:
     extra_channels: int = 0
     pretrained: bool = False
     backbone_checkpoint: str | None = None
+    mask_skip: bool = False
+    mask_skip_init: float = 2.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CRMConfig":
@@ -82,6 +89,8 @@ class CRM(nn.Module):
         self.fusion = FeatureFusion(self.encoder.channels, c.branch_channels, c.fusion_channels,
                                     c.dropout)
         self.decoder = ImplicitDecoder(c.fusion_channels, c.decoder_hidden)
+        if c.mask_skip:
+            self.skip_scale = nn.Parameter(torch.tensor(float(c.mask_skip_init)))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -121,7 +130,15 @@ class CRM(nn.Module):
         """Logits float32 (B, 1, Ho, Wo) over the whole input at ``out_size`` (default: input size)."""
         proj = self.encode(image, mask, extra)
         ho, wo = out_size or image.shape[-2:]
-        return self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
+        logits = self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
+        return self.add_skip(logits, resize_mask(mask, (ho, wo)))
+
+    def add_skip(self, logits: torch.Tensor, mask_at_queries: torch.Tensor) -> torch.Tensor:
+        """``logits + s * (2 m - 1)`` with the coarse mask m at the same points (``mask_skip``);
+        ``logits`` unchanged otherwise."""
+        if not self.config.mask_skip:
+            return logits
+        return logits + self.skip_scale * (2 * mask_at_queries.to(logits.dtype) - 1)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -104,3 +104,15 @@ def test_unknown_variant_and_keys():
         build_model("nope")
     with pytest.raises(SamSrError, match="unknown model config"):
         CRMConfig.from_dict({"bakbone": "resnet18"})
+
+
+def test_mask_skip_adds_the_coarse_mask_to_the_logits():
+    torch.manual_seed(0)
+    plain = build_model("crm", TINY).eval()
+    skip = build_model("crm", {**TINY, "mask_skip": True, "mask_skip_init": 1.5}).eval()
+    missing = skip.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["skip_scale"]
+    img, mask = torch.rand(1, 3, 40, 48), (torch.rand(1, 1, 40, 48) > 0.5).float()
+    with torch.no_grad():
+        a, b = plain(img, mask), skip(img, mask)
+    assert torch.allclose(b - a, 1.5 * (2 * mask - 1), atol=1e-5)
