@@ -22,7 +22,7 @@ def test_shipped_checkpoint_is_small_and_matches_its_config():
 
 
 @needs_shared
-@pytest.mark.parametrize("mode", ["strided:4", "hierarchical:16"])
+@pytest.mark.parametrize("mode", ["strided:4", "hierarchical:4"])  # strides for ~480 px photos
 def test_fast_decoding_agrees_with_full_on_real_photos(mode):
     samples = load_samples({"layout": "generic", "root": SHARED_DATA / "sod",
                             "ids_file": ROOT / "configs/splits/sod_eval.txt"})[:4]
