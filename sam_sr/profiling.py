@@ -151,8 +151,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def default_items(highres: Path, sizes: list[int]) -> list[dict[str, Any]]:
-    """The aeroplane at its own size plus resizes to each long side in ``sizes``, and the other
-    high-resolution photos at their own size."""
+    """The aeroplane at its own size plus resizes to each long side in ``sizes``."""
     items = []
     plane = (str(highres / "aeroplane.jpg"), str(highres / "aeroplane_coarse.png"))
     items.append({"name": "aeroplane", "image": plane[0], "mask": plane[1], "long_side": None})

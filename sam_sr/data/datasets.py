@@ -184,7 +184,6 @@ class RefinementDataset(Dataset):
         self.transform = transform
         self.real_coarse_prob = real_coarse_prob
         self.seed = seed
-        self._epoch_calls = 0
 
     def __len__(self) -> int:
         return len(self.samples)
