@@ -41,10 +41,15 @@ EXAMPLE_MASK = "coffee_coarse.png"
 def _add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the model shipped in the package)")
     ap.add_argument("--variant", default=None,
-                    help="require a checkpoint of this variant: crm, v1, v2.1, v2.2")
+                    help="require a checkpoint of this variant: crm, v1, v2.1, v2.2, v3.1-v3.4 "
+                         "(v1 also runs a crm checkpoint, with SAM's union as its input)")
     ap.add_argument("--sam-type", default="vit_t", help="SAM type for SAM-SR variants and --fusion "
                                                         "(vit_t = MobileSAM, vit_b/vit_l/vit_h)")
     ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for SAM-SR variants / --fusion")
+    ap.add_argument("--points-per-side", type=int, default=16,
+                    help="SAM automatic-mask point grid for v1 / v2.1 (SAM's default 32; 16 or less on CPU)")
+    ap.add_argument("--sam-cache", default=None,
+                    help="folder of cached SAM outputs (scripts/precompute_sam.py); read and filled")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument("--scales", default="0.125,0.25,0.5,1", help="cascade scales, comma-separated")
     ap.add_argument("--min-size", type=int, default=512,
@@ -67,8 +72,13 @@ def _refiner(args):
     DecodeMode.parse(args.decode)
     if args.fusion_patches < 0 or args.encoder_tile < 0:
         raise SamSrError("--fusion-patches and --encoder-tile must be >= 0")
+    cache = None
+    if args.sam_cache and args.sam_checkpoint:
+        from .sam.cache import SamCache, model_tag
+        cache = SamCache(args.sam_cache, model_tag(args.sam_type, args.sam_checkpoint))
     return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device,
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
+                                   sam_cache=cache, sam_points_per_side=args.points_per_side,
                                    scales=scales, min_size=args.min_size, decode=args.decode,
                                    fusion_patches=args.fusion_patches, encoder_tile=args.encoder_tile)
 
@@ -322,7 +332,6 @@ def semantic_eval_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="baseline,refine,majority,prompt:single_point,prompt:points,"
                                          "prompt:box,prompt:points_box,prompt:points_box_mask,"
                                          "det:coarse,det:oracle")
-    ap.add_argument("--points-per-side", type=int, default=16, help="SAM automatic-mask point grid")
     ap.add_argument("--json", default=None)
     _add_model_args(ap)
     ap.set_defaults(sam_checkpoint="../shared/weights/mobile_sam.pt")
@@ -350,13 +359,135 @@ def semantic_eval_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``sam-sr {infer,train,eval,eval-semantic,profile} ...``."""
+    """``sam-sr {infer,train,eval,eval-semantic,profile,precompute-sam,ablation} ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"infer": infer_main, "train": train_main, "eval": eval_main,
-                "eval-semantic": semantic_eval_main, "profile": profile_main}
+                "eval-semantic": semantic_eval_main, "profile": profile_main,
+                "precompute-sam": precompute_main, "ablation": ablation_main}
     if not argv or argv[0] not in commands:
-        print("usage: sam-sr {infer,train,eval,eval-semantic,profile} [options]  "
+        print("usage: sam-sr {infer,train,eval,eval-semantic,profile,precompute-sam,ablation} [options]  "
               "(sam-sr COMMAND --help for details)",
               file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])
+
+
+def precompute_main(argv: list[str] | None = None) -> int:
+    """``scripts/precompute_sam.py``: cache SAM embeddings and automatic masks of a config's images."""
+    ap = argparse.ArgumentParser(prog="precompute_sam.py", description=precompute_main.__doc__)
+    ap.add_argument("--config", required=True, help="training config; its data.datasets and sam section")
+    ap.add_argument("--eval-root", default="../shared/data/sod", help="evaluation dataset (also cached)")
+    ap.add_argument("--eval-ids", default="configs/splits/sod_eval.txt",
+                    help="evaluation ids file ('' to skip the evaluation images)")
+    ap.add_argument("--no-masks", action="store_true", help="embeddings only (enough for v2.2, v3.x)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = ap.parse_args(argv)
+    try:
+        from .config import load_config
+        from .data import concat_samples, load_samples
+        from .sam import load_sam
+        from .sam.precompute import cache_for, precompute
+        cfg = load_config(args.config, args.overrides)
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        s = cfg["sam"]
+        if not s.get("checkpoint"):
+            raise SamSrError("the config's sam.checkpoint is not set")
+        samples = concat_samples(cfg["data"]["datasets"])
+        if args.eval_ids:
+            samples += load_samples({"layout": "generic", "root": args.eval_root, "ids_file": args.eval_ids})
+        cache = cache_for(s["cache"], s["type"], s["checkpoint"])
+        sam = load_sam(s["type"], s["checkpoint"])
+        out = precompute(sam, samples, cache, s["points_per_side"], masks=not args.no_masks)
+        print(f"{out['computed']} images computed, {out['skipped']} already cached, "
+              f"{out['wall_s']:.0f} s; cache {cache.dir}")
+    except SamSrError as exc:
+        return _fail(exc)
+    return 0
+
+
+def ablation_main(argv: list[str] | None = None) -> int:
+    """``scripts/ablation.py``: the SAM-SR ablation table (coarse, CRM, v1, v2.1, v2.2, v3.1-v3.4)."""
+    ap = argparse.ArgumentParser(prog="ablation.py", description=ablation_main.__doc__)
+    ap.add_argument("--runs", default="runs/sam_sr", help="folder of <variant>/final.pt checkpoints")
+    ap.add_argument("--variants", default="crm,v1,v2.1,v2.2,v3.1,v3.2,v3.3,v3.4")
+    ap.add_argument("--root", default="../shared/data/sod")
+    ap.add_argument("--ids", default="configs/splits/sod_eval.txt")
+    ap.add_argument("--sources", default="picanet,dss,amulet")
+    ap.add_argument("--limit", type=int, default=0, help="first N images only (0 = all)")
+    ap.add_argument("--sam-type", default="vit_t")
+    ap.add_argument("--sam-checkpoint", default="../shared/weights/mobile_sam.pt")
+    ap.add_argument("--sam-cache", default="cache/sam", help="SAM cache (scripts/precompute_sam.py)")
+    ap.add_argument("--points-per-side", type=int, default=6, help="grid of the cached automatic masks")
+    ap.add_argument("--json", default="benchmarks/results/sam_sr_ablation.json")
+    ap.add_argument("--figure", default="docs/figures/sam_sr_ablation.png",
+                    help="overlays where the best SAM-SR variant beats / loses to CRM ('' = none)")
+    args = ap.parse_args(argv)
+    try:
+        import numpy as np
+
+        from pathlib import Path
+
+        from .ablation import VARIANTS, checkpoint_for, format_ablation, pick_examples, run_ablation
+        from .data import load_samples
+        from .evaluation import coarse_for, write_json
+        from .inference import Refiner
+        from .io import read_image, read_mask
+        from .sam.cache import SamCache, model_tag
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise SamSrError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+        if not Path(args.sam_checkpoint).is_file():
+            raise SamSrError(f"SAM checkpoint not found: {args.sam_checkpoint}")
+        cache = SamCache(args.sam_cache, model_tag(args.sam_type, args.sam_checkpoint))
+        refiners = {v: Refiner.from_checkpoint(checkpoint_for(args.runs, v), variant=v,
+                                               sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
+                                               sam_cache=cache, sam_points_per_side=args.points_per_side)
+                    for v in variants}
+        samples = load_samples({"layout": "generic", "root": args.root, "ids_file": args.ids or None})
+        if args.limit:
+            samples = samples[: args.limit]
+        sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+        out = run_ablation(refiners, samples, sources)
+        print(format_ablation(out["results"]))
+        if out["v1_used_sam"] is not None:
+            print(f"v1 used SAM's union for {100 * out['v1_used_sam']:.1f}% of its inputs")
+        sam_rows = [v for v in variants if v != "crm"]
+        best = None
+        if "crm" in variants and sam_rows:
+            gain = {v: np.mean([out["results"][s][v]["iou_mean"] + out["results"][s][v]["mba"]
+                                for s in sources]) for v in sam_rows}
+            best = max(gain, key=gain.get)
+            print(f"best SAM-SR variant (mean of IoU + mBA over sources): {best}")
+        meta = {"runs": args.runs, "checkpoints": {v: str(checkpoint_for(args.runs, v)) for v in variants},
+                "root": args.root, "ids": args.ids, "n_images": len(samples), "sam_type": args.sam_type,
+                "points_per_side": args.points_per_side, "best": best}
+        if args.json:
+            write_json(args.json, {"meta": meta, **out})
+        if args.figure and best is not None:
+            from .io import write_png
+            from .visualize import overlay, side_by_side
+            src = sources[0]
+            rows = []
+            for i, d in pick_examples(out["per_image"][src], "crm", best):
+                s = samples[i]
+                image, gt = read_image(s.image), read_mask(s.mask) >= 0.5
+                coarse = coarse_for(s, src, gt) >= 0.5
+                panels = [overlay(image, coarse, coarse, gt=gt)]
+                for v in ("crm", best):
+                    panels.append(overlay(image, coarse, refiners[v].refine(image, coarse), gt=gt))
+                rows.append(side_by_side(panels, 200))
+                print(f"figure row {s.id}: IoU {best} - crm = {d:+.2f}")
+            if rows:
+                width = max(r.shape[1] for r in rows)
+                rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+                Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+                write_png(args.figure, np.concatenate(rows, 0))
+                print(f"figure: {args.figure} (columns: coarse | CRM | {best}; contours: red coarse, "
+                      f"green refined, blue ground truth; source {src})")
+    except SamSrError as exc:
+        return _fail(exc)
+    return 0

@@ -1,6 +1,7 @@
 """YAML configs with defaults and ``key=value`` command-line overrides.
 
-A config has three sections: ``model`` (see :class:`sam_sr.models.CRMConfig`), ``data`` and ``train``.
+A config has the sections ``model`` (see :class:`sam_sr.models.CRMConfig`, or
+:class:`sam_sr.models.sam_sr_v3.V3Config` for v3.x), ``data``, ``sam`` (SAM-SR variants) and ``train``.
 Overrides use dotted keys and YAML values, e.g. ``train.iterations=200 data.crop_size=192``.
 """
 from __future__ import annotations
@@ -29,6 +30,14 @@ DEFAULTS: dict[str, Any] = {
         "soft_prob": 0.2,
         "num_workers": 2,
     },
+    "sam": {                       # SAM-SR variants: the SAM model and its cache of outputs
+        "type": "vit_t",
+        "checkpoint": None,
+        "cache": "cache/sam",
+        "points_per_side": 8,      # automatic-mask grid (v1, v2.1); cached as masks-p<N>
+        "n_points": 9,             # v2.2 prompt points (groups of 3)
+        "v1": {"min_cover": 0.5, "sparsity_min": 0.1, "deformation_max": 0.3},
+    },
     "train": {
         "out_dir": "runs/crm",
         "iterations": 1000,
@@ -40,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
         "warmup": 0,
         "loss_weights": {"bce": 1.0, "l1": 0.5, "l2": 0.5, "grad": 2.0},
+        "query_points": 0,         # 0: decode the whole crop; N: N sampled query points per crop
+        "boundary_frac": 0.75,     # share of sampled points near the boundary / coarse errors
         "mixed_precision": "no",  # no | fp16 | bf16 (passed to accelerate)
         "seed": 0,
         "log_every": 20,
@@ -54,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = {"model", "data.mode_weights"}
+_FREE = {"model", "data.mode_weights", "sam.v1"}
 
 
 def _merge(base: dict, new: dict, path: str = "") -> dict:

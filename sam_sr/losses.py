@@ -38,3 +38,42 @@ def refinement_loss(logits: torch.Tensor, gt: torch.Tensor,
     }
     total = sum(weights.get(k, 0.0) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def sample_query_points(gt: torch.Tensor, coarse: torch.Tensor, n: int, boundary_frac: float,
+                        band: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Query points for point-sampled training, as flat pixel indices int64 (B, n).
+
+    A fraction ``boundary_frac`` of the points is drawn uniformly from the band where refinement
+    matters: within ``band`` pixels of the ground truth's boundary, or where the coarse mask
+    (thresholded at 0.5) disagrees with the ground truth; the rest uniformly from the whole crop
+    (PointRend-style importance sampling; LIIF also trains on sampled query points).
+
+    Args:
+        gt, coarse: float (B, 1, H, W) in [0, 1]. n: points per image.
+    """
+    b, _, h, w = gt.shape
+    k = 2 * band + 1
+    g = (gt > 0.5).float()
+    edge = F.max_pool2d(g, k, 1, band) - (-F.max_pool2d(-g, k, 1, band))
+    weight = ((edge > 0) | ((coarse > 0.5) != (gt > 0.5))).flatten(1).float()
+    nb = int(round(n * boundary_frac))
+    uniform = torch.randint(0, h * w, (b, n - nb), generator=generator, device=gt.device)
+    if nb == 0:
+        return uniform
+    # images without a band fall back to uniform sampling
+    weight = weight + (weight.sum(1, keepdim=True) == 0).float()
+    focused = torch.multinomial(weight, nb, replacement=True, generator=generator)
+    return torch.cat([focused, uniform], dim=1)
+
+
+def point_loss(logits: torch.Tensor, target: torch.Tensor,
+               weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """BCE-with-logits + L1 + MSE on probabilities at sampled points (the Sobel term needs a grid
+    and is not used). logits, target: float (B, N), target in {0, 1}."""
+    logits = logits.float()
+    prob = torch.sigmoid(logits)
+    terms = {"bce": F.binary_cross_entropy_with_logits(logits, target),
+             "l1": F.l1_loss(prob, target), "l2": F.mse_loss(prob, target)}
+    total = sum(weights.get(k, 0.0) * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}

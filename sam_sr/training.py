@@ -23,7 +23,7 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .data import CoarseMaskSynthesizer, RefinementDataset, concat_samples
 from .data.transforms import train_transform
 from .errors import SamSrError
-from .losses import refinement_loss
+from .losses import point_loss, refinement_loss, sample_query_points
 from .models import build_model
 
 
@@ -36,9 +36,24 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
                                   low_iou_range=tuple(d["low_iou_range"]),
                                   scale_factors=tuple(d["scale_factors"]),
                                   mode_weights=dict(d["mode_weights"]), soft_prob=d["soft_prob"])
-    tf = train_transform(d["crop_size"], tuple(d["crop_scale"]))
+    sam_inputs = None
+    if cfg["variant"] not in ("crm",):
+        from .sam.cache import SamCache, model_tag
+        from .sam.inputs import V1Config
+        from .sam.training_inputs import SamTrainingInputs
+        s = cfg["sam"]
+        if not s.get("checkpoint"):
+            raise SamSrError(f"variant {cfg['variant']} trains on cached SAM outputs: set sam.checkpoint "
+                             f"and run scripts/precompute_sam.py")
+        if not Path(s["checkpoint"]).is_file():
+            raise SamSrError(f"SAM checkpoint not found: {s['checkpoint']}")
+        cache = SamCache(s["cache"], model_tag(s["type"], s["checkpoint"]))
+        sam_inputs = SamTrainingInputs(cfg["variant"], cache, s["type"], s["checkpoint"],
+                                       s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
+    tf = train_transform(d["crop_size"], tuple(d["crop_scale"]),
+                         extra_targets=("extra", "coords") if sam_inputs is not None else ())
     return RefinementDataset(concat_samples(d["datasets"]), synth, tf, d["real_coarse_prob"],
-                             seed=cfg["train"]["seed"])
+                             seed=cfg["train"]["seed"], sam_inputs=sam_inputs)
 
 
 def _infinite(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
@@ -131,7 +146,8 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     acc.init_trackers("tb", config={"iterations": t["iterations"], "batch_size": t["batch_size"],
-                                    "lr": t["lr"], "backbone": model_config["backbone"]})
+                                    "lr": t["lr"], "variant": cfg["variant"],
+                                    "backbone": model_config.get("backbone", "sam+cnn")})
     writer = acc.get_tracker("tensorboard", unwrap=True) if acc.is_main_process else None
 
     def checkpoint(it: int, path: Path) -> None:
@@ -151,9 +167,17 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
                disable=not acc.is_local_main_process, desc="train")
     for it in bar:
         batch = next(data)
-        with acc.autocast():
-            logits = model(batch["image"], batch["coarse"])
-        loss, terms = refinement_loss(logits, batch["gt"], t["loss_weights"])
+        extra = batch.get("extra")
+        if t["query_points"]:
+            idx = sample_query_points(batch["gt"], batch["coarse"], t["query_points"], t["boundary_frac"])
+            with acc.autocast():
+                logits = model(batch["image"], batch["coarse"], extra=extra, idx=idx)
+            loss, terms = point_loss(logits, torch.gather(batch["gt"].flatten(1), 1, idx),
+                                     t["loss_weights"])
+        else:
+            with acc.autocast():
+                logits = model(batch["image"], batch["coarse"], extra=extra)
+            loss, terms = refinement_loss(logits, batch["gt"], t["loss_weights"])
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt.step()
@@ -167,6 +191,9 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
                      "lr": sched.get_last_lr()[0]}, step=it + 1)
             bar.set_postfix(loss=f"{sum(window) / len(window):.4f}")
         if writer is not None and (it + 1) % t["image_every"] == 0:
+            if logits.dim() != 4:  # point-sampled step: decode the whole crop for the picture
+                with torch.no_grad():
+                    logits = model(batch["image"], batch["coarse"], extra=extra)
             writer.add_image("train/image|coarse|refined|gt", _grid(batch, torch.sigmoid(logits.float())),
                              it + 1)
         if (it + 1) % t["ckpt_every"] == 0:

@@ -172,11 +172,14 @@ class RefinementDataset(Dataset):
     coarse masks, one of them (chosen at random, kept soft); otherwise ``synthesizer(gt)``.
 
     Items are dicts of float32 tensors: ``image`` (3, S, S) in [0, 1], ``gt`` (1, S, S) in {0, 1},
-    ``coarse`` (1, S, S) in [0, 1], with S the transform's crop size.
+    ``coarse`` (1, S, S) in [0, 1], with S the transform's crop size. With ``sam_inputs`` (a
+    :class:`sam_sr.sam.training_inputs.SamTrainingInputs`; the transform must declare the extra
+    targets ``extra`` and ``coords``) items also have ``extra``: the SAM map (C, S, S) in [0, 1]
+    (v2.1, v2.2) or SAM's embedding read at the crop's stride-8 cells (256, S/8, S/8) (v3.x).
     """
 
     def __init__(self, samples: list[Sample], synthesizer, transform, real_coarse_prob: float = 0.0,
-                 seed: int = 0):
+                 seed: int = 0, sam_inputs=None):
         if not samples:
             raise SamSrError("empty training dataset")
         self.samples = samples
@@ -184,6 +187,7 @@ class RefinementDataset(Dataset):
         self.transform = transform
         self.real_coarse_prob = real_coarse_prob
         self.seed = seed
+        self.sam_inputs = sam_inputs
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -203,9 +207,29 @@ class RefinementDataset(Dataset):
                 coarse = cv2.resize(coarse, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
         else:
             coarse = self.synthesizer(gt, rng)
-        out = self.transform(image=image, mask=gt.astype(np.float32), coarse=coarse.astype(np.float32))
-        return {
+        targets = {}
+        extra = emb = None
+        if self.sam_inputs is not None:
+            coarse, extra, emb = self.sam_inputs(image, coarse.astype(np.float32), rng)
+            if extra is not None:
+                targets["extra"] = extra
+            if emb is not None:  # pixel-centre coordinates follow the crop and flip
+                h, w = gt.shape
+                ys, xs = np.meshgrid(np.arange(h, dtype=np.float32) + 0.5,
+                                     np.arange(w, dtype=np.float32) + 0.5, indexing="ij")
+                targets["coords"] = np.stack([ys, xs], -1)
+        out = self.transform(image=image, mask=gt.astype(np.float32), coarse=coarse.astype(np.float32),
+                             **targets)
+        item = {
             "image": torch.from_numpy(out["image"].transpose(2, 0, 1).copy()).float() / 255.0,
             "gt": torch.from_numpy((out["mask"] >= 0.5).astype(np.float32))[None],
             "coarse": torch.from_numpy(np.clip(out["coarse"], 0, 1).astype(np.float32))[None],
         }
+        if extra is not None:
+            e = out["extra"] if out["extra"].ndim == 3 else out["extra"][..., None]
+            item["extra"] = torch.from_numpy(np.clip(e, 0, 1).transpose(2, 0, 1).copy()).float()
+        if emb is not None:
+            from ..sam.features import sample_embedding
+            c = torch.from_numpy(out["coords"][4::8, 4::8].copy())
+            item["extra"] = sample_embedding(emb, gt.shape, c[..., 0], c[..., 1])
+        return item

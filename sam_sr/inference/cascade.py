@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..errors import SamSrError
 from ..models.crm import resize_mask
+from ..sam.features import features_for_step
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from .encode import ALIGN, encode, encode_tiled
 from .query import DecodeMode, decode_step
@@ -84,7 +86,8 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
         model: a refiner with ``encoder``, ``fusion``, ``decoder`` and ``make_input`` (CRM family).
         image: float32 (1, 3, H, W) RGB in [0, 1].
         mask: float32 (1, 1, H, W) coarse mask in [0, 1].
-        extra: optional float32 (1, C, H, W) extra input channels in [0, 1].
+        extra: optional float32 (1, C, H, W) extra input channels in [0, 1]; for models with
+            ``extra_is_features`` (SAM-SR v3), SAM's image embedding (1, C, 64, 64) of this image.
 
     Returns:
         float32 (1, 1, H, W) refined soft mask in [0, 1]. ``config.stats`` receives
@@ -97,12 +100,18 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
     sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in steps[:-1]] + [(h, w)]
     current = mask
     decoded = 0
+    features = bool(getattr(model, "extra_is_features", False))
+    if features and (extra is None or cfg.encoder_tile):
+        raise SamSrError("a SAM-SR v3 model needs the SAM embedding and does not support encoder tiles")
     for i, size in enumerate(sizes):
         inputs = [resize_image(image, size), resize_mask(current, size)]
-        if extra is not None:
+        if extra is not None and not features:
             inputs.append(resize_image(extra, size))
         padded, (top, left, hp, wp) = pad_inputs(inputs, cfg.pad)
-        ex = padded[2] if extra is not None else None
+        if features:  # SAM embedding read at the padded input's stride-8 cells (SAM-SR v3)
+            ex = features_for_step(extra, (h, w), size, top, left, (hp, wp)).to(image.device)
+        else:
+            ex = padded[2] if extra is not None else None
         if cfg.encoder_tile:
             proj = encode_tiled(model, padded[0], padded[1], ex, cfg.encoder_tile, cfg.tile_overlap,
                                 cfg.fusion_patches)

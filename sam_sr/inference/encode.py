@@ -24,6 +24,8 @@ def encode(model, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor |
 
     ``fusion_patches`` > 0 runs the fusion in that many bands (exactly equal output, less memory).
     """
+    if getattr(model, "extra_is_features", False):  # SAM-SR v3: its own encoder, no patching
+        return model.encode(image, mask, extra)
     feats = model.encoder(model.make_input(image, mask, extra))
     if fusion_patches > 0:
         return model.fusion.forward_patched(feats, fusion_patches, post=model.decoder.prepare)

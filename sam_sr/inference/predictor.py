@@ -42,6 +42,11 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
     return m >= 0.5
 
 
+def _variant_of(path: Path) -> str | None:
+    from ..checkpoint import read_checkpoint
+    return read_checkpoint(path).get("variant", "crm")
+
+
 class Refiner:
     """Thin predictor around a refiner model and the cascade.
 
@@ -60,7 +65,8 @@ class Refiner:
         self.info = info or {}
         self.sam_inputs = sam_inputs
         self.last_sam_info: dict[str, Any] = {}
-        extra = getattr(getattr(model, "config", None), "extra_channels", 0)
+        extra = getattr(getattr(model, "config", None), "extra_channels", 0) \
+            or getattr(model, "extra_is_features", False)
         if extra and sam_inputs is None:
             raise SamSrError(f"a {getattr(model, 'variant', '?')} model needs SAM inputs "
                              f"(--sam-type and --sam-checkpoint)")
@@ -68,13 +74,17 @@ class Refiner:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, variant: str | None = None,
                         device: str | torch.device | None = None, sam_type: str | None = None,
-                        sam_checkpoint: str | os.PathLike | None = None, **cascade: Any) -> "Refiner":
+                        sam_checkpoint: str | os.PathLike | None = None, sam_cache=None,
+                        sam_points_per_side: int = 16, **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
             path: checkpoint file; ``None`` = :data:`DEFAULT_CHECKPOINT`.
-            variant: if given, the checkpoint must be of this variant (e.g. ``"crm"``).
+            variant: if given, the checkpoint must be of this variant (``"v1"`` also accepts a CRM
+                checkpoint: v1 only replaces the refiner's coarse-mask input).
             sam_type, sam_checkpoint: SAM model for the SAM-SR variants (``vit_t`` = MobileSAM).
+            sam_cache: optional :class:`sam_sr.sam.cache.SamCache` for SAM masks and embeddings.
+            sam_points_per_side: automatic-mask point grid of v1 / v2.1 (SAM's default is 32).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
 
         Raises:
@@ -85,16 +95,19 @@ class Refiner:
         if path is None and not p.is_file():
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")
-        model, state = load_model(p, variant)
-        info = {"checkpoint": str(p), "variant": state.get("variant"),
-                "iteration": state.get("iteration")}
+        # v1 changes only the refiner's input, so a CRM checkpoint serves it too
+        model, state = load_model(p, "crm" if variant == "v1" and _variant_of(p) == "crm" else variant)
+        run_as = variant or state.get("variant")
+        info = {"checkpoint": str(p), "variant": run_as, "iteration": state.get("iteration")}
         sam_inputs = None
-        if info["variant"] in ("v1", "v2.1", "v2.2"):
+        from ..sam.pipeline import SAM_VARIANTS
+        if run_as in SAM_VARIANTS:
             if sam_checkpoint is None:
-                raise SamSrError(f"variant {info['variant']} needs --sam-type and --sam-checkpoint")
+                raise SamSrError(f"variant {run_as} needs --sam-type and --sam-checkpoint")
             from ..sam import load_sam
             from ..sam.pipeline import SamPipeline
-            sam_inputs = SamPipeline(info["variant"], load_sam(sam_type or "vit_t", sam_checkpoint, device))
+            sam_inputs = SamPipeline(run_as, load_sam(sam_type or "vit_t", sam_checkpoint, device),
+                                     cache=sam_cache, points_per_side=sam_points_per_side)
         return cls(model, device, CascadeConfig(**cascade), info, sam_inputs)
 
     def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False):
@@ -122,7 +135,9 @@ class Refiner:
         extra = None
         if self.sam_inputs is not None:
             coarse, extra_np, self.last_sam_info = self.sam_inputs(img, coarse)
-            if extra_np is not None:
+            if isinstance(extra_np, torch.Tensor):  # SAM embedding (v3.x)
+                extra = extra_np.to(self.device)
+            elif extra_np is not None:
                 extra = torch.from_numpy(np.ascontiguousarray(extra_np.transpose(2, 0, 1)))[None].to(self.device)
         x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
         m = torch.from_numpy(np.asarray(coarse)).to(self.device)[None, None].float()

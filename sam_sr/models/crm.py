@@ -126,12 +126,30 @@ class CRM(nn.Module):
         return self.decoder.query_chunked(proj, coord, cell, chunk)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, out_size: tuple[int, int] | None = None,
-                extra: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-        """Logits float32 (B, 1, Ho, Wo) over the whole input at ``out_size`` (default: input size)."""
+                extra: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK,
+                idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits float32 (B, 1, Ho, Wo) over the whole input at ``out_size`` (default: input size),
+        or, when ``idx`` (int64 (B, N) flat pixel indices) is given, (B, N) at those pixels
+        (:meth:`forward_points`)."""
+        if idx is not None:
+            return self.forward_points(image, mask, idx, extra)
         proj = self.encode(image, mask, extra)
         ho, wo = out_size or image.shape[-2:]
         logits = self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
         return self.add_skip(logits, resize_mask(mask, (ho, wo)))
+
+    def forward_points(self, image: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor,
+                       extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits float32 (B, N) at N pixel centres of the input grid (point-sampled training).
+
+        Args:
+            idx: int64 (B, N), flat pixel indices ``row * W + col`` into the (H, W) input.
+        """
+        proj = self.encode(image, mask, extra)
+        coord, cell = pixel_coords(idx, image.shape[-2:])
+        logits = self.decoder.query(proj, coord, cell)
+        m = torch.gather(mask.flatten(1), 1, idx)
+        return self.add_skip(logits, m)
 
     def add_skip(self, logits: torch.Tensor, mask_at_queries: torch.Tensor) -> torch.Tensor:
         """``logits + s * (2 m - 1)`` with the coarse mask m at the same points (``mask_skip``);
@@ -139,6 +157,23 @@ class CRM(nn.Module):
         if not self.config.mask_skip:
             return logits
         return logits + self.skip_scale * (2 * mask_at_queries.to(logits.dtype) - 1)
+
+
+def pixel_coords(idx: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel centres of flat indices into an (H, W) grid in the decoder's [-1, 1] frame.
+
+    Args:
+        idx: int64 (B, N) flat indices ``row * W + col``. size: (H, W) in pixels.
+
+    Returns:
+        coord float32 (B, N, 2) as (y, x); cell float32 (2,), one pixel's size in that frame.
+    """
+    h, w = int(size[0]), int(size[1])
+    rows = torch.div(idx, w, rounding_mode="floor")
+    cols = idx - rows * w
+    coord = torch.stack([-1 + (2 * rows.float() + 1) / h, -1 + (2 * cols.float() + 1) / w], dim=-1)
+    cell = torch.tensor([2.0 / h, 2.0 / w], device=idx.device)
+    return coord, cell
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

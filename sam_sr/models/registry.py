@@ -64,3 +64,12 @@ register_variant("crm", CRM, CRMConfig.from_dict)
 register_variant("v1", SamSrV1, _with_extra(0))
 register_variant("v2.1", SamSrV21, _with_extra(3))
 register_variant("v2.2", SamSrV22, _with_extra(1))
+
+
+def _register_v3() -> None:
+    from .sam_sr_v3 import V3_VARIANTS, _v3
+    for name, mode in V3_VARIANTS.items():
+        register_variant(name, *_v3(mode, name))
+
+
+_register_v3()

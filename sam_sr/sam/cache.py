@@ -65,10 +65,13 @@ class SamCache:
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(p, buf.getvalue())
 
-    def masks(self, image: np.ndarray, generate: Callable[[np.ndarray], list[dict[str, Any]]]
-              ) -> list[dict[str, Any]]:
-        """Automatic masks of ``image``: from the cache, or ``generate(image)`` stored then returned."""
-        p = self.path(image_key(image), "masks")
+    def masks(self, image: np.ndarray, generate: Callable[[np.ndarray], list[dict[str, Any]]],
+              kind: str = "masks") -> list[dict[str, Any]]:
+        """Automatic masks of ``image``: from the cache, or ``generate(image)`` stored then returned.
+
+        ``kind`` names the generator's settings (e.g. ``masks-p8`` for an 8 x 8 point grid), so
+        masks of different settings never mix."""
+        p = self.path(image_key(image), kind)
         if p.is_file():
             self.hits += 1
             z = self._read(p)
@@ -87,6 +90,23 @@ class SamCache:
         return [{"segmentation": s, "area": int(s.sum()), "predicted_iou": float(m.get("predicted_iou", 0.0))}
                 for s, m in zip(segs, masks)]
 
+    def has(self, image: np.ndarray, kind: str) -> bool:
+        """Whether an entry of ``kind`` exists for ``image``."""
+        return self.path(image_key(image), kind).is_file()
+
+    def embedding(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The cached embedding entry of ``image``: ``features`` float16 (1, 256, 64, 64),
+        ``original_size``, ``input_size``.
+
+        Raises:
+            SamSrError: no entry (run ``scripts/precompute_sam.py``) or a corrupt one.
+        """
+        p = self.path(image_key(image), "embedding")
+        if not p.is_file():
+            raise SamSrError(f"no cached SAM embedding for this image in {self.dir}; "
+                             f"run scripts/precompute_sam.py first")
+        return self._read(p)
+
     def set_predictor_image(self, predictor, image: np.ndarray) -> None:
         """``predictor.set_image(image)``, with the image embedding read from or written to the cache."""
         import torch
@@ -101,7 +121,7 @@ class SamCache:
             predictor.is_image_set = True
             return
         self.misses += 1
-        predictor.set_image(image)
+        type(predictor).set_image(predictor, image)  # the class's method, even if patched on the object
         self._write(p, {"features": predictor.features.detach().cpu().numpy().astype(np.float16),
                         "original_size": np.array(predictor.original_size),
                         "input_size": np.array(predictor.input_size)})
