@@ -65,8 +65,9 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
     if variant is not None and ck_variant != variant:
         raise SamSrError(f"checkpoint {path} is a {ck_variant!r} model, not {variant!r}")
     cfg = dict(state.get("model_config") or {})
-    cfg["pretrained"] = False
-    cfg["backbone_checkpoint"] = None
+    if "backbone" in cfg:  # CRM family: the weights come from the checkpoint, never from timm
+        cfg["pretrained"] = False
+        cfg["backbone_checkpoint"] = None
     model = build_model(ck_variant, cfg)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
     try:

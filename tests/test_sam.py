@@ -80,3 +80,38 @@ def test_semantic_eval_cli_baseline_only(tmp_path, capsys):
                                "--json", str(tmp_path / "r.json")]) == 0
     assert "| baseline |" in capsys.readouterr().out
     assert semantic_eval_main(["--root", str(tmp_path / "nope"), "--methods", "baseline"]) == 2
+
+
+@needs_mobile_sam
+def test_every_variant_runs_from_infer_with_real_mobile_sam(tmp_path):
+    """infer.py --variant X --sam-type vit_t --sam-checkpoint mobile_sam.pt, for all eight variants
+    (random-weight refiners: this checks the wiring with the real SAM, not quality)."""
+    import torch
+
+    from sam_sr.checkpoint import save_checkpoint
+    from sam_sr.cli import infer_main
+    from sam_sr.models import build_model
+    from tests.conftest import TINY, disk_photo
+    image, mask = disk_photo(96, 128, seed=3)
+    Image.fromarray(image).save(tmp_path / "im.png")
+    Image.fromarray(mask[::4, ::4]).save(tmp_path / "coarse.png")
+    v3 = {"cnn_channels": [8, 8, 8], "sam_proj": 8, "heads": 2, "fusion_channels": 16,
+          "decoder_hidden": [16, 16]}
+    for variant in ("crm", "v1", "v2.1", "v2.2", "v3.1", "v3.2", "v3.3", "v3.4"):
+        torch.manual_seed(0)
+        arch = "crm" if variant == "v1" else variant    # v1 runs a CRM checkpoint
+        model = build_model(arch, v3 if variant.startswith("v3") else TINY)
+        ckpt = tmp_path / f"{variant}.pt"
+        save_checkpoint(ckpt, model, arch, model.config.to_dict())
+        out = tmp_path / f"{variant}.png"
+        code = infer_main(["--image", str(tmp_path / "im.png"), "--mask", str(tmp_path / "coarse.png"),
+                           "--out", str(out), "--checkpoint", str(ckpt), "--variant", variant,
+                           "--sam-type", "vit_t", "--sam-checkpoint", str(MOBILE_SAM),
+                           "--points-per-side", "4", "--sam-cache", str(tmp_path / "cache"),
+                           "--device", "cpu"])
+        assert code == 0, variant
+        result = np.asarray(Image.open(out))
+        assert result.shape == (96, 128) and set(np.unique(result)) <= {0, 255}
+    # one embedding and one set of automatic masks were cached for the image, then reused
+    assert len(list((tmp_path / "cache").rglob("*.embedding.npz"))) == 1
+    assert len(list((tmp_path / "cache").rglob("*.masks-p4.npz"))) == 1
