@@ -11,6 +11,15 @@ import sys
 from .errors import SamSrError
 
 
+def _choices(text: str, known, what: str) -> list[str]:
+    """Comma-separated names from ``text``; raises :class:`SamSrError` naming any not in ``known``."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        raise SamSrError(f"unknown {what} {unknown}; known: {list(known)}")
+    return names
+
+
 def _fail(exc: Exception) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return 2
@@ -284,10 +293,7 @@ def profile_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="benchmarks/results/profile.json", help="write rows here")
     args = ap.parse_args(argv)
     try:
-        configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-        unknown = [c for c in configs if c not in CONFIGS]
-        if unknown:
-            raise SamSrError(f"unknown configs {unknown}; known: {list(CONFIGS)}")
+        configs = _choices(args.configs, CONFIGS, "configs")
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         if args.image:
             if not args.mask:
@@ -426,9 +432,9 @@ def ablation_main(argv: list[str] | None = None) -> int:
                     help="overlays where the best SAM-SR variant beats / loses to CRM ('' = none)")
     args = ap.parse_args(argv)
     try:
-        import numpy as np
-
         from pathlib import Path
+
+        import numpy as np
 
         from .ablation import VARIANTS, checkpoint_for, format_ablation, pick_examples, run_ablation
         from .data import load_samples
@@ -436,10 +442,7 @@ def ablation_main(argv: list[str] | None = None) -> int:
         from .inference import Refiner
         from .io import read_image, read_mask
         from .sam.cache import SamCache, model_tag
-        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        unknown = [v for v in variants if v not in VARIANTS]
-        if unknown:
-            raise SamSrError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+        variants = _choices(args.variants, VARIANTS, "variants")
         if not Path(args.sam_checkpoint).is_file():
             raise SamSrError(f"SAM checkpoint not found: {args.sam_checkpoint}")
         cache = SamCache(args.sam_cache, model_tag(args.sam_type, args.sam_checkpoint))

@@ -21,6 +21,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def config_from_dict(cls, d: dict[str, Any], what: str):
+    """Dataclass ``cls`` from a dict; tuple-typed fields accept lists of ints.
+
+    Raises:
+        SamSrError: keys that are not fields of ``cls``.
+    """
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise SamSrError(f"unknown {what} config keys {unknown}; allowed: {sorted(names)}")
+    kw = dict(d)
+    for f in fields(cls):
+        if f.name in kw and "tuple" in str(f.type):
+            kw[f.name] = tuple(int(v) for v in kw[f.name])
+    return cls(**kw)
+
+
+def config_to_dict(cfg) -> dict[str, Any]:
+    """A config dataclass as a YAML-friendly dict (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
 @dataclass
 class CRMConfig:
     """Architecture of a CRM refiner. Defaults are the compact CPU configuration.
@@ -50,21 +72,10 @@ class CRMConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CRMConfig":
         """Build from a dict; raises :class:`SamSrError` on unknown keys."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SamSrError(f"unknown model config keys {unknown}; allowed: {sorted(names)}")
-        kw = dict(d)
-        for k in ("out_indices", "branch_channels", "decoder_hidden"):
-            if k in kw:
-                kw[k] = tuple(int(v) for v in kw[k])
-        return cls(**kw)
+        return config_from_dict(cls, d, "model")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("out_indices", "branch_channels", "decoder_hidden"):
-            d[k] = list(d[k])
-        return d
+        return config_to_dict(self)
 
 
 class CRM(nn.Module):

@@ -18,7 +18,7 @@ precomputed and cached (``scripts/precompute_sam.py``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SamSrError
-from .crm import IMAGENET_MEAN, IMAGENET_STD, pixel_coords, resize_mask
+from .crm import IMAGENET_MEAN, IMAGENET_STD, config_from_dict, config_to_dict, pixel_coords, resize_mask
 from .implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder
 
 MASK_MODES = ("none", "embed", "global", "window")
@@ -61,15 +61,7 @@ class V3Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "V3Config":
         """Build from a dict; raises :class:`SamSrError` on unknown keys or a bad ``mask_mode``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SamSrError(f"unknown v3 model config keys {unknown}; allowed: {sorted(names)}")
-        kw = dict(d)
-        for k in ("cnn_channels", "decoder_hidden"):
-            if k in kw:
-                kw[k] = tuple(int(v) for v in kw[k])
-        cfg = cls(**kw)
+        cfg = config_from_dict(cls, d, "v3 model")
         if cfg.mask_mode not in MASK_MODES:
             raise SamSrError(f"mask_mode must be one of {MASK_MODES}, got {cfg.mask_mode!r}")
         if len(cfg.cnn_channels) != 3:
@@ -77,10 +69,7 @@ class V3Config:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("cnn_channels", "decoder_hidden"):
-            d[k] = list(d[k])
-        return d
+        return config_to_dict(self)
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
