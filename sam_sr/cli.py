@@ -472,17 +472,19 @@ def ablation_main(argv: list[str] | None = None) -> int:
             write_json(args.json, {"meta": meta, **out})
         if args.figure and best is not None:
             from .io import write_png
-            from .visualize import overlay, side_by_side
+            from .visualize import label, overlay, side_by_side
             src = sources[0]
             rows = []
             for i, d in pick_examples(out["per_image"][src], "crm", best):
                 s = samples[i]
                 image, gt = read_image(s.image), read_mask(s.mask) >= 0.5
                 coarse = coarse_for(s, src, gt) >= 0.5
-                panels = [overlay(image, coarse, coarse, gt=gt)]
+                t = max(2, max(image.shape[:2]) // 150)
+                panels = [overlay(image, coarse, coarse, thickness=t, gt=gt)]
                 for v in ("crm", best):
-                    panels.append(overlay(image, coarse, refiners[v].refine(image, coarse), gt=gt))
-                rows.append(side_by_side(panels, 200))
+                    panels.append(overlay(image, coarse, refiners[v].refine(image, coarse), thickness=t, gt=gt))
+                panels = [label(p, f"{s.id} {name}") for p, name in zip(panels, ("coarse", "crm", best))]
+                rows.append(side_by_side(panels, 240))
                 print(f"figure row {s.id}: IoU {best} - crm = {d:+.2f}")
             if rows:
                 width = max(r.shape[1] for r in rows)

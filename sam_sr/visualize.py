@@ -27,3 +27,13 @@ def side_by_side(panels: list[np.ndarray], height: int = 320) -> np.ndarray:
     resized = [cv2.resize(p, (max(1, round(p.shape[1] * height / p.shape[0])), height),
                           interpolation=cv2.INTER_AREA) for p in panels]
     return np.concatenate(resized, axis=1)
+
+
+def label(panel: np.ndarray, text: str) -> np.ndarray:
+    """A copy of a uint8 RGB panel with ``text`` in white on a black strip at its top-left."""
+    out = np.array(panel, dtype=np.uint8, order="C")
+    scale = max(0.4, out.shape[0] / 600)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    out[: h + base + 6, : w + 8] = 0
+    cv2.putText(out, text, (4, h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
