@@ -42,11 +42,6 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
     return m >= 0.5
 
 
-def _variant_of(path: Path) -> str | None:
-    from ..checkpoint import read_checkpoint
-    return read_checkpoint(path).get("variant", "crm")
-
-
 class Refiner:
     """Thin predictor around a refiner model and the cascade.
 
@@ -96,7 +91,9 @@ class Refiner:
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")
         # v1 changes only the refiner's input, so a CRM checkpoint serves it too
-        model, state = load_model(p, "crm" if variant == "v1" and _variant_of(p) == "crm" else variant)
+        model, state = load_model(p, None if variant == "v1" else variant)
+        if variant == "v1" and state.get("variant", "crm") not in ("crm", "v1"):
+            raise SamSrError(f"checkpoint {p} is a {state.get('variant')!r} model, not 'v1' or 'crm'")
         run_as = variant or state.get("variant")
         info = {"checkpoint": str(p), "variant": run_as, "iteration": state.get("iteration")}
         sam_inputs = None
