@@ -60,36 +60,46 @@ def _add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sam-cache", default=None,
                     help="folder of cached SAM outputs (scripts/precompute_sam.py); read and filled")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    ap.add_argument("--scales", default="0.125,0.25,0.5,1", help="cascade scales, comma-separated")
-    ap.add_argument("--min-size", type=int, default=512,
-                    help="skip cascade scales whose longer side is below this many pixels")
-    ap.add_argument("--decode", default="full",
-                    help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N]")
-    ap.add_argument("--fusion-patches", type=int, default=8,
-                    help="run the fusion convolutions in N bands (exact, less memory; 0 = off)")
-    ap.add_argument("--encoder-tile", type=int, default=0,
-                    help="encode inputs larger than this many pixels in overlapping tiles (0 = off)")
+    # cascade settings: unset = the checkpoint's recommended `inference` settings, else CascadeConfig's
+    ap.add_argument("--scales", default=None,
+                    help="cascade scales, comma-separated (default: the model's, else 0.125,0.25,0.5,1)")
+    ap.add_argument("--min-size", type=int, default=None,
+                    help="skip cascade scales whose longer side is below this many pixels "
+                         "(default: the model's, else 512)")
+    ap.add_argument("--decode", default=None,
+                    help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N] "
+                         "(default: the model's recommended mode, else full)")
+    ap.add_argument("--fusion-patches", type=int, default=None,
+                    help="run the fusion convolutions in N bands (exact, less memory; 0 = off; default 8)")
+    ap.add_argument("--encoder-tile", type=int, default=None,
+                    help="encode inputs larger than this many pixels in overlapping tiles (0 = off, the default)")
 
 
 def _refiner(args):
     from .inference import Refiner
     from .inference.query import DecodeMode
-    try:
-        scales = tuple(float(s) for s in args.scales.split(",") if s.strip())
-    except ValueError:
-        raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
-    DecodeMode.parse(args.decode)
-    if args.fusion_patches < 0 or args.encoder_tile < 0:
-        raise SamSrError("--fusion-patches and --encoder-tile must be >= 0")
+    cascade = {}
+    if args.scales is not None:
+        try:
+            cascade["scales"] = tuple(float(s) for s in args.scales.split(",") if s.strip())
+        except ValueError:
+            raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
+    if args.decode is not None:
+        DecodeMode.parse(args.decode)
+        cascade["decode"] = args.decode
+    for name in ("min_size", "fusion_patches", "encoder_tile"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 0:
+                raise SamSrError(f"--{name.replace('_', '-')} must be >= 0")
+            cascade[name] = value
     cache = None
     if args.sam_cache and args.sam_checkpoint:
         from .sam.cache import SamCache, model_tag
         cache = SamCache(args.sam_cache, model_tag(args.sam_type, args.sam_checkpoint))
     return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device,
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
-                                   sam_cache=cache, sam_points_per_side=args.points_per_side,
-                                   scales=scales, min_size=args.min_size, decode=args.decode,
-                                   fusion_patches=args.fusion_patches, encoder_tile=args.encoder_tile)
+                                   sam_cache=cache, sam_points_per_side=args.points_per_side, **cascade)
 
 
 def _soft_path(out: "Path") -> "Path":
@@ -263,8 +273,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         if args.json:
             meta = {"root": args.root, "ids": args.ids, "n_images": len(samples),
                     "checkpoint": None if refiner is None else refiner.info.get("checkpoint"),
-                    "scales": args.scales, "min_size": args.min_size, "decode": args.decode,
-                    "fusion_patches": args.fusion_patches, "encoder_tile": args.encoder_tile}
+                    **({} if refiner is None else refiner.cascade_settings())}
             write_json(args.json, {"meta": meta, "results": results})
     except SamSrError as exc:
         return _fail(exc)

@@ -20,7 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "datasets": [],            # list of {layout, root, ids_file?, coarse_sources?}
         "crop_size": 224,
-        "crop_scale": [0.3, 1.0],
+        "crop_scale": [0.3, 1.0],      # resized crops: fraction of the image area per crop
+        "crop_mode": "resized",        # resized | native (crops at about the image's own scale)
+        "native_scale": [0.75, 1.33],  # native crops: random rescale factor range before cropping
         "real_coarse_prob": 0.5,   # use a sample's real coarse masks (when it has any) this often
         "iou_range": [0.8, 1.0],   # CascadePSP perturbation target IoU
         "low_iou_range": [0.5, 0.85],
@@ -51,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "loss_weights": {"bce": 1.0, "l1": 0.5, "l2": 0.5, "grad": 2.0},
         "query_points": 0,         # 0: decode the whole crop; N: N sampled query points per crop
         "boundary_frac": 0.75,     # share of sampled points near the boundary / coarse errors
+        "point_band": 0,           # >0: focused points lie within this many px of the coarse contour
         "mixed_precision": "no",  # no | fp16 | bf16 (passed to accelerate)
         "seed": 0,
         "log_every": 20,
@@ -59,13 +62,17 @@ DEFAULTS: dict[str, Any] = {
         "resume": True,
         "max_minutes": 0,          # stop (and checkpoint) after this wall time; 0 = no limit
         "init_checkpoint": None,   # start from this checkpoint's weights (fine-tuning)
+        "init_skip": None,         # then set the mask skip's scale to this (null = keep the loaded one)
         "stop_at": 0,              # stop at this iteration (schedule still spans `iterations`); 0 = off
     },
+    # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
+    # stored in its checkpoints and used by Refiner.from_checkpoint unless overridden
+    "inference": {},
 }
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = {"model", "data.mode_weights", "sam.v1"}
+_FREE = {"model", "data.mode_weights", "sam.v1", "inference"}
 
 
 def _merge(base: dict, new: dict, path: str = "") -> dict:

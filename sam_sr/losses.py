@@ -40,23 +40,34 @@ def refinement_loss(logits: torch.Tensor, gt: torch.Tensor,
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
+def _contour_band(m: torch.Tensor, width: int) -> torch.Tensor:
+    """Pixels within ``width`` px (square neighbourhood) of the contour of binary float (B, 1, H, W)."""
+    k = 2 * width + 1
+    return (F.max_pool2d(m, k, 1, width) - (-F.max_pool2d(-m, k, 1, width))) > 0
+
+
 def sample_query_points(gt: torch.Tensor, coarse: torch.Tensor, n: int, boundary_frac: float,
-                        band: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
+                        band: int = 5, generator: torch.Generator | None = None,
+                        coarse_band: int = 0) -> torch.Tensor:
     """Query points for point-sampled training, as flat pixel indices int64 (B, n).
 
-    A fraction ``boundary_frac`` of the points is drawn uniformly from the band where refinement
-    matters: within ``band`` pixels of the ground truth's boundary, or where the coarse mask
-    (thresholded at 0.5) disagrees with the ground truth; the rest uniformly from the whole crop
-    (PointRend-style importance sampling; LIIF also trains on sampled query points).
+    A fraction ``boundary_frac`` of the points is drawn uniformly from the region where refinement
+    matters, the rest uniformly from the whole crop (PointRend-style importance sampling; LIIF also
+    trains on sampled query points). The region is, by default, within ``band`` pixels of the ground
+    truth's boundary or where the coarse mask (thresholded at 0.5) disagrees with the ground truth.
+    With ``coarse_band`` > 0 it is instead the pixels within ``coarse_band`` px of the coarse mask's
+    contour: the band that ``contour:W`` decoding (:mod:`sam_sr.inference.query`) refines at
+    inference, everything outside it keeping the coarse mask.
 
     Args:
         gt, coarse: float (B, 1, H, W) in [0, 1]. n: points per image.
     """
     b, _, h, w = gt.shape
-    k = 2 * band + 1
-    g = (gt > 0.5).float()
-    edge = F.max_pool2d(g, k, 1, band) - (-F.max_pool2d(-g, k, 1, band))
-    weight = ((edge > 0) | ((coarse > 0.5) != (gt > 0.5))).flatten(1).float()
+    if coarse_band > 0:
+        weight = _contour_band((coarse > 0.5).float(), coarse_band).flatten(1).float()
+    else:
+        g = (gt > 0.5).float()
+        weight = (_contour_band(g, band) | ((coarse > 0.5) != (gt > 0.5))).flatten(1).float()
     nb = int(round(n * boundary_frac))
     uniform = torch.randint(0, h * w, (b, n - nb), generator=generator, device=gt.device)
     if nb == 0:

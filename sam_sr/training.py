@@ -51,7 +51,8 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
         sam_inputs = SamTrainingInputs(cfg["variant"], cache, s["type"], s["checkpoint"],
                                        s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
     tf = train_transform(d["crop_size"], tuple(d["crop_scale"]),
-                         extra_targets=("extra", "coords") if sam_inputs is not None else ())
+                         extra_targets=("extra", "coords") if sam_inputs is not None else (),
+                         mode=d["crop_mode"], native_scale=tuple(d["native_scale"]))
     return RefinementDataset(concat_samples(d["datasets"]), synth, tf, d["real_coarse_prob"],
                              seed=cfg["train"]["seed"], sam_inputs=sam_inputs)
 
@@ -129,6 +130,11 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
 
     if t["init_checkpoint"]:
         _init_from(model, t["init_checkpoint"])
+    if t["init_skip"] is not None:
+        if not hasattr(model, "skip_scale"):
+            raise SamSrError("train.init_skip needs a model with the mask skip (model.mask_skip: true)")
+        with torch.no_grad():
+            model.skip_scale.fill_(float(t["init_skip"]))
     start = 0
     last = out / "last.pt"
     if t["resume"] and last.is_file():
@@ -169,7 +175,8 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
         batch = next(data)
         extra = batch.get("extra")
         if t["query_points"]:
-            idx = sample_query_points(batch["gt"], batch["coarse"], t["query_points"], t["boundary_frac"])
+            idx = sample_query_points(batch["gt"], batch["coarse"], t["query_points"], t["boundary_frac"],
+                                      coarse_band=t["point_band"])
             with acc.autocast():
                 logits = model(batch["image"], batch["coarse"], extra=extra, idx=idx)
             loss, terms = point_loss(logits, torch.gather(batch["gt"].flatten(1), 1, idx),

@@ -1,6 +1,10 @@
 """Export a training checkpoint as a small inference checkpoint (weights + model config only).
 
-``python scripts/export_model.py runs/crm_r18/final.pt sam_sr/weights/crm_r18.pt [--force]``
+``python scripts/export_model.py runs/crm_r18/final.pt sam_sr/weights/crm_r18.pt [--force]
+[--decode contour:8] [--min-size 512]``
+
+``--decode`` / ``--min-size`` set the model's recommended inference settings (the checkpoint config's
+``inference`` section, which ``Refiner.from_checkpoint`` uses unless told otherwise).
 """
 import argparse
 import sys
@@ -18,11 +22,20 @@ def main() -> int:
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--decode", default=None, help="recommended query selection, e.g. contour:8")
+    ap.add_argument("--min-size", type=int, default=None, help="recommended cascade min_size (px)")
     args = ap.parse_args()
     try:
         check_output_path(args.dst, args.force)
         model, state = load_model(args.src)
         keep = {k: state[k] for k in ("iteration", "config") if k in state}
+        inference = {k: v for k, v in (("decode", args.decode), ("min_size", args.min_size)) if v is not None}
+        if inference:
+            from sam_sr.inference.query import DecodeMode
+            DecodeMode.parse(inference.get("decode", "full"))
+            config = dict(keep.get("config") or {})
+            config["inference"] = {**(config.get("inference") or {}), **inference}
+            keep["config"] = config
         save_checkpoint(args.dst, model, state["variant"], state["model_config"], **keep)
     except SamSrError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -179,3 +179,22 @@ def test_labels_mode_errors(tmp_path, tiny_checkpoint, capsys):
     assert infer_main(base + ["--labels", str(tmp_path / "small.png")]) == 2
     assert "--num-classes" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_checkpoint):
+    from sam_sr import Refiner
+    dst = tmp_path / "exported.pt"
+    cmd = [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(tiny_checkpoint), str(dst),
+           "--decode", "contour:6", "--min-size", "128"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    exported = Refiner.from_checkpoint(dst, device="cpu")
+    assert (exported.cascade.decode, exported.cascade.min_size) == ("contour:6", 128)
+    source = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")
+    for a, b in zip(exported.model.state_dict().values(), source.model.state_dict().values()):
+        assert a.equal(b)
+    before = dst.read_bytes()
+    again = subprocess.run(cmd[:-4] + ["--decode", "spiral"], capture_output=True, text=True)
+    assert again.returncode != 0 and "exists" in again.stderr and dst.read_bytes() == before
+    bad = subprocess.run(cmd[:3] + [str(tmp_path / "x.pt"), "--decode", "spiral"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown decode mode" in bad.stderr and not (tmp_path / "x.pt").exists()

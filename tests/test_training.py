@@ -107,3 +107,23 @@ def test_fine_tuning_from_another_checkpoint_adds_the_mask_skip(tmp_path):
     bad["model"]["fusion_channels"] = 32
     with pytest.raises(SamSrError, match="does not fit"):
         train(bad)
+
+
+def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(tmp_path):
+    """Stage-3 options: native crops, query points in the coarse band, init_skip after fine-tuning init,
+    and the recommended inference settings stored with the checkpoint."""
+    cfg = _config(tmp_path, 4, query_points=128, boundary_frac=1.0, point_band=4)
+    cfg["model"].update({"mask_skip": True, "mask_skip_init": 0.0})
+    cfg["data"].update({"crop_mode": "native", "native_scale": [0.8, 1.2]})
+    cfg["inference"] = {"decode": "contour:4"}
+    train(cfg)
+    ft = _config(tmp_path, 1, init_checkpoint=str(tmp_path / "run" / "final.pt"), init_skip=2.5,
+                 out_dir=str(tmp_path / "ft"), lr=0.0)
+    ft["model"].update({"mask_skip": True, "mask_skip_init": 0.0})
+    train(ft)
+    state = read_checkpoint(tmp_path / "ft" / "final.pt")
+    assert float(state["model"]["skip_scale"]) == pytest.approx(2.5)      # lr 0: the reset value
+    assert read_checkpoint(tmp_path / "run" / "final.pt")["config"]["inference"] == {"decode": "contour:4"}
+    no_skip = _config(tmp_path, 1, init_skip=1.0, out_dir=str(tmp_path / "ns"))
+    with pytest.raises(SamSrError, match="mask skip"):
+        train(no_skip)

@@ -42,6 +42,23 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
     return m >= 0.5
 
 
+def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> CascadeConfig:
+    """CascadeConfig from explicit fields over the checkpoint's ``config["inference"]`` settings."""
+    from dataclasses import fields
+
+    from .query import DecodeMode
+    known = {f.name for f in fields(CascadeConfig)} - {"stats"}
+    stored = dict((state.get("config") or {}).get("inference") or {})
+    unknown = set(stored) - known
+    if unknown:
+        raise SamSrError(f"checkpoint {path} has unknown inference settings {sorted(unknown)}")
+    if "scales" in stored:
+        stored["scales"] = tuple(stored["scales"])
+    settings = {**stored, **given}
+    DecodeMode.parse(settings.get("decode", "full"))
+    return CascadeConfig(**settings)
+
+
 class Refiner:
     """Thin predictor around a refiner model and the cascade.
 
@@ -81,10 +98,13 @@ class Refiner:
             sam_cache: optional :class:`sam_sr.sam.cache.SamCache` for SAM masks and embeddings.
             sam_points_per_side: automatic-mask point grid of v1 / v2.1 (SAM's default is 32).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
+                Fields not given come from the checkpoint's recommended inference settings (its
+                config's ``inference`` section, e.g. the shipped model's ``decode: contour:W``),
+                then from :class:`CascadeConfig`'s defaults.
 
         Raises:
             SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, variant mismatch, a
-                SAM-SR variant without a SAM checkpoint.
+                SAM-SR variant without a SAM checkpoint, an invalid inference setting.
         """
         p = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if path is None and not p.is_file():
@@ -105,7 +125,13 @@ class Refiner:
             from ..sam.pipeline import SamPipeline
             sam_inputs = SamPipeline(run_as, load_sam(sam_type or "vit_t", sam_checkpoint, device),
                                      cache=sam_cache, points_per_side=sam_points_per_side)
-        return cls(model, device, CascadeConfig(**cascade), info, sam_inputs)
+        return cls(model, device, _cascade_config(state, cascade, p), info, sam_inputs)
+
+    def cascade_settings(self) -> dict[str, Any]:
+        """The cascade settings in use (:class:`CascadeConfig` fields as plain values, for reports)."""
+        c = self.cascade
+        return {"scales": list(c.scales), "min_size": c.min_size, "pad": c.pad, "decode": c.decode,
+                "fusion_patches": c.fusion_patches, "encoder_tile": c.encoder_tile}
 
     def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False):
         """Refine a coarse mask at the image's full resolution.

@@ -108,3 +108,25 @@ def test_repository_configs_load():
     for name in ("crm_r18", "crm_r34", "crm_r50"):
         cfg = load_config(f"configs/{name}.yaml")
         assert cfg["variant"] == "crm" and cfg["data"]["datasets"]
+
+
+def test_native_crops_keep_the_image_scale():
+    """crop_mode native with scale 1: the crop is a window of the image (no resizing) on foreground."""
+    h, w = 150, 200
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx % 256, yy % 256, np.zeros_like(xx)], -1).astype(np.uint8)
+    gt = np.zeros((h, w), np.float32)
+    gt[100:140, 150:190] = 1
+    tf = train_transform(64, jitter=(0, 0, 0), grayscale_prob=0.0, mode="native", native_scale=(1.0, 1.0))
+    for _ in range(5):
+        out = tf(image=image, mask=gt, coarse=gt)
+        assert out["image"].shape == (64, 64, 3) and out["coarse"].shape == (64, 64)
+        steps = np.diff(out["image"][..., 0].astype(int), axis=1)
+        assert set(np.unique(np.abs(steps))) == {1}          # neighbouring columns: one pixel apart
+        assert np.all(np.diff(out["image"][:, 0, 1].astype(int)) == 1)
+        assert out["mask"].sum() > 0                          # the crop contains foreground
+        # the ground truth moved with the image: foreground where x >= 150 and y >= 100
+        x, y = out["image"][..., 0].astype(int), out["image"][..., 1].astype(int)
+        np.testing.assert_array_equal(out["mask"] > 0, (x >= 150) & (x < 190) & (y >= 100) & (y < 140))
+    with pytest.raises(ValueError, match="crop mode"):
+        train_transform(64, mode="zoom")

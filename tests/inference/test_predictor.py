@@ -90,3 +90,29 @@ def test_wrong_checkpoints(tmp_path, tiny_model):
         Refiner.from_checkpoint(mismatched)
     with pytest.raises(SamSrError, match="not found"):
         Refiner.from_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_inference_settings_are_defaults_and_overridable(tmp_path, tiny_model):
+    p = tmp_path / "band.pt"
+    save_checkpoint(p, tiny_model, "crm", tiny_model.config.to_dict(),
+                    config={"inference": {"decode": "contour:4", "min_size": 64, "scales": [0.5, 1.0]}})
+    r = Refiner.from_checkpoint(p, device="cpu")
+    assert (r.cascade.decode, r.cascade.min_size, r.cascade.scales) == ("contour:4", 64, (0.5, 1.0))
+    assert Refiner.from_checkpoint(p, device="cpu", decode="full").cascade.decode == "full"
+    # contour decoding keeps the coarse mask outside the band: far pixels are unchanged
+    img, mask = disk_photo(96, 96)
+    out = r.refine(img, mask)
+    import cv2
+    m = (mask > 0).astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    far = cv2.dilate(m, k) == cv2.erode(m, k)
+    np.testing.assert_array_equal(out[far] > 0, m[far] > 0)
+    # a checkpoint without settings uses CascadeConfig's defaults
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, tiny_model, "crm", tiny_model.config.to_dict())
+    assert Refiner.from_checkpoint(plain, device="cpu").cascade == CascadeConfig()
+    for bad, match in (({"zoom": 2}, "unknown inference settings"), ({"decode": "spiral"}, "unknown decode")):
+        q = tmp_path / "bad_settings.pt"
+        save_checkpoint(q, tiny_model, "crm", tiny_model.config.to_dict(), config={"inference": bad})
+        with pytest.raises(SamSrError, match=match):
+            Refiner.from_checkpoint(q, device="cpu")
