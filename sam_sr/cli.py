@@ -77,15 +77,13 @@ def _add_model_args(ap: argparse.ArgumentParser) -> None:
 
 def _refiner(args):
     from .inference import Refiner
-    from .inference.query import DecodeMode
     cascade = {}
     if args.scales is not None:
         try:
             cascade["scales"] = tuple(float(s) for s in args.scales.split(",") if s.strip())
         except ValueError:
             raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
-    if args.decode is not None:
-        DecodeMode.parse(args.decode)
+    if args.decode is not None:   # validated by CascadeConfig
         cascade["decode"] = args.decode
     for name in ("min_size", "fusion_patches", "encoder_tile"):
         value = getattr(args, name)
@@ -273,7 +271,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         if args.json:
             meta = {"root": args.root, "ids": args.ids, "n_images": len(samples),
                     "checkpoint": None if refiner is None else refiner.info.get("checkpoint"),
-                    **({} if refiner is None else refiner.cascade_settings())}
+                    **({} if refiner is None else refiner.cascade.settings())}
             write_json(args.json, {"meta": meta, "results": results})
     except SamSrError as exc:
         return _fail(exc)

@@ -31,8 +31,8 @@ def main() -> int:
         keep = {k: state[k] for k in ("iteration", "config") if k in state}
         inference = {k: v for k, v in (("decode", args.decode), ("min_size", args.min_size)) if v is not None}
         if inference:
-            from sam_sr.inference.query import DecodeMode
-            DecodeMode.parse(inference.get("decode", "full"))
+            from sam_sr.inference.cascade import CascadeConfig
+            CascadeConfig(**inference)   # validates the settings before anything is written
             config = dict(keep.get("config") or {})
             config["inference"] = {**(config.get("inference") or {}), **inference}
             keep["config"] = config

@@ -8,7 +8,8 @@ fusion, encoder tiles, query-selection modes) are in :class:`CascadeConfig`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,9 @@ class CascadeConfig:
         fusion_patches: run the fusion convolutions in this many bands (exact; 0 = off).
         encoder_tile: encode inputs larger than this many pixels (per side) in overlapping tiles
             (approximate; 0 = off). ``tile_overlap``: context per tile side in pixels.
+
+    Raises:
+        SamSrError: an invalid ``decode`` mode (checked at construction).
     """
 
     scales: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
@@ -47,6 +51,19 @@ class CascadeConfig:
     encoder_tile: int = 0
     tile_overlap: int = 64
     stats: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        DecodeMode.parse(self.decode)
+
+    @classmethod
+    def setting_names(cls) -> set[str]:
+        """The settable fields (all but ``stats``)."""
+        return {f.name for f in fields(cls)} - {"stats"}
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as plain values (``scales`` as a list), e.g. for JSON reports."""
+        return {name: list(self.scales) if name == "scales" else getattr(self, name)
+                for name in sorted(self.setting_names())}
 
     def steps(self, h: int, w: int) -> list[float]:
         """The scales run for an H x W image, increasing, ending at 1.0."""

@@ -44,19 +44,13 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
 
 def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> CascadeConfig:
     """CascadeConfig from explicit fields over the checkpoint's ``config["inference"]`` settings."""
-    from dataclasses import fields
-
-    from .query import DecodeMode
-    known = {f.name for f in fields(CascadeConfig)} - {"stats"}
     stored = dict((state.get("config") or {}).get("inference") or {})
-    unknown = set(stored) - known
+    unknown = set(stored) - CascadeConfig.setting_names()
     if unknown:
         raise SamSrError(f"checkpoint {path} has unknown inference settings {sorted(unknown)}")
     if "scales" in stored:
         stored["scales"] = tuple(stored["scales"])
-    settings = {**stored, **given}
-    DecodeMode.parse(settings.get("decode", "full"))
-    return CascadeConfig(**settings)
+    return CascadeConfig(**{**stored, **given})
 
 
 class Refiner:
@@ -114,6 +108,7 @@ class Refiner:
         model, state = load_model(p, None if variant == "v1" else variant)
         if variant == "v1" and state.get("variant", "crm") not in ("crm", "v1"):
             raise SamSrError(f"checkpoint {p} is a {state.get('variant')!r} model, not 'v1' or 'crm'")
+        cascade_config = _cascade_config(state, cascade, p)   # bad settings fail before SAM loads
         run_as = variant or state.get("variant")
         info = {"checkpoint": str(p), "variant": run_as, "iteration": state.get("iteration")}
         sam_inputs = None
@@ -125,13 +120,7 @@ class Refiner:
             from ..sam.pipeline import SamPipeline
             sam_inputs = SamPipeline(run_as, load_sam(sam_type or "vit_t", sam_checkpoint, device),
                                      cache=sam_cache, points_per_side=sam_points_per_side)
-        return cls(model, device, _cascade_config(state, cascade, p), info, sam_inputs)
-
-    def cascade_settings(self) -> dict[str, Any]:
-        """The cascade settings in use (:class:`CascadeConfig` fields as plain values, for reports)."""
-        c = self.cascade
-        return {"scales": list(c.scales), "min_size": c.min_size, "pad": c.pad, "decode": c.decode,
-                "fusion_patches": c.fusion_patches, "encoder_tile": c.encoder_tile}
+        return cls(model, device, cascade_config, info, sam_inputs)
 
     def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False):
         """Refine a coarse mask at the image's full resolution.
