@@ -69,6 +69,12 @@ def _add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--decode", default=None,
                     help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N] "
                          "(default: the model's recommended mode, else full)")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="confidence margin in [0, 0.5): refined probabilities within it of 0.5 keep the "
+                         "coarse mask's value (default: the model's, else 0 = off)")
+    ap.add_argument("--upsample-to", type=int, default=None,
+                    help="refine images whose longer side is below this many pixels at this size and resize "
+                         "the result back (default: the model's, else 0 = off)")
     ap.add_argument("--fusion-patches", type=int, default=None,
                     help="run the fusion convolutions in N bands (exact, less memory; 0 = off; default 8)")
     ap.add_argument("--encoder-tile", type=int, default=None,
@@ -85,7 +91,9 @@ def _refiner(args):
             raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
     if args.decode is not None:   # validated by CascadeConfig
         cascade["decode"] = args.decode
-    for name in ("min_size", "fusion_patches", "encoder_tile"):
+    if args.margin is not None:   # validated by CascadeConfig
+        cascade["margin"] = args.margin
+    for name in ("min_size", "upsample_to", "fusion_patches", "encoder_tile"):
         value = getattr(args, name)
         if value is not None:
             if value < 0:

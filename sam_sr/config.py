@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 8,
         "lr": 2.25e-4,
         "weight_decay": 1e-4,
+        "optimizer": "adam",       # adam (L2 in the gradient, CRM) | adamw (decoupled weight decay)
         "schedule": "cosine",      # cosine | step
         "milestones": [0.5, 0.8333],  # fractions of iterations, for the step schedule (CRM)
         "gamma": 0.1,
@@ -64,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
         "init_checkpoint": None,   # start from this checkpoint's weights (fine-tuning)
         "init_skip": None,         # then set the mask skip's scale to this (null = keep the loaded one)
         "stop_at": 0,              # stop at this iteration (schedule still spans `iterations`); 0 = off
+        "lr_mult": {},             # {parameter-name prefix: lr multiplier}, e.g. {pixel_head: 10}
     },
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
     # stored in its checkpoints and used by Refiner.from_checkpoint unless overridden
@@ -72,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = {"model", "data.mode_weights", "sam.v1", "inference"}
+_FREE = {"model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult"}
 
 
 def _merge(base: dict, new: dict, path: str = "") -> dict:

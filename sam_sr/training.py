@@ -77,6 +77,47 @@ def _lr_lambda(t: dict[str, Any]):
     return f
 
 
+def _param_groups(model, t: dict[str, Any]) -> list[dict[str, Any]]:
+    """Adam parameter groups: parameters whose name starts with a ``train.lr_mult`` prefix get
+    ``lr * multiplier`` (e.g. a new pixel head next to fine-tuned weights); the rest ``lr``.
+
+    Raises:
+        SamSrError: a prefix that matches no parameter, or a multiplier that is not a positive number.
+    """
+    groups: dict[str, list] = {"": []}
+    mult = dict(t.get("lr_mult") or {})
+    for prefix, m in mult.items():
+        if not isinstance(m, (int, float)) or m <= 0:
+            raise SamSrError(f"train.lr_mult[{prefix!r}] must be a positive number, got {m!r}")
+        groups[prefix] = []
+    for name, p in model.named_parameters():
+        hit = next((pre for pre in mult if name.startswith(pre)), "")
+        groups[hit].append(p)
+    empty = [pre for pre in mult if not groups[pre]]
+    if empty:
+        raise SamSrError(f"train.lr_mult prefixes {empty} match no model parameter")
+    return [{"params": ps, "lr": t["lr"] * (mult[pre] if pre else 1.0)}
+            for pre, ps in groups.items() if ps]
+
+
+def _optimizer(model, t: dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam (``train.optimizer: adam``; weight decay as an L2 term in the gradient, CRM's setting) or
+    AdamW (``adamw``; decoupled weight decay, Loshchilov & Hutter 2019), over :func:`_param_groups`.
+
+    With Adam's coupled L2 term, weights whose loss gradient is zero (e.g. a new head behind a
+    zero-initialised output layer) are driven to zero at about ``lr`` per step; AdamW shrinks them by
+    only ``lr * weight_decay`` per step.
+
+    Raises:
+        SamSrError: an unknown optimizer name.
+    """
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    name = str(t.get("optimizer", "adam")).lower()
+    if name not in kinds:
+        raise SamSrError(f"unknown train.optimizer {name!r}; choose from {sorted(kinds)}")
+    return kinds[name](_param_groups(model, t), lr=t["lr"], weight_decay=t["weight_decay"])
+
+
 def _init_from(model, path: str) -> None:
     """Initialise from another checkpoint's weights (fine-tuning). Tensors of the same name and shape
     are copied; parameters the checkpoint lacks keep their initialisation (e.g. a new mask skip).
@@ -125,7 +166,7 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
                         persistent_workers=cfg["data"]["num_workers"] > 0)
     if len(loader) == 0:
         raise SamSrError(f"dataset of {len(dataset)} samples is smaller than batch_size {t['batch_size']}")
-    opt = torch.optim.Adam(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    opt = _optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(t))
 
     if t["init_checkpoint"]:

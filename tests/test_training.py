@@ -127,3 +127,35 @@ def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(
     no_skip = _config(tmp_path, 1, init_skip=1.0, out_dir=str(tmp_path / "ns"))
     with pytest.raises(SamSrError, match="mask skip"):
         train(no_skip)
+
+
+def test_lr_mult_groups_and_optimizer_choice(tmp_path):
+    from sam_sr.models import build_model
+    from sam_sr.training import _optimizer
+    model = build_model("crm", {**TINY, "pixel_head": 4})
+    t = {"lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "lr_mult": {"pixel_head": 10}}
+    opt = _optimizer(model, t)
+    assert isinstance(opt, torch.optim.AdamW)
+    head = {id(p) for p in model.pixel_head.parameters()}
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+    assert by_lr[1e-3 * 10] == head
+    assert len(by_lr[1e-3]) == len(list(model.parameters())) - len(head)
+    with pytest.raises(SamSrError, match="match no model parameter"):
+        _optimizer(model, {**t, "lr_mult": {"nothing": 2}})
+    with pytest.raises(SamSrError, match="positive"):
+        _optimizer(model, {**t, "lr_mult": {"pixel_head": 0}})
+    with pytest.raises(SamSrError, match="unknown train.optimizer"):
+        _optimizer(model, {**t, "optimizer": "sgd"})
+
+
+def test_new_pixel_head_learns_with_adamw(tmp_path):
+    """Fine-tuning with a new, zero-started pixel head: its output layer moves and its hidden layers
+    keep their weights (Adam's coupled L2 term alone would shrink them towards zero)."""
+    train(_config(tmp_path, 10))
+    ft = _config(tmp_path, 20, init_checkpoint=str(tmp_path / "run" / "final.pt"), optimizer="adamw",
+                 lr_mult={"pixel_head": 3}, out_dir=str(tmp_path / "ft"))
+    ft["model"] = {**TINY, "pixel_head": 4, "pixel_head_layers": 2}
+    train(ft)
+    state = read_checkpoint(tmp_path / "ft" / "final.pt")["model"]
+    assert state["pixel_head.out.weight"].abs().sum() > 0
+    assert state["pixel_head.body.0.weight"].abs().mean() > 0.05

@@ -37,9 +37,16 @@ class CascadeConfig:
         fusion_patches: run the fusion convolutions in this many bands (exact; 0 = off).
         encoder_tile: encode inputs larger than this many pixels (per side) in overlapping tiles
             (approximate; 0 = off). ``tile_overlap``: context per tile side in pixels.
+        margin: confidence margin in [0, 0.5): a decoded pixel whose refined probability is within
+            ``margin`` of 0.5 keeps the previous step's value (the coarse mask at the first step), so
+            only confident decisions change the mask (0 = off).
+        upsample_to: images whose longer side is below this many pixels are refined at this size
+            (image and coarse mask bilinearly upsampled) and the refined soft mask is resized back
+            (area); the implicit decoder then places boundaries at sub-pixel steps of the image
+            (0 = off).
 
     Raises:
-        SamSrError: an invalid ``decode`` mode (checked at construction).
+        SamSrError: an invalid ``decode`` mode, ``margin`` or ``upsample_to`` (checked at construction).
     """
 
     scales: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
@@ -50,10 +57,16 @@ class CascadeConfig:
     fusion_patches: int = 8
     encoder_tile: int = 0
     tile_overlap: int = 64
+    margin: float = 0.0
+    upsample_to: int = 0
     stats: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         DecodeMode.parse(self.decode)
+        if not 0.0 <= float(self.margin) < 0.5:
+            raise SamSrError(f"margin must be in [0, 0.5), got {self.margin!r}")
+        if int(self.upsample_to) < 0:
+            raise SamSrError(f"upsample_to must be >= 0 pixels, got {self.upsample_to!r}")
 
     @classmethod
     def setting_names(cls) -> set[str]:
@@ -112,6 +125,13 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
     """
     cfg = config or CascadeConfig()
     mode = DecodeMode.parse(cfg.decode)
+    full_hw = tuple(image.shape[-2:])
+    if cfg.upsample_to and max(full_hw) < cfg.upsample_to:
+        f = cfg.upsample_to / max(full_hw)
+        up = (round(full_hw[0] * f), round(full_hw[1] * f))
+        image, mask = resize_image(image, up), resize_mask(mask, up)
+        if extra is not None and not getattr(model, "extra_is_features", False):
+            extra = resize_image(extra, up)
     h, w = image.shape[-2:]
     steps = cfg.steps(h, w)
     sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in steps[:-1]] + [(h, w)]
@@ -140,10 +160,14 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
                   -1 + 2 * (top + size[0]) / hp, -1 + 2 * (left + size[1]) / wp)
         previous = resize_mask(current, out_hw)[0, 0]
         skip = model.add_skip if getattr(model.config, "mask_skip", False) else None
-        prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk, skip)
+        pixel = None
+        if getattr(model.config, "pixel_head", 0):  # full-resolution head at the output size
+            pixel = model.pixel_logits(resize_image(image, out_hw), previous[None, None])[0, 0]
+        prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk, skip, pixel,
+                              cfg.margin)
         decoded += n
         current = prob[None, None]
         del proj
     cfg.stats.clear()
     cfg.stats.update({"decoded_points": decoded, "steps": sizes})
-    return current
+    return resize_mask(current, full_hw)

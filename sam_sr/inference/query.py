@@ -67,9 +67,10 @@ class _Decoder:
     """Decodes pixels of one ``out_h x out_w`` output grid of one image (batch 1)."""
 
     def __init__(self, decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int],
-                 bounds, chunk: int, skip=None, previous: torch.Tensor | None = None):
+                 bounds, chunk: int, skip=None, previous: torch.Tensor | None = None,
+                 pixel: torch.Tensor | None = None, margin: float = 0.0):
         self.decoder, self.proj, self.chunk = decoder, proj, chunk
-        self.skip, self.previous = skip, previous
+        self.skip, self.previous, self.pixel, self.margin = skip, previous, pixel, margin
         self.h, self.w = out_hw
         y0, x0, y1, x1 = (float(v) for v in bounds)
         self.y0, self.x0 = y0, x0
@@ -84,10 +85,7 @@ class _Decoder:
         self.count += len(rows) * len(cols)
         ys, xs = self._coords(rows, self.y0, self.dy), self._coords(cols, self.x0, self.dx)
         logits = self.decoder.query_rows_cols(self.proj, ys, xs, (self.dy, self.dx), self.chunk)[0]
-        if self.skip is not None:
-            dev = self.previous.device
-            logits = self.skip(logits, self.previous[rows.to(dev)][:, cols.to(dev)].to(logits.device))
-        return torch.sigmoid(logits.float())
+        return self._finish(logits, lambda t: t[rows.to(t.device)][:, cols.to(t.device)])
 
     def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Probabilities float (N,) at pixels (rows[i], cols[i])."""
@@ -98,10 +96,19 @@ class _Decoder:
                              self._coords(cols, self.x0, self.dx)], dim=-1)
         cell = torch.tensor([self.dy, self.dx], device=self.proj.device)
         logits = self.decoder.query_chunked(self.proj, coord[None], cell, self.chunk)[0]
+        return self._finish(logits, lambda t: t[rows.to(t.device), cols.to(t.device)])
+
+    def _finish(self, logits: torch.Tensor, at) -> torch.Tensor:
+        """Mask skip and pixel head added to the decoder's logits, sigmoid, confidence margin;
+        ``at(t)`` reads an (H, W) map at the decoded pixels."""
         if self.skip is not None:
-            dev = self.previous.device
-            logits = self.skip(logits, self.previous[rows.to(dev), cols.to(dev)].to(logits.device))
-        return torch.sigmoid(logits.float())
+            logits = self.skip(logits, at(self.previous).to(logits.device))
+        if self.pixel is not None:
+            logits = logits + at(self.pixel).to(logits.device)
+        prob = torch.sigmoid(logits.float())
+        if self.margin and self.previous is not None:
+            prob = torch.where((prob - 0.5).abs() < self.margin, at(self.previous).to(prob), prob)
+        return prob
 
 
 def _levels(n: int, stride: int) -> torch.Tensor:
@@ -142,8 +149,8 @@ def _refine_level(dec: _Decoder, out: torch.Tensor, known_r: torch.Tensor, known
 
 
 def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int], bounds,
-                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK, skip=None
-                ) -> tuple[torch.Tensor, int]:
+                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK, skip=None,
+                pixel: torch.Tensor | None = None, margin: float = 0.0) -> tuple[torch.Tensor, int]:
     """Decode one cascade step's output with a query-selection mode.
 
     Args:
@@ -153,12 +160,14 @@ def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int,
         previous: float (H, W) in [0, 1], the value implied by the previous cascade step.
         mode: a :class:`DecodeMode`.
         skip: optional ``skip(logits, previous_at_points) -> logits`` (the model's mask skip).
+        pixel: optional float (H, W) logits added at every decoded point (the model's pixel head).
+        margin: decoded probabilities within this of 0.5 keep ``previous`` (0 = off).
 
     Returns:
         (probabilities float32 (H, W) in [0, 1], number of decoded query points).
     """
     h, w = out_hw
-    dec = _Decoder(decoder, proj, out_hw, bounds, chunk, skip, previous)
+    dec = _Decoder(decoder, proj, out_hw, bounds, chunk, skip, previous, pixel, margin)
     dev = proj.device
     if mode.name == "full":
         return dec.grid(torch.arange(h), torch.arange(w)), dec.count

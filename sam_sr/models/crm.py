@@ -16,6 +16,7 @@ from ..errors import SamSrError
 from .encoder import MaskEncoder
 from .fusion import FeatureFusion
 from .implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder, query_grid
+from .pixel_head import PixelHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,6 +55,10 @@ class CRMConfig:
     where m is the coarse mask's value at that point (bilinear) and s a learned scalar starting at
     ``mask_skip_init``; the MLP then learns a correction of the coarse mask, which a small model
     trained briefly learns much faster than the whole mask.
+
+    ``pixel_head`` (not in CRM): hidden channels of a :class:`~sam_sr.models.pixel_head.PixelHead`
+    (0 = none) with ``pixel_head_layers`` 3x3 convolutions, run over the image and the mask at the
+    output resolution; its logit is added at every query point (see :meth:`CRM.pixel_logits`).
     """
 
     backbone: str = "resnet18"
@@ -68,6 +73,8 @@ class CRMConfig:
     backbone_checkpoint: str | None = None
     mask_skip: bool = False
     mask_skip_init: float = 2.0
+    pixel_head: int = 0
+    pixel_head_layers: int = 3
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CRMConfig":
@@ -102,6 +109,10 @@ class CRM(nn.Module):
         self.decoder = ImplicitDecoder(c.fusion_channels, c.decoder_hidden)
         if c.mask_skip:
             self.skip_scale = nn.Parameter(torch.tensor(float(c.mask_skip_init)))
+        if c.pixel_head < 0 or c.pixel_head_layers < 1:
+            raise SamSrError("pixel_head must be >= 0 channels and pixel_head_layers >= 1")
+        if c.pixel_head:
+            self.pixel_head = PixelHead(c.pixel_head, c.pixel_head_layers)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -147,7 +158,13 @@ class CRM(nn.Module):
         proj = self.encode(image, mask, extra)
         ho, wo = out_size or image.shape[-2:]
         logits = self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
-        return self.add_skip(logits, resize_mask(mask, (ho, wo)))
+        m = resize_mask(mask, (ho, wo))
+        logits = self.add_skip(logits, m)
+        if self.config.pixel_head:
+            img = image if image.shape[-2:] == (ho, wo) else F.interpolate(
+                image, size=(ho, wo), mode="bilinear", align_corners=False)
+            logits = logits + self.pixel_logits(img, m)
+        return logits
 
     def forward_points(self, image: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor,
                        extra: torch.Tensor | None = None) -> torch.Tensor:
@@ -160,7 +177,10 @@ class CRM(nn.Module):
         coord, cell = pixel_coords(idx, image.shape[-2:])
         logits = self.decoder.query(proj, coord, cell)
         m = torch.gather(mask.flatten(1), 1, idx)
-        return self.add_skip(logits, m)
+        logits = self.add_skip(logits, m)
+        if self.config.pixel_head:
+            logits = logits + torch.gather(self.pixel_logits(image, mask).flatten(1), 1, idx)
+        return logits
 
     def add_skip(self, logits: torch.Tensor, mask_at_queries: torch.Tensor) -> torch.Tensor:
         """``logits + s * (2 m - 1)`` with the coarse mask m at the same points (``mask_skip``);
@@ -168,6 +188,23 @@ class CRM(nn.Module):
         if not self.config.mask_skip:
             return logits
         return logits + self.skip_scale * (2 * mask_at_queries.to(logits.dtype) - 1)
+
+
+    def pixel_logits(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The pixel head's logit corrections float32 (B, 1, H, W) at the inputs' own resolution.
+
+        Args:
+            image: float32 (B, 3, H, W) RGB in [0, 1]; mask: float32 (B, 1, H, W) in [0, 1] (the mask
+                the decoder's output corrects: the coarse mask, or the previous cascade step's output).
+
+        Raises:
+            SamSrError: the model has no pixel head (``pixel_head: 0``).
+        """
+        if not self.config.pixel_head:
+            raise SamSrError("this model has no pixel head (model.pixel_head: 0)")
+        x = torch.cat([(image - self.mean) / self.std, mask * 2 - 1], dim=1)
+        head = self.pixel_head
+        return head(x) if torch.is_grad_enabled() else head.banded(x)
 
 
 def pixel_coords(idx: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -158,3 +158,39 @@ def test_cascade_reports_decoded_points(tiny_model):
     cascade_refine(tiny_model, img, mask, cfg)
     assert cfg.stats["steps"][-1] == (64, 96)
     assert 0 < cfg.stats["decoded_points"]
+
+
+@pytest.mark.parametrize("q", [0.3, 0.7])
+def test_margin_keeps_the_previous_value_where_the_model_is_unsure(setup, q):
+    model, proj, full, previous = setup
+    margin = float((full - 0.5).abs().quantile(q))   # the tiny model's probabilities lie close to 0.5
+    with torch.no_grad():
+        gated, _ = decode_step(model.decoder, proj, (H, W), BOUNDS, previous, DecodeMode(), margin=margin)
+    unsure = (full - 0.5).abs() < margin
+    assert unsure.any() and (~unsure).any()
+    assert torch.equal(gated[unsure], previous[unsure])
+    assert torch.equal(gated[~unsure], full[~unsure])
+
+
+def test_upsample_to_refines_small_images_at_the_larger_size(tiny_model):
+    from sam_sr.models.crm import resize_mask
+    from sam_sr.inference.cascade import resize_image
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 30, 40)
+    mask = (torch.rand(1, 1, 30, 40) > 0.5).float()
+    cfg = CascadeConfig(scales=(1.0,), upsample_to=80)
+    out = cascade_refine(tiny_model, img, mask, cfg)
+    assert out.shape == (1, 1, 30, 40) and cfg.stats["steps"] == [(60, 80)]
+    big = cascade_refine(tiny_model, resize_image(img, (60, 80)), resize_mask(mask, (60, 80)),
+                         CascadeConfig(scales=(1.0,)))
+    assert torch.allclose(out, resize_mask(big, (30, 40)), atol=1e-6)
+    # images already at least that large are refined as they are
+    same = CascadeConfig(scales=(1.0,), upsample_to=40)
+    cascade_refine(tiny_model, img, mask, same)
+    assert same.stats["steps"] == [(30, 40)]
+
+
+@pytest.mark.parametrize("bad", [{"margin": 0.5}, {"margin": -0.1}, {"upsample_to": -1}])
+def test_bad_margin_or_upsample_settings(bad):
+    with pytest.raises(SamSrError):
+        CascadeConfig(**bad)
