@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SamSrError
-from ..models.crm import resize_mask
+from ..models.crm import resize_image, resize_mask
 from ..sam.features import features_for_step
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from .encode import ALIGN, encode, encode_tiled
@@ -82,14 +82,6 @@ class CascadeConfig:
         """The scales run for an H x W image, increasing, ending at 1.0."""
         s = sorted({float(x) for x in self.scales if 0 < x < 1 and max(h, w) * x >= self.min_size})
         return s + [1.0]
-
-
-def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize float (B, C, H, W): antialiased bilinear when shrinking, bilinear otherwise."""
-    if image.shape[-2:] == tuple(size):
-        return image
-    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def pad_inputs(tensors: list[torch.Tensor], pad: int, multiple: int = ALIGN):

@@ -161,9 +161,7 @@ class CRM(nn.Module):
         m = resize_mask(mask, (ho, wo))
         logits = self.add_skip(logits, m)
         if self.config.pixel_head:
-            img = image if image.shape[-2:] == (ho, wo) else F.interpolate(
-                image, size=(ho, wo), mode="bilinear", align_corners=False)
-            logits = logits + self.pixel_logits(img, m)
+            logits = logits + self.pixel_logits(resize_image(image, (ho, wo)), m)
         return logits
 
     def forward_points(self, image: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor,
@@ -188,7 +186,6 @@ class CRM(nn.Module):
         if not self.config.mask_skip:
             return logits
         return logits + self.skip_scale * (2 * mask_at_queries.to(logits.dtype) - 1)
-
 
     def pixel_logits(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The pixel head's logit corrections float32 (B, 1, H, W) at the inputs' own resolution.
@@ -222,6 +219,14 @@ def pixel_coords(idx: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor
     coord = torch.stack([-1 + (2 * rows.float() + 1) / h, -1 + (2 * cols.float() + 1) / w], dim=-1)
     cell = torch.tensor([2.0 / h, 2.0 / w], device=idx.device)
     return coord, cell
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize float (B, C, H, W): antialiased bilinear when shrinking, bilinear otherwise."""
+    if image.shape[-2:] == tuple(size):
+        return image
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
