@@ -75,6 +75,9 @@ def _add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--upsample-to", type=int, default=None,
                     help="refine images whose longer side is below this many pixels at this size and resize "
                          "the result back (default: the model's, else 0 = off)")
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="test-time augmentation: also refine the mirrored image and average (2x time; "
+                         "default: the model's, else off)")
     ap.add_argument("--fusion-patches", type=int, default=None,
                     help="run the fusion convolutions in N bands (exact, less memory; 0 = off; default 8)")
     ap.add_argument("--encoder-tile", type=int, default=None,
@@ -93,6 +96,8 @@ def _refiner(args):
         cascade["decode"] = args.decode
     if args.margin is not None:   # validated by CascadeConfig
         cascade["margin"] = args.margin
+    if args.flip is not None:
+        cascade["flip"] = args.flip
     for name in ("min_size", "upsample_to", "fusion_patches", "encoder_tile"):
         value = getattr(args, name)
         if value is not None:

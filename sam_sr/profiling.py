@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-#: name -> Refiner cascade options. "original" is the unpatched, fully decoded CRM cascade.
+#: name -> Refiner cascade options. "original" is the unpatched, fully decoded CRM cascade; the
+#: others override the model's recommended settings only where they name a setting.
 CONFIGS: dict[str, dict[str, Any]] = {
     "original": {"decode": "full", "fusion_patches": 0},
     "patched": {"decode": "full", "fusion_patches": 8},
@@ -33,6 +34,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "strided:8": {"decode": "strided:8", "fusion_patches": 8},
     "hierarchical": {"decode": "hierarchical:16", "fusion_patches": 8},
     "hierarchical+tiles": {"decode": "hierarchical:16", "fusion_patches": 8, "encoder_tile": 1024},
+    # the model's own recommended settings (the shipped model: contour:2, margin, pixel head in tiles)
+    "default": {},
+    "default/whole-head": {"pixel_tile": 0},   # ... with the pixel head over the whole output
 }
 
 
@@ -75,6 +79,7 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
             "rss_after_load_bytes": rss_loaded,
             "cuda_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
             "decoded_points": refiner.cascade.stats.get("decoded_points"),
+            "pixel_fraction": refiner.cascade.stats.get("pixel_fraction"),
             "size": list(image.shape[:2]), "device": str(refiner.device)}
 
 
@@ -107,7 +112,8 @@ def profile(items: list[dict[str, Any]], configs: list[str], checkpoint: str | N
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [(it, c) for it in items for c in configs]
         for it, cfg in tqdm(jobs, desc="profile", unit="run"):
-            out = os.path.join(tmp, f"{it['name']}_{cfg.replace(':', '_').replace('+', '_')}.png")
+            safe = cfg.replace(':', '_').replace('+', '_').replace('/', '_')
+            out = os.path.join(tmp, f"{it['name']}_{safe}.png")
             res = run_one(it["image"], it["mask"], cfg, checkpoint, device, it.get("long_side"),
                           runs, warmup, out, threads)
             rows.append({"image": it["name"], "config": cfg, **CONFIGS[cfg], **res, "mask_path": out})

@@ -1,9 +1,9 @@
 """Export a training checkpoint as a small inference checkpoint (weights + model config only).
 
 ``python scripts/export_model.py runs/crm_r18/final.pt sam_sr/weights/crm_r18.pt [--force]
-[--decode contour:8] [--min-size 512] [--margin 0.2] [--upsample-to 960]``
+[--decode contour:8] [--min-size 512] [--margin 0.2] [--upsample-to 960] [--flip]``
 
-``--decode`` / ``--min-size`` / ``--margin`` / ``--upsample-to`` set the model's recommended inference settings (the checkpoint config's
+``--decode`` / ``--min-size`` / ``--margin`` / ``--upsample-to`` / ``--flip`` set the model's recommended inference settings (the checkpoint config's
 ``inference`` section, which ``Refiner.from_checkpoint`` uses unless told otherwise).
 """
 import argparse
@@ -26,13 +26,15 @@ def main() -> int:
     ap.add_argument("--min-size", type=int, default=None, help="recommended cascade min_size (px)")
     ap.add_argument("--margin", type=float, default=None, help="recommended confidence margin")
     ap.add_argument("--upsample-to", type=int, default=None, help="recommended upsample_to (px)")
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="recommended test-time mirror averaging")
     args = ap.parse_args()
     try:
         check_output_path(args.dst, args.force)
         model, state = load_model(args.src)
         keep = {k: state[k] for k in ("iteration", "config") if k in state}
         given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
-                 "upsample_to": args.upsample_to}
+                 "upsample_to": args.upsample_to, "flip": args.flip}
         inference = {k: v for k, v in given.items() if v is not None}
         if inference:
             from sam_sr.inference.cascade import CascadeConfig

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import SamSrError
 from ..models.crm import resize_image, resize_mask
+from ..models.pixel_head import LazyPixelMap
 from ..sam.features import features_for_step
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from .encode import ALIGN, encode, encode_tiled
@@ -44,6 +45,12 @@ class CascadeConfig:
             (image and coarse mask bilinearly upsampled) and the refined soft mask is resized back
             (area); the implicit decoder then places boundaries at sub-pixel steps of the image
             (0 = off).
+        flip: test-time augmentation: also refine the horizontally mirrored image and coarse mask and
+            average the two refined soft masks (twice the time). With a ``margin``, a pixel then changes
+            only where both passes agree confidently enough to move the mean across 0.5.
+        pixel_tile: for models with a pixel head and a ``decode`` mode other than ``full``, compute the
+            head only in the ``pixel_tile`` px square tiles that hold decoded pixels (exact; 0 = over
+            the whole output in row bands). ``stats["pixel_fraction"]`` reports the share computed.
 
     Raises:
         SamSrError: an invalid ``decode`` mode, ``margin`` or ``upsample_to`` (checked at construction).
@@ -59,6 +66,8 @@ class CascadeConfig:
     tile_overlap: int = 64
     margin: float = 0.0
     upsample_to: int = 0
+    flip: bool = False
+    pixel_tile: int = 256
     stats: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +76,10 @@ class CascadeConfig:
             raise SamSrError(f"margin must be in [0, 0.5), got {self.margin!r}")
         if int(self.upsample_to) < 0:
             raise SamSrError(f"upsample_to must be >= 0 pixels, got {self.upsample_to!r}")
+        if int(self.pixel_tile) < 0:
+            raise SamSrError(f"pixel_tile must be >= 0 pixels, got {self.pixel_tile!r}")
+        if not isinstance(self.flip, bool):
+            raise SamSrError(f"flip must be true or false, got {self.flip!r}")
 
     @classmethod
     def setting_names(cls) -> set[str]:
@@ -113,9 +126,29 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
 
     Returns:
         float32 (1, 1, H, W) refined soft mask in [0, 1]. ``config.stats`` receives
-        ``{"decoded_points": int, "steps": [(h, w), ...]}`` of this call.
+        ``{"decoded_points": int, "steps": [(h, w), ...]}`` of this call (both passes' points with
+        ``flip``), and for a model with a pixel head ``"pixel_fraction"``: the share of the output
+        pixels (over all steps) where the head was computed, in [0, 1].
+
+    Raises:
+        SamSrError: ``flip`` with a SAM-SR v3 model; a v3 model without its embedding or with encoder tiles.
     """
     cfg = config or CascadeConfig()
+    if not cfg.flip:
+        return _cascade_once(model, image, mask, cfg, extra)
+    if getattr(model, "extra_is_features", False):
+        raise SamSrError("flip is not supported for SAM-SR v3 models (SAM's embedding is not mirror-symmetric)")
+    out = _cascade_once(model, image, mask, cfg, extra)
+    decoded = cfg.stats["decoded_points"]
+    mirrored = _cascade_once(model, image.flip(-1), mask.flip(-1), cfg,
+                             None if extra is None else extra.flip(-1)).flip(-1)
+    cfg.stats["decoded_points"] += decoded
+    return (out + mirrored) / 2
+
+
+def _cascade_once(model, image: torch.Tensor, mask: torch.Tensor, cfg: CascadeConfig,
+                  extra: torch.Tensor | None) -> torch.Tensor:
+    """One cascade pass (:func:`cascade_refine` without test-time augmentation)."""
     mode = DecodeMode.parse(cfg.decode)
     full_hw = tuple(image.shape[-2:])
     if cfg.upsample_to and max(full_hw) < cfg.upsample_to:
@@ -129,6 +162,7 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
     sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in steps[:-1]] + [(h, w)]
     current = mask
     decoded = 0
+    head_pixels = head_total = 0   # pixel-head outputs computed / output pixels, over the steps
     features = bool(getattr(model, "extra_is_features", False))
     if features and (extra is None or cfg.encoder_tile):
         raise SamSrError("a SAM-SR v3 model needs the SAM embedding and does not support encoder tiles")
@@ -154,12 +188,20 @@ def cascade_refine(model, image: torch.Tensor, mask: torch.Tensor,
         skip = model.add_skip if getattr(model.config, "mask_skip", False) else None
         pixel = None
         if getattr(model.config, "pixel_head", 0):  # full-resolution head at the output size
-            pixel = model.pixel_logits(resize_image(image, out_hw), previous[None, None])[0, 0]
+            if cfg.pixel_tile and mode.name != "full":   # only the tiles holding decoded pixels
+                pixel = model.pixel_map(resize_image(image, out_hw), previous[None, None], cfg.pixel_tile)
+            else:
+                pixel = model.pixel_logits(resize_image(image, out_hw), previous[None, None])[0, 0]
         prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk, skip, pixel,
                               cfg.margin)
         decoded += n
+        if pixel is not None:
+            head_total += out_hw[0] * out_hw[1]
+            head_pixels += pixel.computed_pixels if isinstance(pixel, LazyPixelMap) else out_hw[0] * out_hw[1]
         current = prob[None, None]
         del proj
     cfg.stats.clear()
     cfg.stats.update({"decoded_points": decoded, "steps": sizes})
+    if head_total:
+        cfg.stats["pixel_fraction"] = head_pixels / head_total
     return resize_mask(current, full_hw)

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import SamSrError
 from ..models.implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder
+from ..models.pixel_head import LazyPixelMap
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ class _Decoder:
         self.count += len(rows) * len(cols)
         ys, xs = self._coords(rows, self.y0, self.dy), self._coords(cols, self.x0, self.dx)
         logits = self.decoder.query_rows_cols(self.proj, ys, xs, (self.dy, self.dx), self.chunk)[0]
-        return self._finish(logits, lambda t: t[rows.to(t.device)][:, cols.to(t.device)])
+        return self._finish(logits, lambda t: t.grid(rows, cols) if isinstance(t, LazyPixelMap)
+                            else t[rows.to(t.device)][:, cols.to(t.device)])
 
     def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Probabilities float (N,) at pixels (rows[i], cols[i])."""
@@ -96,7 +98,8 @@ class _Decoder:
                              self._coords(cols, self.x0, self.dx)], dim=-1)
         cell = torch.tensor([self.dy, self.dx], device=self.proj.device)
         logits = self.decoder.query_chunked(self.proj, coord[None], cell, self.chunk)[0]
-        return self._finish(logits, lambda t: t[rows.to(t.device), cols.to(t.device)])
+        return self._finish(logits, lambda t: t.points(rows, cols) if isinstance(t, LazyPixelMap)
+                            else t[rows.to(t.device), cols.to(t.device)])
 
     def _finish(self, logits: torch.Tensor, at) -> torch.Tensor:
         """Mask skip and pixel head added to the decoder's logits, sigmoid, confidence margin;
@@ -160,7 +163,8 @@ def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int,
         previous: float (H, W) in [0, 1], the value implied by the previous cascade step.
         mode: a :class:`DecodeMode`.
         skip: optional ``skip(logits, previous_at_points) -> logits`` (the model's mask skip).
-        pixel: optional float (H, W) logits added at every decoded point (the model's pixel head).
+        pixel: optional float (H, W) logits added at every decoded point (the model's pixel head),
+            or a :class:`~sam_sr.models.pixel_head.LazyPixelMap` computing them where read.
         margin: decoded probabilities within this of 0.5 keep ``previous`` (0 = off).
 
     Returns:

@@ -16,7 +16,7 @@ from ..errors import SamSrError
 from .encoder import MaskEncoder
 from .fusion import FeatureFusion
 from .implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder, query_grid
-from .pixel_head import PixelHead
+from .pixel_head import LazyPixelMap, PixelHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -202,6 +202,25 @@ class CRM(nn.Module):
         x = torch.cat([(image - self.mean) / self.std, mask * 2 - 1], dim=1)
         head = self.pixel_head
         return head(x) if torch.is_grad_enabled() else head.banded(x)
+
+    def pixel_map(self, image: torch.Tensor, mask: torch.Tensor, tile: int = 256) -> "LazyPixelMap":
+        """The pixel head's logits for one image as a :class:`LazyPixelMap`: computed tile by tile
+        (``tile`` px squares) only where they are read, equal to :meth:`pixel_logits` there.
+
+        Args:
+            image: float32 (1, 3, H, W) RGB in [0, 1]; mask: float32 (1, 1, H, W) in [0, 1].
+
+        Raises:
+            SamSrError: the model has no pixel head, or ``tile`` < 1.
+        """
+        if not self.config.pixel_head:
+            raise SamSrError("this model has no pixel head (model.pixel_head: 0)")
+
+        @torch.no_grad()
+        def window(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+            return self.pixel_logits(image[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1])
+
+        return LazyPixelMap(window, tuple(image.shape[-2:]), self.pixel_head.radius, tile, image.device)
 
 
 def pixel_coords(idx: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

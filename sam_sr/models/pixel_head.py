@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import SamSrError
+
 #: Output rows computed at a time by :meth:`PixelHead.banded` (bounds memory at 4k-6k px).
 BAND_ROWS = 512
 
@@ -59,3 +61,63 @@ class PixelHead(nn.Module):
             y = self(x[..., a:b, :])
             outs.append(y[..., r0 - a:r0 - a + min(rows, h - r0), :])
         return torch.cat(outs, dim=-2)
+
+
+class LazyPixelMap:
+    """A pixel head's logits over one (H, W) output, computed tile by tile when first read.
+
+    Query selection (``contour``, ``bbox``) decodes a small part of a 4k-6k output; the pixel head
+    then only needs the tiles that hold decoded pixels. Each tile is computed from the inputs with a
+    halo of ``head.radius`` pixels (clipped only at the output's own border, where the head zero-pads
+    anyway), so every value equals the whole-map :meth:`PixelHead.forward` up to float rounding.
+
+    Args:
+        fn: ``fn(y0, y1, x0, x1) -> float (1, 1, y1 - y0, x1 - x0)``: the head's logits over that
+            window of the inputs (each window's borders are its own zero padding).
+        out_hw: output size (H, W) in pixels.
+        radius: the head's receptive-field radius in pixels (its number of 3x3 layers).
+        tile: tile side in pixels (> 0).
+        device: where the logits are kept.
+
+    Raises:
+        SamSrError: a tile side below 1.
+    """
+
+    def __init__(self, fn, out_hw: tuple[int, int], radius: int, tile: int = 256, device=None):
+        if int(tile) < 1:
+            raise SamSrError(f"pixel-head tile must be >= 1 pixel, got {tile!r}")
+        self.fn, self.radius, self.tile = fn, int(radius), int(tile)
+        self.h, self.w = out_hw
+        self.values = torch.zeros(self.h, self.w, device=device)
+        self.done = torch.zeros(-(-self.h // self.tile), -(-self.w // self.tile), dtype=torch.bool)
+        self.computed_pixels = 0   # output pixels in the tiles computed so far
+
+    def _compute(self, tiles: torch.Tensor) -> None:
+        """Compute the (ty, tx) tiles of ``tiles`` (int64 (N, 2)) not computed yet."""
+        t, r = self.tile, self.radius
+        for ty, tx in tiles.tolist():
+            if self.done[ty, tx]:
+                continue
+            y0, x0 = ty * t, tx * t
+            y1, x1 = min(self.h, y0 + t), min(self.w, x0 + t)
+            a, b, c, d = max(0, y0 - r), min(self.h, y1 + r), max(0, x0 - r), min(self.w, x1 + r)
+            out = self.fn(a, b, c, d)[0, 0]
+            self.values[y0:y1, x0:x1] = out[y0 - a:y1 - a, x0 - c:x1 - c].to(self.values)
+            self.done[ty, tx] = True
+            self.computed_pixels += (y1 - y0) * (x1 - x0)
+
+    def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Logits float (N,) at pixels (rows[i], cols[i]) (int64 (N,) each)."""
+        rows, cols = rows.cpu(), cols.cpu()
+        if len(rows):
+            self._compute(torch.unique(torch.stack([rows // self.tile, cols // self.tile], 1), dim=0))
+        return self.values[rows.to(self.values.device), cols.to(self.values.device)]
+
+    def grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Logits float (len(rows), len(cols)) at the outer product of pixel indices."""
+        rows, cols = rows.cpu(), cols.cpu()
+        if len(rows) and len(cols):
+            ty, tx = torch.unique(rows // self.tile), torch.unique(cols // self.tile)
+            self._compute(torch.cartesian_prod(ty, tx).reshape(-1, 2))
+        dev = self.values.device
+        return self.values[rows.to(dev)][:, cols.to(dev)]

@@ -190,7 +190,22 @@ def test_upsample_to_refines_small_images_at_the_larger_size(tiny_model):
     assert same.stats["steps"] == [(30, 40)]
 
 
-@pytest.mark.parametrize("bad", [{"margin": 0.5}, {"margin": -0.1}, {"upsample_to": -1}])
+def test_flip_averages_the_pass_on_the_mirrored_inputs(tiny_model):
+    torch.manual_seed(1)
+    img = torch.rand(1, 3, 40, 56)
+    mask = (torch.rand(1, 1, 40, 56) > 0.5).float()
+    once = CascadeConfig(scales=(0.5, 1.0), min_size=8)
+    plain = cascade_refine(tiny_model, img, mask, once)
+    mirrored = cascade_refine(tiny_model, img.flip(-1), mask.flip(-1),
+                              CascadeConfig(scales=(0.5, 1.0), min_size=8)).flip(-1)
+    assert not torch.allclose(plain, mirrored, atol=1e-4)   # the model is not mirror-symmetric
+    cfg = CascadeConfig(scales=(0.5, 1.0), min_size=8, flip=True)
+    out = cascade_refine(tiny_model, img, mask, cfg)
+    assert torch.allclose(out, (plain + mirrored) / 2, atol=1e-6)
+    assert once.stats["decoded_points"] > 0 and cfg.stats["decoded_points"] == 2 * once.stats["decoded_points"]
+
+
+@pytest.mark.parametrize("bad", [{"margin": 0.5}, {"margin": -0.1}, {"upsample_to": -1}, {"flip": "yes"}])
 def test_bad_margin_or_upsample_settings(bad):
     with pytest.raises(SamSrError):
         CascadeConfig(**bad)

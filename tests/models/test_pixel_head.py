@@ -6,7 +6,7 @@ import torch
 from sam_sr import CascadeConfig, SamSrError
 from sam_sr.inference.cascade import cascade_refine
 from sam_sr.models import build_model
-from sam_sr.models.pixel_head import PixelHead
+from sam_sr.models.pixel_head import LazyPixelMap, PixelHead
 from tests.conftest import TINY
 
 HEAD = {**TINY, "mask_skip": True, "pixel_head": 8, "pixel_head_layers": 2}
@@ -59,6 +59,35 @@ def test_points_grid_and_cascade_agree():
     assert band.any() and torch.allclose(contour[band], torch.sigmoid(grid)[band], atol=1e-5)
 
 
+@pytest.mark.parametrize("tile", [7, 16])
+def test_lazy_pixel_map_equals_the_whole_map_where_read(tile):
+    model = _randomise(build_model("crm", HEAD).eval())
+    img, mask = torch.rand(1, 3, 45, 61), (torch.rand(1, 1, 45, 61) > 0.5).float()
+    with torch.no_grad():
+        whole = model.pixel_logits(img, mask)[0, 0]
+    lazy = model.pixel_map(img, mask, tile)
+    rows, cols = torch.tensor([0, 3, 44, 20]), torch.tensor([60, 5, 0, 33])
+    assert torch.allclose(lazy.points(rows, cols), whole[rows, cols], atol=1e-5)
+    assert 0 < lazy.computed_pixels < 45 * 61    # only the tiles holding those pixels
+    r, c = torch.arange(10, 30), torch.arange(0, 61, 3)
+    assert torch.allclose(lazy.grid(r, c), whole[r][:, c], atol=1e-5)
+    lazy.grid(torch.arange(45), torch.arange(61))
+    assert lazy.computed_pixels == 45 * 61 and torch.allclose(lazy.values, whole, atol=1e-5)
+
+
+def test_cascade_computes_the_pixel_head_only_near_decoded_pixels():
+    model = _randomise(build_model("crm", HEAD).eval())
+    img, mask = torch.rand(1, 3, 96, 128), torch.zeros(1, 1, 96, 128)
+    mask[..., 10:30, 12:40] = 1
+    outs = {}
+    for tile in (0, 16):
+        cfg = CascadeConfig(scales=(0.5, 1.0), min_size=8, decode="contour:2", pixel_tile=tile)
+        outs[tile] = cascade_refine(model, img, mask, cfg)
+        outs[f"f{tile}"] = cfg.stats["pixel_fraction"]
+    assert torch.allclose(outs[0], outs[16], atol=1e-5)
+    assert outs["f0"] == 1.0 and 0 < outs["f16"] < 0.5
+
+
 def test_pixel_head_gets_gradients_in_training():
     model = build_model("crm", HEAD).train()
     img, mask = torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
@@ -71,3 +100,9 @@ def test_bad_pixel_head_settings():
         build_model("crm", {**TINY, "pixel_head": -1})
     with pytest.raises(SamSrError, match="no pixel head"):
         build_model("crm", TINY).pixel_logits(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8))
+    with pytest.raises(SamSrError, match="no pixel head"):
+        build_model("crm", TINY).pixel_map(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8))
+    with pytest.raises(SamSrError, match="tile"):
+        LazyPixelMap(lambda *a: None, (8, 8), 1, tile=0)
+    with pytest.raises(SamSrError, match="pixel_tile"):
+        CascadeConfig(pixel_tile=-1)

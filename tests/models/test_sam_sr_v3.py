@@ -75,3 +75,12 @@ def test_v3_bad_inputs_and_configs():
         build_model("v3.2", {"mask_mode": "none"})
     with pytest.raises(SamSrError, match="unknown v3"):
         build_model("v3.1", {"backbone": "resnet18"})
+
+
+def test_v3_cascade_refuses_flip():
+    from sam_sr import CascadeConfig
+    from sam_sr.inference.cascade import cascade_refine
+    model = build_model("v3.1", SMALL).eval()
+    image, mask, sam = _inputs(b=1)
+    with pytest.raises(SamSrError, match="flip"):
+        cascade_refine(model, image, mask, CascadeConfig(scales=(1.0,), flip=True), extra=sam)
