@@ -37,3 +37,36 @@ def label(panel: np.ndarray, text: str) -> np.ndarray:
     out[: h + base + 6, : w + 8] = 0
     cv2.putText(out, text, (4, h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+#: RGB tints of :func:`change_map`: pixels the refinement fixed, broke, and errors left in both.
+FIXED, BROKEN, LEFT = (40, 220, 40), (230, 40, 40), (240, 200, 40)
+
+
+def busiest_window(changed: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """The ``size`` x ``size`` window (clipped to the mask) holding the most ``changed`` pixels, as
+    (y0, x0, y1, x1) in pixels; ties go to the top-left-most. changed: (H, W) bool."""
+    h, w = changed.shape
+    sh, sw = min(size, h), min(size, w)
+    ii = cv2.integral(changed.astype(np.uint8))     # (H + 1, W + 1) int32
+    counts = ii[sh:, sw:] - ii[:-sh, sw:] - ii[sh:, :-sw] + ii[:-sh, :-sw]
+    y0, x0 = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return int(y0), int(x0), int(y0) + sh, int(x0) + sw
+
+
+def change_map(image: np.ndarray, coarse: np.ndarray, refined: np.ndarray, gt: np.ndarray,
+               window: tuple[int, int, int, int], scale: int = 6, alpha: float = 0.6) -> np.ndarray:
+    """Pixel-level view of what refinement changed inside ``window`` (y0, x0, y1, x1), each pixel drawn
+    as a ``scale`` x ``scale`` block: tinted green where the coarse mask was wrong and the refined mask
+    is right (fixed), red where the coarse was right and the refined is wrong (broken), yellow where both
+    are wrong (left). image: uint8 (H, W, 3) RGB; masks (H, W), nonzero = foreground.
+    Returns uint8 ((y1 - y0) * scale, (x1 - x0) * scale, 3)."""
+    y0, x0, y1, x1 = window
+    sl = (slice(y0, y1), slice(x0, x1))
+    c, r, g = (np.asarray(m)[sl] > 0 for m in (coarse, refined, gt))
+    out = np.array(image[sl], dtype=np.float32)
+    for sel, colour in (((c != g) & (r == g), FIXED), ((c == g) & (r != g), BROKEN),
+                        ((c != g) & (r != g), LEFT)):
+        out[sel] = (1 - alpha) * out[sel] + alpha * np.array(colour, np.float32)
+    out = out.round().astype(np.uint8)
+    return np.repeat(np.repeat(out, scale, axis=0), scale, axis=1)
