@@ -16,11 +16,11 @@ pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="defaul
 def test_shipped_checkpoint_is_small_and_matches_its_config():
     assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 2**20
     r = Refiner.from_checkpoint(variant="crm", device="cpu")
-    last_stage = load_config(ROOT / "configs" / "crm_r18_pixel_sod.yaml")   # its final training stage
+    last_stage = load_config(ROOT / "configs" / "crm_r18_pixel_sod2.yaml")   # its final training stage
     mine = r.model.config.to_dict()
     assert mine["pixel_head"] == last_stage["model"]["pixel_head"] > 0
     for name in ("crm_r18.yaml", "crm_r18_band.yaml", "crm_r18_band_skip.yaml", "crm_r18_band_narrow.yaml",
-                 "crm_r18_pixel.yaml", "crm_r18_pixel_x2.yaml"):   # earlier stages (1-3c: no pixel head)
+                 "crm_r18_pixel.yaml", "crm_r18_pixel_x2.yaml", "crm_r18_pixel_sod.yaml"):   # earlier stages (1-3c: no pixel head)
         cfg = load_config(ROOT / "configs" / name)["model"]
         assert all(mine[k] == v for k, v in cfg.items() if k != "pretrained"), (name, mine, cfg)
     # the recommended inference settings it ships with are the ones its config documents
