@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..errors import SamSrError
+from ..metrics import _binary
 
 
 def signed_distance(mask: np.ndarray) -> np.ndarray:
@@ -21,10 +22,9 @@ def signed_distance(mask: np.ndarray) -> np.ndarray:
     L2 distance transform (OpenCV, 5x5 mask).
 
     Args:
-        mask: (H, W) array, foreground where > 0.5 of its range (bool, {0, 1} or {0, 255}).
+        mask: (H, W) bool, {0, 1}, {0, 255} or float (thresholded at 0.5), as the metrics take.
     """
-    m = np.asarray(mask)
-    m = (m > (127 if m.dtype == np.uint8 else 0.5)).astype(np.uint8)
+    m = _binary(mask).astype(np.uint8)
     inside = cv2.distanceTransform(m, cv2.DIST_L2, 5)
     outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 5)
     return np.where(m > 0, -inside, outside).astype(np.float32)

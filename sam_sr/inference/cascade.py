@@ -188,10 +188,11 @@ def _cascade_once(model, image: torch.Tensor, mask: torch.Tensor, cfg: CascadeCo
         skip = model.add_skip if getattr(model.config, "mask_skip", False) else None
         pixel = None
         if getattr(model.config, "pixel_head", 0):  # full-resolution head at the output size
+            head_in = (resize_image(image, out_hw), previous[None, None])
             if cfg.pixel_tile and mode.name != "full":   # only the tiles holding decoded pixels
-                pixel = model.pixel_map(resize_image(image, out_hw), previous[None, None], cfg.pixel_tile)
+                pixel = model.pixel_map(*head_in, cfg.pixel_tile)
             else:
-                pixel = model.pixel_logits(resize_image(image, out_hw), previous[None, None])[0, 0]
+                pixel = model.pixel_logits(*head_in)[0, 0]
         prob, n = decode_step(model.decoder, proj, out_hw, bounds, previous, mode, cfg.chunk, skip, pixel,
                               cfg.margin)
         decoded += n

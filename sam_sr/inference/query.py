@@ -104,13 +104,14 @@ class _Decoder:
     def _finish(self, logits: torch.Tensor, at) -> torch.Tensor:
         """Mask skip and pixel head added to the decoder's logits, sigmoid, confidence margin;
         ``at(t)`` reads an (H, W) map at the decoded pixels."""
+        prev = at(self.previous).to(logits.device) if self.previous is not None else None
         if self.skip is not None:
-            logits = self.skip(logits, at(self.previous).to(logits.device))
+            logits = self.skip(logits, prev)
         if self.pixel is not None:
             logits = logits + at(self.pixel).to(logits.device)
         prob = torch.sigmoid(logits.float())
-        if self.margin and self.previous is not None:
-            prob = torch.where((prob - 0.5).abs() < self.margin, at(self.previous).to(prob), prob)
+        if self.margin and prev is not None:
+            prob = torch.where((prob - 0.5).abs() < self.margin, prev.to(prob), prob)
         return prob
 
 

@@ -17,6 +17,7 @@ def test_signed_distance_counts_pixels_from_the_boundary():
     m[:, 4:] = 255
     sd = signed_distance(m)
     assert sd[2, 4] == -1 and sd[2, 5] == -2 and sd[2, 3] == 1 and sd[2, 1] == 3
+    assert np.array_equal(signed_distance(m // 255), sd)   # {0, 1} masks read the same
 
 
 def test_mask_on_the_edge_peaks_symmetrically():
