@@ -115,3 +115,43 @@ def test_every_variant_runs_from_infer_with_real_mobile_sam(tmp_path):
     # one embedding and one set of automatic masks were cached for the image, then reused
     assert len(list((tmp_path / "cache").rglob("*.embedding.npz"))) == 1
     assert len(list((tmp_path / "cache").rglob("*.masks-p4.npz"))) == 1
+
+
+def test_bundled_mobile_sam_is_checked_and_loads_without_warnings():
+    import subprocess
+    import sys
+
+    from sam_sr.sam.loader import BUNDLED_SAM, BUNDLED_SAM_SHA256, file_sha256
+    assert BUNDLED_SAM.is_file() and file_sha256(BUNDLED_SAM) == BUNDLED_SAM_SHA256
+    code = ("import warnings\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    from sam_sr.sam import load_sam\n"
+            "    sam = load_sam(device='cpu')\n"
+            "print(type(sam).__module__, len(w), [str(x.message)[:60] for x in w])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("mobile_sam") and " 0 []" in out.stdout, out.stdout
+    assert out.stderr == ""
+
+
+def test_wrong_hash_and_missing_bundled_file_are_one_clear_error(tmp_path, monkeypatch):
+    import shutil
+
+    from sam_sr.sam import loader
+    copy = tmp_path / "mobile_sam.pt"
+    shutil.copy(loader.BUNDLED_SAM, copy)
+    with open(copy, "r+b") as f:          # one flipped byte in the middle
+        f.seek(20_000_000)
+        b = f.read(1)
+        f.seek(20_000_000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with pytest.raises(SamSrError, match=f"{copy}.*sha256"):
+        load_sam("vit_t", copy, sha256=loader.BUNDLED_SAM_SHA256)
+    monkeypatch.setattr(loader, "BUNDLED_SAM", copy)
+    with pytest.raises(SamSrError, match="sha256"):
+        load_sam()
+    monkeypatch.setattr(loader, "BUNDLED_SAM", tmp_path / "gone.pt")
+    with pytest.raises(SamSrError, match="bundled MobileSAM checkpoint is missing"):
+        load_sam()
+    with pytest.raises(SamSrError, match="needs a checkpoint"):
+        load_sam("vit_b")

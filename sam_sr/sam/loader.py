@@ -7,6 +7,7 @@ Install with ``pip install "sam-sr[sam]"``. Nothing is downloaded: the checkpoin
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,31 @@ import torch
 from ..errors import SamSrError
 
 SAM_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+#: MobileSAM's official checkpoint, shipped inside the package (Apache-2.0; see the NOTICE beside it).
+BUNDLED_SAM = Path(__file__).resolve().parent.parent / "weights" / "mobile_sam.pt"
+#: Its published sha256, checked at every load.
+BUNDLED_SAM_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, hex (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_sha256(path: str | os.PathLike, expected: str) -> None:
+    """Raise :class:`SamSrError` naming ``path`` unless its sha256 equals ``expected`` (hex)."""
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise SamSrError(f"cannot read SAM checkpoint {path}: {exc}") from exc
+    if actual != expected.lower():
+        raise SamSrError(f"SAM checkpoint {path} has sha256 {actual[:16]}..., expected {expected[:16]}...; "
+                         f"the file is corrupt or not the expected checkpoint")
 
 
 def _lib(model_type: str):
@@ -33,17 +59,35 @@ def _lib(model_type: str):
     return lib
 
 
-def load_sam(model_type: str, checkpoint: str | os.PathLike, device: str | torch.device | None = None):
+def load_sam(model_type: str = "vit_t", checkpoint: str | os.PathLike | None = None,
+             device: str | torch.device | None = None, sha256: str | None = None):
     """Build a SAM model of ``model_type`` and load ``checkpoint`` (eval mode).
 
+    Args:
+        model_type: ``vit_t`` (MobileSAM), ``vit_b``, ``vit_l`` or ``vit_h``.
+        checkpoint: a local checkpoint file; ``None`` = the MobileSAM checkpoint bundled with sam-sr
+            (``vit_t`` only), whose sha256 is always checked.
+        sha256: check a given checkpoint against this hex digest first.
+
     Raises:
-        SamSrError: unknown type, missing/corrupt checkpoint, or a checkpoint of another SAM type.
+        SamSrError: unknown type, missing/corrupt/wrong-hash checkpoint, one of another SAM type, or
+            no checkpoint for a type other than ``vit_t``. Each message names the file.
     """
     if model_type not in SAM_TYPES:
         raise SamSrError(f"unknown SAM type {model_type!r}; choose from {SAM_TYPES}")
+    if checkpoint is None:
+        if model_type != "vit_t":
+            raise SamSrError(f"SAM type {model_type!r} needs a checkpoint (--sam-checkpoint); only "
+                             f"MobileSAM (vit_t) ships with sam-sr")
+        checkpoint, sha256 = BUNDLED_SAM, BUNDLED_SAM_SHA256
+        if not BUNDLED_SAM.is_file():
+            raise SamSrError(f"the bundled MobileSAM checkpoint is missing ({BUNDLED_SAM}); reinstall "
+                             f"sam-sr or pass --sam-checkpoint")
     p = Path(checkpoint)
     if not p.is_file():
         raise SamSrError(f"SAM checkpoint not found: {p}")
+    if sha256 is not None:
+        check_sha256(p, sha256)
     lib = _lib(model_type)
     try:
         sam = lib.sam_model_registry[model_type](checkpoint=str(p))
