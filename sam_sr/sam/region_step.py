@@ -1,0 +1,61 @@
+"""The region step of SAM-SR v4 at inference: SAM's answers to prompts from the coarse mask, then the
+region network (:class:`sam_sr.models.region.RegionNet`) on SAM's low-resolution grid.
+
+The inputs are built exactly as the stored training samples are (:mod:`sam_sr.data.region_data`):
+the photo, the coarse mask and a validity map on the 256 x 256 grid of SAM's padded 1024 px frame,
+SAM's image embedding, and one SAM answer per prompt setting.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .prompt import LOWRES, PromptConfig, image_to_lowres, lowres_shape, lowres_to_image, sam_prompt
+
+
+def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray,
+                  prompts: Sequence[PromptConfig]) -> dict[str, torch.Tensor]:
+    """The region network's inputs for one photo (the predictor's image must be set to ``image``).
+
+    Args:
+        image: uint8 (H, W, 3) RGB. coarse: float (H, W) in [0, 1] (or bool).
+        prompts: one SAM answer per entry.
+
+    Returns:
+        float32 tensors with a batch of 1, on the predictor's device: ``embedding`` (1, 256, 64, 64),
+        ``coarse`` (1, 1, 256, 256), ``sam`` (1, S, 256, 256), ``image`` (1, 3, 256, 256) in [0, 1],
+        ``valid`` (1, 1, 256, 256).
+    """
+    from ..data.region_data import frame_grid
+    c = np.asarray(coarse, np.float32)
+    answers = [sam_prompt(predictor, c >= 0.5, cfg)[0] for cfg in prompts]
+    dev = predictor.device
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)  # noqa: E731
+    return {
+        "embedding": predictor.features.float(),
+        "coarse": t(image_to_lowres(c))[None, None],
+        "sam": t(np.stack(answers))[None],
+        "image": t(np.round(frame_grid(image, LOWRES)) / 255).permute(2, 0, 1)[None],
+        "valid": t(frame_grid(np.ones(c.shape, np.float32), LOWRES) >= 0.5)[None, None],
+    }
+
+
+@torch.no_grad()
+def region_step(region_net, predictor, image: np.ndarray, coarse: np.ndarray,
+                prompts: Sequence[PromptConfig]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Corrected mask logits of one photo on SAM's grid and at the photo's size.
+
+    Returns:
+        (logits float32 (H, W) at the photo's size, resampled as SAM resamples its masks;
+        info ``{"lowres": float32 (256, 256) logits, "changed": share of the photo's low-resolution
+        cells whose side of 0 differs from the coarse mask's}``).
+    """
+    x = region_inputs(predictor, image, coarse, prompts)
+    low = region_net(x["embedding"], x["coarse"], x["sam"], x["image"], x["valid"])[0, 0].float().cpu().numpy()
+    h, w = np.asarray(coarse).shape
+    lh, lw = lowres_shape(h, w)
+    coarse_low = x["coarse"][0, 0].cpu().numpy()[:lh, :lw] >= 0.5
+    changed = float(((low[:lh, :lw] > 0) != coarse_low).mean())
+    return lowres_to_image(low, h, w), {"lowres": low, "changed": changed}

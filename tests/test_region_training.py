@@ -1,0 +1,112 @@
+"""Region-step data (stored SAM answers) and training: records, resumable and deterministic runs."""
+import numpy as np
+import pytest
+import torch
+
+from sam_sr import SamSrError
+from sam_sr.data.region_data import (RegionSynthConfig, build_region_data, draw_modes, frame_grid,
+                                     synthesize)
+from sam_sr.data.perturb import mask_iou
+from sam_sr.sam import build_tiny_sam, predictor
+from sam_sr.sam.cache import SamCache
+from sam_sr.sam.prompt import PromptConfig
+from tests.conftest import disk_photo, save_pair
+
+TINY_REGION = {"widths": [4, 8, 8], "sam_channels": 32, "sam_proj": 8, "hidden": 16, "dilations": [1],
+               "heads": 2, "sam_inputs": 2}
+PROMPTS = [PromptConfig(rounds=1, mask=False), PromptConfig(rounds=1)]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("region")
+    for i in range(3):
+        save_pair(root / "data" / "images", root / "data" / "masks", f"p{i}", seed=i)
+    cache = SamCache(root / "sam", "tiny")
+    pred = predictor(build_tiny_sam(image_size=1024))
+    spec = {"name": "toy", "layout": "generic", "root": str(root / "data"), "k": 3}
+    stats = build_region_data([spec], root / "out", cache, pred, PROMPTS, seed=0)
+    return root, cache, pred, spec, stats
+
+
+def test_records_hold_the_grids_and_one_sam_answer_per_prompt(records):
+    root, _, _, _, stats = records
+    assert stats == {"written": 3, "skipped": 0, "samples": 9}
+    with np.load(root / "out" / "toy" / "p0.npz") as z:
+        assert z["image256"].shape == (256, 256, 3) and z["gt512"].shape == (512, 512)
+        assert z["coarse256"].shape == (3, 256, 256) and z["sam256"].shape == (3, 2, 256, 256)
+        assert z["sam256"].dtype == np.float16 and len(z["modes"]) == 3
+        # the 96 x 128 photo fills the top 192 of 256 rows of SAM's frame, the rest is padding
+        assert z["valid"][:192].all() and not z["valid"][192:].any()
+
+
+def test_a_rerun_skips_stored_photos(records):
+    root, cache, pred, spec, _ = records
+    assert build_region_data([spec], root / "out", cache, pred, PROMPTS)["skipped"] == 3
+
+
+@pytest.mark.parametrize("mode", ["missing_part", "extra_blob", "boundary", "scale_gap"])
+def test_synthesised_region_errors_reach_their_iou_range(mode):
+    _, mask = disk_photo(192, 256, seed=3)
+    gt = mask > 0
+    cfg = RegionSynthConfig(degrade_prob=0.0, soft_prob=0.0)
+    rng = np.random.default_rng(0)
+    ious = [mask_iou(synthesize(gt, mode, rng, cfg)[0] >= 0.5, gt) for _ in range(4)]
+    if mode in ("missing_part", "extra_blob"):
+        assert all(0.2 <= v < 0.95 for v in ious), ious
+    else:
+        assert all(v >= 0.5 for v in ious), ious
+    assert draw_modes(cfg, 5, rng) and set(draw_modes(cfg, 50, rng)) <= set(cfg.mode_weights)
+
+
+def test_neighbour_mode_without_sam_falls_back_to_blobs():
+    _, mask = disk_photo(seed=1)
+    out, used = synthesize(mask > 0, "neighbour", np.random.default_rng(0), RegionSynthConfig())
+    assert used == "extra_blob" and out.shape == mask.shape
+
+
+def test_frame_grid_pads_like_sam():
+    g = frame_grid(np.ones((100, 50), np.float32), 512)
+    assert g[:, :256].min() == 1 and g[:, 256:].max() == 0
+
+
+def _cfg(root, out, **train):
+    return {"model": TINY_REGION,
+            "data": {"root": str(root / "out"), "datasets": ["toy"], "sam_cache": str(root / "sam"),
+                     "sam_tag": "tiny"},
+            "train": {"out_dir": str(out), "iterations": 4, "batch_size": 2, "lr": 1e-3,
+                      "weight_decay": 0.0, "warmup": 1, "seed": 0, "log_every": 1, "ckpt_every": 2, **train}}
+
+
+def _weights(path):
+    from sam_sr.checkpoint import read_checkpoint
+    return read_checkpoint(path)["model"]
+
+
+def test_region_training_is_deterministic_and_resumes_exactly(records, tmp_path):
+    from sam_sr.region_training import train_region
+    root = records[0]
+    a = train_region(_cfg(root, tmp_path / "a"))
+    b = train_region(_cfg(root, tmp_path / "b"))
+    assert a["iteration"] == b["iteration"] == 4
+    wa, wb = _weights(a["final_checkpoint"]), _weights(b["final_checkpoint"])
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    stopped = train_region(_cfg(root, tmp_path / "c", stop_at=2))
+    assert stopped["iteration"] == 2 and stopped["final_checkpoint"] is None
+    resumed = train_region(_cfg(root, tmp_path / "c"))
+    wc = _weights(resumed["final_checkpoint"])
+    diff = max(float((wa[k].float() - wc[k].float()).abs().max()) for k in wa)
+    assert diff <= 1e-6, diff
+    assert any(float((wa[k] - _weights_init(k, wa)).abs().max()) > 0 for k in ("head.weight",))
+
+
+def _weights_init(name, like):
+    return torch.zeros_like(like[name])   # the correction head starts at zero
+
+
+def test_missing_records_are_one_clear_error(records, tmp_path):
+    from sam_sr.region_training import train_region
+    cfg = _cfg(records[0], tmp_path / "x")
+    cfg["data"]["datasets"] = ["nothing"]
+    with pytest.raises(SamSrError, match="no region records"):
+        train_region(cfg)
