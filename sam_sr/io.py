@@ -284,7 +284,7 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _named(paths, default: str) -> dict[str, Path]:
+def _named(paths) -> dict[str, Path]:
     if paths is None:
         return {}
     if isinstance(paths, (str, os.PathLike)):
@@ -315,7 +315,7 @@ def check_outputs(inputs: Mapping[str, str | os.PathLike | None] | Iterable[str 
         (without ``force``) or is a folder, its folder is a file or not writable, an image output
         with a lossy or unknown extension.
     """
-    ins, outs = _named(inputs, "input"), _named(outputs, "output")
+    ins, outs = _named(inputs), _named(outputs)
     for oname, o in outs.items():
         for iname, i in ins.items():
             if _same_file(o, i):

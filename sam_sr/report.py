@@ -63,7 +63,7 @@ def _fit(image: np.ndarray, masks: Sequence[np.ndarray], max_side: int):
                    for m in masks], s
 
 
-def render_row(image: np.ndarray, coarse: list, refined: list, gt: list | None, thumb: int = 420,
+def render_row(image: np.ndarray, coarse: list, refined: list, gt: list | None, thumb: int = 480,
                zoom: int = 64, zoom_scale: int = 4) -> tuple[np.ndarray, np.ndarray | None]:
     """The two pictures of a report row, uint8 RGB: the photo fitted in ``thumb`` x ``thumb`` pixels
     with contours, and the ``zoom``-pixel window of most change drawn ``zoom_scale`` x (None when
@@ -128,7 +128,7 @@ margin-bottom:12px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
 .pics{display:flex;gap:8px;align-items:flex-start} .pics img{display:block;border-radius:4px;max-width:100%}
 .meta{min-width:230px;font-size:14px} .rank{color:#888;font-size:13px} .name{font-weight:600;font-size:16px;
 word-break:break-all} .chg{margin:4px 0 8px} .chg b{font-size:18px}
-.bar{height:6px;background:#e3e5e8;border-radius:3px;margin:2px 0 10px;width:200px}
+.what{color:#888;font-size:12px} .bar{height:6px;background:#e3e5e8;border-radius:3px;margin:2px 0 10px;width:200px}
 .bar div{height:6px;background:#e0572a;border-radius:3px}
 table.m{border-collapse:collapse;font-size:13px} table.m td,table.m th{padding:2px 8px;text-align:right}
 table.m td:first-child{text-align:left;color:#555} table.m th{color:#777;font-weight:500}
@@ -140,14 +140,15 @@ table.m td:first-child{text-align:left;color:#555} table.m th{color:#777;font-we
 
 def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title: str,
                  header: Sequence[str] = (), failed: Sequence[tuple[str, str]] = (),
-                 force: bool = False, max_rows: int = 100, thumb: int = 420, zoom: int = 64,
-                 zoom_scale: int = 4, progress: bool = True) -> Path:
+                 force: bool = False, max_rows: int = 100, thumb: int = 480, zoom: int = 64,
+                 zoom_scale: int = 4, progress: bool = True, change_label: str = "") -> Path:
     """Write an HTML report of ``rows`` (sorted here by ``change``, largest first; the first
     ``max_rows`` drawn) with its pictures in ``<stem>_files/``.
 
     Args:
         header: lines under the title (e.g. the run's summary).
         failed: (item, error) pairs listed at the end.
+        change_label: what ``change`` measures, shown next to it (e.g. "1 - IoU").
 
     Returns:
         The HTML path.
@@ -164,6 +165,7 @@ def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title:
         raise SamSrError(f"{files} exists" + (" (use --force to overwrite)" if files.is_dir() else " and is a file"))
     ordered = sorted(rows, key=lambda r: (-r.change, r.name))
     shown, failed = ordered[:max_rows], list(failed)
+    top = max([r.change for r in shown] + [1e-9])          # bars are relative to the most changed photo
     cards = []
     for rank, row in enumerate(tqdm(shown, desc="report", unit="img", disable=not progress,
                                     dynamic_ncols=True), 1):
@@ -184,11 +186,11 @@ def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title:
             rel = urllib.parse.quote(f"{files.name}/{name}")
             alt = html.escape(f"{row.name} {'zoom' if suffix else 'overview'}")
             pics.append(f"<img src='{rel}' width='{pic.shape[1]}' height='{pic.shape[0]}' alt='{alt}'>")
-        width = max(0.0, min(1.0, row.change))
+        width = max(0.0, min(1.0, row.change / top))
         cards.append(
             f"<div class='card'><div class='meta'><div class='rank'>#{rank}</div>"
             f"<div class='name'>{html.escape(row.name)}</div>"
-            f"<div class='chg'>changed <b>{100 * row.change:.2f}%</b></div>"
+            f"<div class='chg'>changed <b>{100 * row.change:.2f}%</b> <span class='what'>{change_label}</span></div>"
             f"<div class='bar'><div style='width:{200 * width:.0f}px'></div></div>"
             f"{_metric_rows(row.metrics)}"
             + (f"<div class='info'>{html.escape(row.info)}</div>" if row.info else "")
@@ -200,7 +202,10 @@ def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title:
               f"({zoom} px, drawn x{zoom_scale})</span></div>")
     more = len(ordered) - len(shown)
     lines = list(header) + [f"{len(ordered)} photos, sorted by how much the mask changed"
-                            + (f"; the {len(shown)} most changed are shown ({more} not drawn)" if more else "")]
+                            + (f" ({change_label})" if change_label else "")
+                            + (f"; the {len(shown)} most changed are shown ({more} not drawn)" if more else ""),
+                            f"left: the photo; right: the {zoom} x {zoom} px window where coarse and refined "
+                            f"differ in the most pixels (yellow box), drawn {zoom_scale}x"]
     fail_html = ""
     if failed:
         items = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(e)}</li>" for n, e in failed)
@@ -270,7 +275,8 @@ def folder_report(summary: dict[str, Any], html_path: str | os.PathLike, force: 
               f"{summary['total']} photos" + (f", {summary['failed']} failed" if summary["failed"] else "")]
     header += [g for g in (_mean_gain(rows, names[0]), _mean_gain(rows, names[1])) if g]
     return write_report(rows, html_path, title or "sam-sr refinement report", header, failed, force,
-                        max_rows, progress=progress)
+                        max_rows, progress=progress,
+                        change_label="1 - IoU" if kind == "masks" else "of pixels relabelled")
 
 
 def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | list,
@@ -360,4 +366,4 @@ def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | lis
     header.append("per photo: the largest change (1 - IoU before/after) over its instances; IoU and mBA "
                   "are means over its instances paired with ground truth")
     return write_report(rows, html_path, title or "sam-sr COCO refinement report", header, failed, force,
-                        max_rows, progress=progress)
+                        max_rows, progress=progress, change_label="max 1 - IoU over instances")
