@@ -126,7 +126,7 @@ h1{font-size:22px;margin:0 0 6px} .sub{color:#555;margin:2px 0;font-size:14px}
 .card{display:flex;gap:16px;align-items:flex-start;background:#fff;border-radius:8px;padding:12px;
 margin-bottom:12px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
 .pics{display:flex;gap:8px;align-items:flex-start} .pics img{display:block;border-radius:4px;max-width:100%}
-.meta{min-width:230px;font-size:14px} .rank{color:#888;font-size:13px} .name{font-weight:600;font-size:16px;
+.meta{flex:0 0 240px;width:240px;font-size:14px} .rank{color:#888;font-size:13px} .name{font-weight:600;font-size:16px;
 word-break:break-all} .chg{margin:4px 0 8px} .chg b{font-size:18px}
 .what{color:#888;font-size:12px} .bar{height:6px;background:#e3e5e8;border-radius:3px;margin:2px 0 10px;width:200px}
 .bar div{height:6px;background:#e0572a;border-radius:3px}
