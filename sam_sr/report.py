@@ -276,7 +276,7 @@ def folder_report(summary: dict[str, Any], html_path: str | os.PathLike, force: 
     header += [g for g in (_mean_gain(rows, names[0]), _mean_gain(rows, names[1])) if g]
     return write_report(rows, html_path, title or "sam-sr refinement report", header, failed, force,
                         max_rows, progress=progress,
-                        change_label="1 - IoU" if kind == "masks" else "of pixels relabelled")
+                        change_label="1 - IoU" if kind == "masks" else "pixels relabelled")
 
 
 def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | list,

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sam_sr.coco import encode_mask
 from sam_sr.parallel import run_sharded
-from tests.conftest import ROOT, disk_photo
+from tests.conftest import ROOT, TINY, disk_photo
 
 WORKER = ROOT / "tests" / "parallel_worker.py"
 
@@ -48,7 +48,8 @@ def _dataset(d):
 
 
 def _run(cmd, out):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # CPU processes (gloo) even on a machine with GPUs: the test is about sharding, not devices
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     r = subprocess.run(cmd + [str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
@@ -63,10 +64,25 @@ def _load(out):
     return files, summaries
 
 
-def test_two_cpu_processes_equal_one(tmp_path, tiny_checkpoint):
+@pytest.fixture
+def skip_checkpoint(tmp_path):
+    """A tiny random CRM with the coarse-mask skip: its output follows each input, so equal outputs
+    mean the same work was done on the same item, not that a blank model gave blanks everywhere."""
+    import torch
+
+    from sam_sr.checkpoint import save_checkpoint
+    from sam_sr.models import build_model
+    torch.manual_seed(0)
+    model = build_model("crm", {**TINY, "mask_skip": True, "mask_skip_init": 2.0})
+    p = tmp_path / "skip.pt"
+    save_checkpoint(p, model, "crm", model.config.to_dict(), iteration=0)
+    return p
+
+
+def test_two_cpu_processes_equal_one(tmp_path, skip_checkpoint):
     data = tmp_path / "data"
     _dataset(data)
-    args = [str(WORKER), str(tiny_checkpoint), str(data)]
+    args = [str(WORKER), str(skip_checkpoint), str(data)]
     _run([sys.executable] + args, tmp_path / "one")
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -80,7 +96,7 @@ def test_two_cpu_processes_equal_one(tmp_path, tiny_checkpoint):
     assert "masks/004.png" not in one_files                       # the photo without a mask failed
     import io
     refined = np.asarray(Image.open(io.BytesIO(one_files["masks/001.png"])))
-    assert set(np.unique(refined)) == {0, 255}                    # a real mask, not a blank one
+    assert 0.05 < (refined > 0).mean() < 0.6                      # a mask that follows the photo's
     for name in one_files:
         assert one_files[name] == two_files[name], name
     assert one_sum == two_sum
