@@ -20,6 +20,30 @@ def _check_labels(labels: np.ndarray, image_hw: tuple[int, int] | None = None) -
     return lab
 
 
+def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int | None = None,
+                       name: str = "label map") -> None:
+    """Check that every label is a class 0..num_classes-1 or ``ignore_index``.
+
+    Raises:
+        SamSrError: ``num_classes`` < 1, or labels outside that set, naming ``name`` (e.g. the
+            file) and up to 8 of the offending values.
+    """
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) \
+            or num_classes < 1:
+        raise SamSrError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    lab = np.asarray(labels)
+    bad = (lab < 0) | (lab >= num_classes)
+    if ignore_index is not None:
+        bad &= lab != ignore_index
+    if bad.any():
+        values = np.unique(lab[bad])
+        shown = ", ".join(str(int(v)) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        allowed = f"0..{num_classes - 1}" + (f" and the ignore index {ignore_index}"
+                                             if ignore_index is not None else "")
+        raise SamSrError(f"{name} has labels outside {allowed}: {shown} ({int(bad.sum())} pixels); "
+                         f"check num_classes / ignore_index")
+
+
 def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes: int,
                     ignore_index: int | None = None, confidence: float = 0.5,
                     min_pixels: int = 16) -> np.ndarray:
@@ -36,9 +60,11 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
         (H, W) label map of ``labels``' dtype. Ignore pixels are unchanged.
 
     Raises:
-        SamSrError: not a 2-D integer map, or a size different from the image's.
+        SamSrError: not a 2-D integer map, a size different from the image's, labels outside
+            0..num_classes-1 other than ``ignore_index`` (:func:`check_label_values`).
     """
     lab = _check_labels(labels, np.asarray(image).shape[:2])
+    check_label_values(lab, num_classes, ignore_index)
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
     classes, counts = np.unique(lab[valid], return_counts=True)
     present = [int(c) for c, n in zip(classes, counts) if 0 <= c < num_classes and n >= min_pixels]

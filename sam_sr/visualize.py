@@ -70,3 +70,23 @@ def change_map(image: np.ndarray, coarse: np.ndarray, refined: np.ndarray, gt: n
         out[sel] = (1 - alpha) * out[sel] + alpha * np.array(colour, np.float32)
     out = out.round().astype(np.uint8)
     return np.repeat(np.repeat(out, scale, axis=0), scale, axis=1)
+
+
+def draw_contours(image: np.ndarray, layers, thickness: int = 1) -> np.ndarray:
+    """A uint8 (H, W, 3) RGB copy of ``image`` with the contours of each layer drawn in its colour.
+
+    Args:
+        layers: ``[(masks, (r, g, b)), ...]`` drawn in order (later layers on top); ``masks`` is one
+            (H, W) mask or a list of them (e.g. a photo's instances or a label map's classes),
+            nonzero = inside.
+        thickness: line width in pixels.
+    """
+    out = np.array(image, dtype=np.uint8, order="C")
+    for masks, colour in layers:
+        if isinstance(masks, np.ndarray) and masks.ndim == 2:
+            masks = [masks]
+        for m in masks:
+            contours, _ = cv2.findContours((np.asarray(m) > 0).astype(np.uint8), cv2.RETR_LIST,
+                                           cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(out, contours, -1, colour, thickness)
+    return out

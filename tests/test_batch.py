@@ -1,0 +1,170 @@
+"""Folder runs of binary masks and label maps: planning, per-item failures, outputs, summaries."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_sr import SamSrError
+from sam_sr.batch import (merge_summaries, plan_label_folder, plan_mask_folder, run_label_jobs,
+                          run_mask_jobs, summary_line)
+from tests.conftest import disk_photo, save_pair
+
+
+class DilatingRefiner:
+    """Grows the coarse mask by one pixel; soft map = the result / 255."""
+
+    def refine(self, image, mask, return_soft=False):
+        m = (np.asarray(mask) >= (0.5 if np.asarray(mask).dtype.kind == "f" else 128)).astype(np.uint8)
+        if m.shape != image.shape[:2]:
+            m = cv2.resize(m, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        out = cv2.dilate(m, np.ones((3, 3), np.uint8)) * 255
+        return (out, out / 255.0) if return_soft else out
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for i in range(3):
+        save_pair(tmp_path / "images", tmp_path / "masks", f"p{i}", i)
+        save_pair(tmp_path / "unused", tmp_path / "gt", f"p{i}", i)
+    return tmp_path
+
+
+# ------------------------------------------------------------------------------- planning
+
+
+def test_plan_matches_by_stem_and_marks_missing_masks(folder):
+    save_pair(folder / "images", folder / "elsewhere", "lonely", 5)
+    jobs = plan_mask_folder(folder / "images", folder / "masks", folder / "out", soft=True, gt_dir=folder / "gt")
+    assert [j["name"] for j in jobs] == ["lonely", "p0", "p1", "p2"]
+    assert jobs[0]["missing"] and jobs[0]["coarse"] is None
+    assert jobs[1]["coarse"] == str(folder / "masks" / "p0.png") and jobs[1]["gt"] == str(folder / "gt" / "p0.png")
+    assert jobs[1]["out"] == str(folder / "out" / "p0.png") and jobs[1]["soft"] == str(folder / "out" / "p0_soft.png")
+    json.dumps(jobs)
+
+
+def test_plan_refuses_collisions_before_anything_runs(folder):
+    Image.fromarray(disk_photo()[0]).save(folder / "images" / "p1.png")      # p1.jpg and p1.png
+    with pytest.raises(SamSrError, match="same stem"):
+        plan_mask_folder(folder / "images", folder / "masks", folder / "out")
+    (folder / "images" / "p1.png").unlink()
+    with pytest.raises(SamSrError, match="overwrite an input"):
+        plan_mask_folder(folder / "images", folder / "masks", folder / "masks")   # out = masks folder
+    Image.fromarray(disk_photo()[0]).save(folder / "images" / "p0_soft.jpg")
+    with pytest.raises(SamSrError, match="written twice"):
+        plan_mask_folder(folder / "images", folder / "masks", folder / "out", soft=True)
+    with pytest.raises(SamSrError, match="lossy"):
+        plan_mask_folder(folder / "images", folder / "masks", folder / "out", suffix=".jpg")
+    with pytest.raises(SamSrError, match="coarse mask folder not found"):
+        plan_mask_folder(folder / "images", folder / "nope", folder / "out")
+    assert not (folder / "out").exists()
+
+
+# ------------------------------------------------------------------------------- binary runs
+
+
+def test_mask_run_writes_outputs_scores_and_reports_bad_items(folder, capsys, monkeypatch):
+    save_pair(folder / "images", folder / "elsewhere", "lonely", 5)
+    # a {0, 1} mask PNG, as many segmenters save: refined as its 0/255 twin would be
+    m01 = (np.asarray(Image.open(folder / "masks" / "p1.png")) > 0).astype(np.uint8)
+    Image.fromarray(m01).save(folder / "masks" / "p1.png")
+    (folder / "out").mkdir()
+    (folder / "out" / "p2.tif").mkdir()                         # an output path that is a folder
+    jobs = plan_mask_folder(folder / "images", folder / "masks", folder / "out", gt_dir=folder / "gt",
+                            suffix=".tif")
+    s = run_mask_jobs(DilatingRefiner(), jobs, progress=False)
+    status = {it["name"]: (it["status"], it["error"]) for it in s["items"]}
+    assert status["p0"] == ("ok", None) and status["p1"] == ("ok", None)
+    assert "no coarse mask" in status["lonely"][1] and "directory" in status["p2"][1]
+    assert (s["total"], s["ok"], s["failed"]) == (4, 2, 2)
+    out = np.asarray(Image.open(folder / "out" / "p1.tif"))
+    assert Image.open(folder / "out" / "p1.tif").format == "TIFF"
+    assert np.array_equal(out, DilatingRefiner().refine(np.zeros((96, 128, 3), np.uint8), m01 * 255))
+    rec = next(it for it in s["items"] if it["name"] == "p1")
+    assert 0 < rec["change"] < 0.5
+    assert rec["iou_coarse"] == pytest.approx(1.0) and rec["iou_refined"] < 1.0   # gt = the coarse mask
+    err = capsys.readouterr().err
+    assert "error: lonely.jpg" in err and "error: p2.jpg" in err
+    assert "refined 2 of 4 images" in summary_line(s) and "2 failed" in summary_line(s)
+    # a second run refuses to overwrite (per item), --force overwrites
+    again = run_mask_jobs(DilatingRefiner(), jobs, progress=False, verbose=False)
+    assert next(it for it in again["items"] if it["name"] == "p0")["error"].startswith("output exists")
+    forced = run_mask_jobs(DilatingRefiner(), jobs, force=True, progress=False, verbose=False)
+    assert forced["ok"] == 2
+
+
+def test_an_oversized_photo_fails_alone(folder, monkeypatch):
+    big = np.zeros((300, 300, 3), np.uint8)
+    Image.fromarray(big).save(folder / "images" / "huge.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(folder / "masks" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)      # 90,000 px > 2 x the limit
+    jobs = plan_mask_folder(folder / "images", folder / "masks", folder / "out")
+    s = run_mask_jobs(DilatingRefiner(), jobs, progress=False, verbose=False)
+    bad = [it for it in s["items"] if it["status"] == "failed"]
+    assert [it["name"] for it in bad] == ["huge"] and "too large" in bad[0]["error"]
+    assert s["ok"] == 3
+
+
+def test_merge_summaries_orders_items_and_recounts():
+    a = {"kind": "masks", "total": 1, "ok": 1, "failed": 0, "items": [{"index": 2, "status": "ok"}]}
+    b = {"kind": "masks", "total": 2, "ok": 1, "failed": 1,
+         "items": [{"index": 0, "status": "failed"}, {"index": 1, "status": "ok"}]}
+    m = merge_summaries([a, b])
+    assert [it["index"] for it in m["items"]] == [0, 1, 2] and (m["ok"], m["failed"]) == (2, 1)
+    with pytest.raises(SamSrError, match="different kinds"):
+        merge_summaries([a, {**b, "kind": "labels"}])
+
+
+# ------------------------------------------------------------------------------- label maps
+
+
+class ClassRefiner:
+    """refine_semantic's binary refiner: each class keeps its mask (soft 0.9 inside, 0.1 outside)."""
+
+    def refine(self, image, mask, return_soft=False):
+        m = np.asarray(mask) > 127
+        soft = np.where(m, 0.9, 0.1).astype(np.float32)
+        return (m.astype(np.uint8) * 255, soft) if return_soft else m.astype(np.uint8) * 255
+
+
+def _label_folder(tmp_path, palette=True):
+    pal = [0, 0, 0, 200, 0, 0, 0, 200, 0] + [0] * (256 * 3 - 9)
+    for i in range(3):
+        img, mask = disk_photo(40, 50, seed=i)
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "images" / f"s{i}.jpg")
+        lab = (mask > 0).astype(np.uint8)
+        lab[:5] = 2
+        lab[-3:] = 255
+        if i == 1:
+            lab[10, 10] = 7                       # above num_classes
+        im = Image.fromarray(lab)
+        if palette:
+            im.putpalette(pal)
+        im.save(tmp_path / "labels" / f"s{i}.png")
+    return pal
+
+
+def test_label_run_keeps_palettes_and_rejects_labels_above_num_classes(tmp_path, capsys):
+    pal = _label_folder(tmp_path)
+    jobs = plan_label_folder(tmp_path / "images", tmp_path / "labels", tmp_path / "out")
+    s = run_label_jobs(ClassRefiner(), jobs, num_classes=3, ignore_index=255, progress=False)
+    assert (s["ok"], s["failed"], s["num_classes"], s["ignore_index"]) == (2, 1, 3, 255)
+    bad = next(it for it in s["items"] if it["status"] == "failed")
+    assert bad["name"] == "s1" and "s1.png" in bad["error"] and "outside 0..2" in bad["error"]
+    assert ": 7 (1 pixels)" in bad["error"]
+    out = Image.open(tmp_path / "out" / "s0.png")
+    assert out.mode == "P" and out.getpalette()[:9] == pal[:9]
+    src = np.asarray(Image.open(tmp_path / "labels" / "s0.png"))
+    assert np.array_equal(np.asarray(out), src)               # the stand-in refiner keeps every class
+    assert not (tmp_path / "out" / "s1.png").exists()
+    assert "error: s1.jpg" in capsys.readouterr().err
+
+
+def test_label_run_checks_num_classes_first(tmp_path):
+    _label_folder(tmp_path, palette=False)
+    jobs = plan_label_folder(tmp_path / "images", tmp_path / "labels", tmp_path / "out")
+    with pytest.raises(SamSrError, match="num_classes"):
+        run_label_jobs(ClassRefiner(), jobs, num_classes=0)
