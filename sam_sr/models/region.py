@@ -48,10 +48,10 @@ class RegionConfig:
             the answer the output starts from.
     """
 
-    widths: tuple[int, ...] = (12, 24, 48)
+    widths: tuple[int, ...] = (8, 16, 48)
     sam_channels: int = 256
     sam_proj: int = 64
-    hidden: int = 96
+    hidden: int = 64
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     heads: int = 4
     sam_inputs: int = 2
