@@ -42,7 +42,8 @@ def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, An
 
     Returns:
         ``{source: {"coarse": summary, "refined": summary}}`` with summaries from
-        :meth:`BinaryScores.summary` (percentages).
+        :meth:`BinaryScores.summary` (percentages); the refined summary also has
+        ``share_losing_1pt``: the percentage of images whose IoU fell by more than 1 point.
     """
     scores = {s: {"coarse": BinaryScores(), "refined": BinaryScores()} for s in sources}
     for sample in tqdm(samples, desc="evaluate", unit="img"):
@@ -56,8 +57,13 @@ def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, An
             scores[src]["coarse"].add(cbin, gt)
             if refiner is not None:
                 scores[src]["refined"].add(refiner.refine(image, cbin) > 0, gt)
-    return {s: {k: v.summary() for k, v in d.items() if k == "coarse" or refiner is not None}
-            for s, d in scores.items()}
+    out = {s: {k: v.summary() for k, v in d.items() if k == "coarse" or refiner is not None}
+           for s, d in scores.items()}
+    if refiner is not None:
+        for s, d in scores.items():
+            drop = np.array(d["coarse"].ious) - np.array(d["refined"].ious)
+            out[s]["refined"]["share_losing_1pt"] = 100 * float((drop > 0.01).mean()) if len(drop) else float("nan")
+    return out
 
 
 def format_tables(results: dict[str, Any]) -> str:
@@ -71,6 +77,8 @@ def format_tables(results: dict[str, Any]) -> str:
         if "refined" in rows:
             d = {k: rows["refined"][k] - rows["coarse"][k] for k in ("iou_mean", "iou_cumulative", "mba")}
             lines.append(f"| gain | {d['iou_mean']:+.2f} | {d['iou_cumulative']:+.2f} | {d['mba']:+.2f} |")
+            if "share_losing_1pt" in rows["refined"]:
+                lines.append(f"\nimages losing more than 1 IoU point: {rows['refined']['share_losing_1pt']:.1f}%")
     return "\n".join(lines) + "\n"
 
 
