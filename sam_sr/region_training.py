@@ -115,7 +115,8 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train a :class:`RegionNet` from a config with sections ``model`` (RegionConfig fields),
     ``data`` (``root``, ``datasets``: names, ``weights``: {name: sampling weight}, ``sam_cache``,
     ``sam_tag``, ``num_workers``) and ``train`` (``out_dir``, ``iterations``, ``batch_size``, ``lr``,
-    ``weight_decay``, ``warmup``, ``seed``, ``log_every``, ``ckpt_every``, ``loss_weights``, ``stop_at``:
+    ``weight_decay``, ``warmup``, ``seed``, ``log_every``, ``ckpt_every``, ``loss_weights``,
+    ``init_checkpoint``: start from a previous stage's ``final.pt``, ``stop_at``:
     stop (resumably) at this iteration, the schedule still spanning ``iterations``).
 
     Returns:
@@ -137,6 +138,12 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     acc = Accelerator(log_with="tensorboard", project_dir=str(out))
     set_seed(int(t["seed"]))
     model = RegionNet(RegionConfig.from_dict(cfg.get("model") or {}))
+    if t.get("init_checkpoint"):   # the previous stage's weights (fine-tuning)
+        from .checkpoint import read_checkpoint
+        state = read_checkpoint(t["init_checkpoint"])
+        if state.get("model_config") != model.config.to_dict():
+            raise SamSrError(f"init_checkpoint {t['init_checkpoint']} has another region config")
+        model.load_state_dict(state["model"])
     data = RegionSamples(d["root"], list(d["datasets"]), SamCache(d["sam_cache"], d["sam_tag"]),
                          d.get("weights"))
     gen = torch.Generator().manual_seed(int(t["seed"]))
