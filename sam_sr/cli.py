@@ -209,7 +209,7 @@ def _infer_labels(args) -> int:
         result = refine_semantic(_refiner(args), image, labels, args.num_classes, args.ignore_index)
     else:
         from .sam import load_sam, mask_generator, predictor
-        from .sam.fusion import PROMPTS, majority_vote, prompt_fusion
+        from .sam.label_fusion import PROMPTS, majority_vote, prompt_fusion
         if args.fusion not in ("majority",) + PROMPTS:
             raise SamSrError(f"unknown --fusion {args.fusion!r}")
         if not args.sam_checkpoint:
