@@ -135,7 +135,7 @@ def _refine_one(refiner, image_path, mask_path, out_path, soft: bool, overlay_pa
         write_png(_soft_path(out_path), (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
     if overlay_path:
         from .inference.predictor import prepare_mask
-        write_png(overlay_path, overlay(image, prepare_mask(mask, image.shape[:2]), binary))
+        write_png(overlay_path, overlay(image, prepare_mask(mask, image.shape[:2]) >= 0.5, binary))
 
 
 def infer_main(argv: list[str] | None = None) -> int:
@@ -426,7 +426,7 @@ def precompute_main(argv: list[str] | None = None) -> int:
             samples += load_samples({"layout": "generic", "root": args.eval_root, "ids_file": args.eval_ids})
         cache = cache_for(s["cache"], s["type"], s["checkpoint"])
         sam = load_sam(s["type"], s["checkpoint"])
-        out = precompute(sam, samples, cache, s["points_per_side"], masks=not args.no_masks)
+        out = precompute(sam, [x.image for x in samples], cache, s["points_per_side"], masks=not args.no_masks)
         print(f"{out['computed']} images computed, {out['skipped']} already cached, "
               f"{out['wall_s']:.0f} s; cache {cache.dir}")
     except SamSrError as exc:
@@ -456,13 +456,14 @@ def ablation_main(argv: list[str] | None = None) -> int:
 
         import numpy as np
 
-        from .ablation import VARIANTS, checkpoint_for, format_ablation, pick_examples, run_ablation
+        from .ablation import checkpoint_for, format_ablation, pick_examples, run_ablation
+        from .variants import available_variants as VARIANTS
         from .data import load_samples
         from .evaluation import coarse_for, write_json
         from .inference import Refiner
         from .io import read_image, read_mask
         from .sam.cache import SamCache, model_tag
-        variants = _choices(args.variants, VARIANTS, "variants")
+        variants = _choices(args.variants, VARIANTS(), "variants")
         if not Path(args.sam_checkpoint).is_file():
             raise SamSrError(f"SAM checkpoint not found: {args.sam_checkpoint}")
         cache = SamCache(args.sam_cache, model_tag(args.sam_type, args.sam_checkpoint))

@@ -24,7 +24,7 @@ from .data import CoarseMaskSynthesizer, RefinementDataset, concat_samples
 from .data.transforms import train_transform
 from .errors import SamSrError
 from .losses import point_loss, refinement_loss, sample_query_points
-from .models import build_model
+from .variants import build_model, get_variant
 
 
 def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
@@ -37,19 +37,22 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
                                   scale_factors=tuple(d["scale_factors"]),
                                   mode_weights=dict(d["mode_weights"]), soft_prob=d["soft_prob"])
     sam_inputs = None
-    if cfg["variant"] not in ("crm",):
+    spec = get_variant(cfg["variant"])
+    if spec.uses_sam:
         from .sam.cache import SamCache, model_tag
         from .sam.inputs import V1Config
-        from .sam.training_inputs import SamTrainingInputs
+        from .sam.source import CachedSam
+        from .sam.stage import SamSettings, SamTrainingInputs
         s = cfg["sam"]
         if not s.get("checkpoint"):
-            raise SamSrError(f"variant {cfg['variant']} trains on cached SAM outputs: set sam.checkpoint "
+            raise SamSrError(f"variant {spec.name} trains on cached SAM outputs: set sam.checkpoint "
                              f"and run scripts/precompute_sam.py")
         if not Path(s["checkpoint"]).is_file():
             raise SamSrError(f"SAM checkpoint not found: {s['checkpoint']}")
         cache = SamCache(s["cache"], model_tag(s["type"], s["checkpoint"]))
-        sam_inputs = SamTrainingInputs(cfg["variant"], cache, s["type"], s["checkpoint"],
-                                       s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
+        settings = SamSettings(s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
+        sam_inputs = SamTrainingInputs(spec.stage(settings),
+                                       CachedSam(cache, s["type"], s["checkpoint"], s["points_per_side"]))
     tf = train_transform(d["crop_size"], tuple(d["crop_scale"]),
                          extra_targets=("extra", "coords") if sam_inputs is not None else (),
                          mode=d["crop_mode"], native_scale=tuple(d["native_scale"]))
@@ -172,7 +175,7 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
     if t["init_checkpoint"]:
         _init_from(model, t["init_checkpoint"])
     if t["init_skip"] is not None:
-        if not hasattr(model, "skip_scale"):
+        if not model.config.mask_skip:
             raise SamSrError("train.init_skip needs a model with the mask skip (model.mask_skip: true)")
         with torch.no_grad():
             model.skip_scale.fill_(float(t["init_skip"]))

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sam_sr.checkpoint import save_checkpoint
-from sam_sr.models import build_model
+from sam_sr.variants import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

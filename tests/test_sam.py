@@ -90,7 +90,7 @@ def test_every_variant_runs_from_infer_with_real_mobile_sam(tmp_path):
 
     from sam_sr.checkpoint import save_checkpoint
     from sam_sr.cli import infer_main
-    from sam_sr.models import build_model
+    from sam_sr.variants import build_model
     from tests.conftest import TINY, disk_photo
     image, mask = disk_photo(96, 128, seed=3)
     Image.fromarray(image).save(tmp_path / "im.png")

@@ -130,7 +130,7 @@ def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(
 
 
 def test_lr_mult_groups_and_optimizer_choice(tmp_path):
-    from sam_sr.models import build_model
+    from sam_sr.variants import build_model
     from sam_sr.training import _optimizer
     model = build_model("crm", {**TINY, "pixel_head": 4})
     t = {"lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "lr_mult": {"pixel_head": 10}}

@@ -173,7 +173,7 @@ class RefinementDataset(Dataset):
 
     Items are dicts of float32 tensors: ``image`` (3, S, S) in [0, 1], ``gt`` (1, S, S) in {0, 1},
     ``coarse`` (1, S, S) in [0, 1], with S the transform's crop size. With ``sam_inputs`` (a
-    :class:`sam_sr.sam.training_inputs.SamTrainingInputs`; the transform must declare the extra
+    :class:`sam_sr.sam.stage.SamTrainingInputs`; the transform must declare the extra
     targets ``extra`` and ``coords``) items also have ``extra``: the SAM map (C, S, S) in [0, 1]
     (v2.1, v2.2) or SAM's embedding read at the crop's stride-8 cells (256, S/8, S/8) (v3.x).
     """
@@ -229,7 +229,6 @@ class RefinementDataset(Dataset):
             e = out["extra"] if out["extra"].ndim == 3 else out["extra"][..., None]
             item["extra"] = torch.from_numpy(np.clip(e, 0, 1).transpose(2, 0, 1).copy()).float()
         if emb is not None:
-            from ..sam.features import sample_embedding
             c = torch.from_numpy(out["coords"][4::8, 4::8].copy())
-            item["extra"] = sample_embedding(emb, gt.shape, c[..., 0], c[..., 1])
+            item["extra"] = self.sam_inputs.features_at(emb, gt.shape, c[..., 0], c[..., 1])
         return item
