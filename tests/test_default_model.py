@@ -13,7 +13,7 @@ from tests.conftest import ROOT, SHARED_DATA, needs_shared
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
 
 
-def test_shipped_checkpoint_is_small_and_matches_its_config():
+def test_shipped_checkpoint_is_small_and_matches_its_config(data_env):
     assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 2**20
     r = Refiner.from_checkpoint(variant="crm", device="cpu")
     last_stage = load_config(ROOT / "configs" / "crm_r18_pixel_sod2.yaml")   # its final training stage
