@@ -98,3 +98,14 @@ def pick_examples(per_image: dict[str, list[float]], a: str, b: str, n_win: int 
     wins = [(int(i), float(d[i])) for i in order[:n_win] if d[i] > 0]
     losses = [(int(i), float(d[i])) for i in order[::-1][:n_loss] if d[i] < 0]
     return wins + losses
+
+
+def best_variant(results: dict[str, Any], baseline: str = "crm") -> str | None:
+    """The row (other than ``coarse`` and ``baseline``) with the highest mean of IoU mean + mBA over
+    the sources of ``results`` (``run_ablation(...)["results"]``); None when there is none."""
+    sources = list(results)
+    rows = [r for r in results[sources[0]] if r not in ("coarse", baseline)]
+    if not rows:
+        return None
+    score = {r: np.mean([results[s][r]["iou_mean"] + results[s][r]["mba"] for s in sources]) for r in rows}
+    return max(score, key=score.get)
