@@ -20,6 +20,7 @@ def _pair(tmp_path, h=96, w=128):
     return tmp_path / "img.jpg", tmp_path / "coarse.png"
 
 
+@pytest.mark.slow
 @has_default
 def test_example_with_default_model_via_console_script(tmp_path):
     out, ov = tmp_path / "refined.png", tmp_path / "overlay.png"
@@ -131,6 +132,7 @@ def test_eval_cli_on_a_tiny_dataset(tmp_path, tiny_checkpoint, capsys):
     assert res["net"]["coarse"]["n"] == 2 and "refined" in res["net"]
 
 
+@pytest.mark.slow
 @needs_shared
 def test_eval_cli_coarse_rows_on_real_data(capsys):
     rc = eval_main(["--root", str(SHARED_DATA / "sod"),
@@ -181,6 +183,7 @@ def test_labels_mode_errors(tmp_path, tiny_checkpoint, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
 def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_checkpoint):
     from sam_sr import Refiner
     dst = tmp_path / "exported.pt"
@@ -211,6 +214,7 @@ def test_help_lists_every_command_and_exits_0(capsys):
     assert main(["nope"]) == 2
 
 
+@pytest.mark.slow
 def test_console_entry_points_help():
     r = subprocess.run([sys.executable, "-m", "sam_sr", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "boundary-alignment" in r.stdout

@@ -28,6 +28,7 @@ def _recipe(tmp_path):
     return load_recipe(tmp_path / "r.yaml")
 
 
+@pytest.mark.slow
 def test_a_recipe_runs_its_stages_in_order_then_skips_them(tmp_path, monkeypatch):
     monkeypatch.setenv("SAM_SR_DATA", str(tmp_path / "data"))
     recipe = _recipe(tmp_path)

@@ -24,6 +24,7 @@ def _config(tmp_path, iterations, **train_kw):
     return cfg
 
 
+@pytest.mark.slow
 def test_a_few_iterations_lower_the_loss_and_log(tmp_path):
     result = train(_config(tmp_path, 60))
     assert result["iteration"] == 60
@@ -48,6 +49,7 @@ def _max_diff(a, b):
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_weights_with_any_number_of_data_workers(tmp_path):
     """Augmentation, coarse-mask synthesis, sampling order and query points are all seeded: two runs
     of one config end with the same weights, whether items are loaded in the main process or in two
@@ -62,6 +64,7 @@ def test_same_seed_gives_the_same_weights_with_any_number_of_data_workers(tmp_pa
     assert _max_diff(runs["a"], runs["c"]) > 1e-3
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     """Stopped at iteration 5 (mid-epoch: 12 samples, batch 4) and resumed, a run ends as one that ran
     through: model, optimizer, schedule, RNG and the data position all come back. Tolerance: equal
@@ -123,6 +126,7 @@ def test_stop_at_must_lie_within_the_schedule(tmp_path):
         train(_config(tmp_path, 5, stop_at=6))
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_model_config(tmp_path):
     train(_config(tmp_path, 10))
     cfg = _config(tmp_path, 20)
@@ -160,6 +164,7 @@ def test_train_cli_reports_bad_configs(tmp_path, capsys):
     assert train_main(["--config", "configs/crm_r18.yaml", "train.iterations"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_training_with_overrides(tmp_path, capsys):
     cfg = _config(tmp_path, 4)
     import yaml
@@ -170,6 +175,7 @@ def test_cli_training_with_overrides(tmp_path, capsys):
     assert torch.load(tmp_path / "run" / "final.pt", weights_only=True)["iteration"] == 3
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_another_checkpoint_adds_the_mask_skip(tmp_path):
     train(_config(tmp_path, 10))
     cfg = _config(tmp_path, 5, init_checkpoint=str(tmp_path / "run" / "final.pt"),
@@ -186,6 +192,7 @@ def test_fine_tuning_from_another_checkpoint_adds_the_mask_skip(tmp_path):
         train(bad)
 
 
+@pytest.mark.slow
 def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(tmp_path):
     """Stage-3 options: native crops, query points in the coarse band, init_skip after fine-tuning init,
     and the recommended inference settings stored with the checkpoint."""
@@ -225,6 +232,7 @@ def test_lr_mult_groups_and_optimizer_choice(tmp_path):
         _optimizer(model, {**t, "optimizer": "sgd"})
 
 
+@pytest.mark.slow
 def test_new_pixel_head_learns_with_adamw(tmp_path):
     """Fine-tuning with a new, zero-started pixel head: its output layer moves and its hidden layers
     keep their weights (Adam's coupled L2 term alone would shrink them towards zero)."""

@@ -132,6 +132,7 @@ def test_patched_fusion_refuses_training_mode():
         model.fusion.forward_patched(feats, 2)
 
 
+@pytest.mark.slow
 def test_tiled_encoder_equals_untiled_within_tolerance(tiny_model):
     torch.manual_seed(0)
     img = torch.rand(1, 3, 304, 400)
