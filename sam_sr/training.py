@@ -191,13 +191,19 @@ def _save_state(acc: Accelerator, state_dir: Path, progress: dict[str, Any]) -> 
     """accelerate's ``save_state`` into a fresh folder, then swapped in: an interruption leaves the
     previous state whole."""
     tmp = state_dir.with_name(state_dir.name + ".tmp")
+    old = state_dir.with_name(state_dir.name + ".old")
     if acc.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))
+    try:
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            (tmp / "progress.json").write_text(json.dumps(progress, indent=1) + "\n")
+    except BaseException:                  # Ctrl-C or an error mid-save: leave no partial state behind
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if acc.is_main_process:
-        (tmp / "progress.json").write_text(json.dumps(progress, indent=1) + "\n")
-        old = state_dir.with_name(state_dir.name + ".old")
         if state_dir.exists():
             state_dir.rename(old)
         tmp.rename(state_dir)
@@ -257,6 +263,10 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
     sched = build_schedule(opt, t)
 
     state_dir = out / "state"
+    old_state = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
+        old_state.rename(state_dir)   # a save interrupted between its two renames
+    acc.wait_for_everyone()
     progress = _read_progress(state_dir) if t["resume"] else None
     if progress is None and t["resume"] and (out / "last.pt").is_file():
         raise SamSrError(f"{out / 'last.pt'} has no resumable state beside it ({state_dir}; an older sam-sr "

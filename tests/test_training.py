@@ -244,3 +244,25 @@ def test_new_pixel_head_learns_with_adamw(tmp_path):
     state = read_checkpoint(tmp_path / "ft" / "final.pt")["model"]
     assert state["pixel_head.out.weight"].abs().sum() > 0
     assert state["pixel_head.body.0.weight"].abs().mean() > 0.05
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_saving_keeps_the_previous_state_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    from accelerate import Accelerator
+    real, calls = Accelerator.save_state, []
+
+    def save_state(self, output_dir=None, **kw):
+        calls.append(output_dir)
+        if len(calls) == 2:                     # the second save (the end of the run) is interrupted
+            real(self, output_dir, **kw)        # ... after writing part of it
+            raise KeyboardInterrupt
+        return real(self, output_dir, **kw)
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path, 4, ckpt_every=2))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("state")) == ["state"]
+    assert '"iteration": 2' in (run / "state" / "progress.json").read_text()
+    monkeypatch.setattr(Accelerator, "save_state", real)
+    assert train(_config(tmp_path, 4, ckpt_every=2))["iteration"] == 4
