@@ -1,6 +1,6 @@
 """Benchmark: high-resolution inference modes (issue 3), each configuration in a fresh process.
 
-``python benchmarks/highres_inference.py`` profiles the shipped model on ../shared/data/highres's
+``python benchmarks/highres_inference.py`` profiles the shipped model on $SAM_SR_DATA/highres's
 aeroplane (3492x2328) and its 2k/4k/6k resizes, prints the table and writes
 ``benchmarks/results/highres_<device>.json``. Arguments are passed on to scripts/profile_inference.py
 (e.g. ``--sizes 2048 --runs 1``).

@@ -19,20 +19,21 @@ from .errors import SamSrError
 from .evaluation import coarse_for
 from .io import read_image, read_mask
 from .metrics import BinaryScores, iou
-
-VARIANTS = ("crm", "v1", "v2.1", "v2.2", "v3.1", "v3.2", "v3.3", "v3.4")
+from .variants import get_variant
 
 
 def checkpoint_for(runs: str | Path, variant: str) -> Path:
-    """``<runs>/<variant>/final.pt``; for v1 the CRM run's when no v1 run exists.
+    """``<runs>/<variant>/final.pt``; when that does not exist, the first existing run of a variant
+    whose checkpoints this one runs (:attr:`VariantSpec.runs_checkpoints_of`: v1 runs CRM's).
 
     Raises:
-        SamSrError: no checkpoint (train it with ``configs/sam_sr/<variant>.yaml``).
+        SamSrError: unknown variant, or no checkpoint (train it with ``configs/sam_sr/<variant>.yaml``).
     """
     runs = Path(runs)
     p = runs / variant / "final.pt"
-    if variant == "v1" and not p.is_file():
-        p = runs / "crm" / "final.pt"
+    for other in get_variant(variant).runs_checkpoints_of:
+        if not p.is_file():
+            p = runs / other / "final.pt"
     if not p.is_file():
         raise SamSrError(f"no checkpoint for {variant} at {p}: train it with "
                          f"accelerate launch train.py --config configs/sam_sr/{variant}.yaml")
@@ -65,7 +66,7 @@ def run_ablation(refiners: dict[str, Any], samples: list[Sample], sources: list[
             for name, refiner in refiners.items():
                 out = refiner.refine(image, coarse) > 0
                 if name == "v1":
-                    v1_used.append(bool(refiner.last_sam_info.get("used_sam")))
+                    v1_used.append(bool(refiner.last_info.get("sam", {}).get("used_sam")))
                 scores[src][name].add(out, gt)
                 per_image[src][name].append(100 * iou(out, gt))
     return {"results": {s: {r: v.summary() for r, v in d.items()} for s, d in scores.items()},
@@ -97,3 +98,14 @@ def pick_examples(per_image: dict[str, list[float]], a: str, b: str, n_win: int 
     wins = [(int(i), float(d[i])) for i in order[:n_win] if d[i] > 0]
     losses = [(int(i), float(d[i])) for i in order[::-1][:n_loss] if d[i] < 0]
     return wins + losses
+
+
+def best_variant(results: dict[str, Any], baseline: str = "crm") -> str | None:
+    """The row (other than ``coarse`` and ``baseline``) with the highest mean of IoU mean + mBA over
+    the sources of ``results`` (``run_ablation(...)["results"]``); None when there is none."""
+    sources = list(results)
+    rows = [r for r in results[sources[0]] if r not in ("coarse", baseline)]
+    if not rows:
+        return None
+    score = {r: np.mean([results[s][r]["iou_mean"] + results[s][r]["mba"] for s in sources]) for r in rows}
+    return max(score, key=score.get)

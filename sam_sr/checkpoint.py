@@ -15,7 +15,7 @@ from torch import nn
 
 from .errors import SamSrError
 from .io import atomic_write_bytes
-from .models import build_model
+from .variants import build_model, get_variant
 
 FORMAT = "sam-sr"
 
@@ -55,15 +55,19 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
     """Build the model a checkpoint describes and load its weights (eval mode, CPU).
 
     Args:
-        variant: if given, the checkpoint must be of this variant.
+        variant: if given, the checkpoint must be runnable as this variant: of this variant, or of one
+            whose checkpoints it runs (:attr:`VariantSpec.runs_checkpoints_of`, e.g. v1 runs CRM's).
+            The model built is always the checkpoint's own variant.
 
     Raises:
-        SamSrError: see :func:`read_checkpoint`; a variant mismatch; weights that do not fit.
+        SamSrError: see :func:`read_checkpoint`; an unknown variant or a variant mismatch; weights
+            that do not fit.
     """
     state = read_checkpoint(path)
     ck_variant = state.get("variant", "crm")
-    if variant is not None and ck_variant != variant:
-        raise SamSrError(f"checkpoint {path} is a {ck_variant!r} model, not {variant!r}")
+    if variant is not None and not get_variant(variant).accepts_checkpoint_of(ck_variant):
+        accepted = " or ".join(repr(v) for v in (variant, *get_variant(variant).runs_checkpoints_of))
+        raise SamSrError(f"checkpoint {path} is a {ck_variant!r} model, not {accepted}")
     cfg = dict(state.get("model_config") or {})
     if "backbone" in cfg:  # CRM family: the weights come from the checkpoint, never from timm
         cfg["pretrained"] = False

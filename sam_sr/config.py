@@ -1,8 +1,21 @@
-"""YAML configs with defaults and ``key=value`` command-line overrides.
+"""Training configs: code defaults, a YAML file (which may extend a base file), ``key=value`` overrides.
 
-A config has the sections ``model`` (see :class:`sam_sr.models.CRMConfig`, or
-:class:`sam_sr.models.sam_sr_v3.V3Config` for v3.x), ``data``, ``sam`` (SAM-SR variants) and ``train``.
-Overrides use dotted keys and YAML values, e.g. ``train.iterations=200 data.crop_size=192``.
+Merged with OmegaConf (https://omegaconf.readthedocs.io). A config has the sections ``variant``,
+``model`` (the variant's model config, see :mod:`sam_sr.variants`), ``data``, ``sam`` (variants that
+use SAM), ``train`` and ``inference`` (the model's recommended cascade settings). Loading goes:
+
+1. :data:`DEFAULTS` below;
+2. the file's ``extends:`` chain, base first (a path relative to the file; e.g. every stage of the
+   shipped model extends ``configs/crm_r18_base.yaml`` and states only what it changes);
+3. the file itself;
+4. command-line overrides with dotted keys and YAML values, e.g. ``train.iterations=200
+   data.crop_size=192``.
+
+Unknown keys are errors at every step, except inside the free-form sections (``model``,
+``data.mode_weights``, ``sam.v1``, ``inference``, ``train.lr_mult``; their keys are checked by the
+model config, the synthesizer, the cascade). Values may use ``${data:REL}``: the path REL inside the
+data folder named by the environment variable ``SAM_SR_DATA`` (:mod:`sam_sr.paths`), e.g.
+``root: ${data:sod}``; loading such a config without ``SAM_SR_DATA`` set is an error that says so.
 """
 from __future__ import annotations
 
@@ -11,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .errors import SamSrError
+from .paths import data_path
 
 DEFAULTS: dict[str, Any] = {
     "variant": "crm",
@@ -60,11 +76,10 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 20,
         "image_every": 200,
         "ckpt_every": 200,
-        "resume": True,
-        "max_minutes": 0,          # stop (and checkpoint) after this wall time; 0 = no limit
+        "resume": True,            # continue from <out_dir>/state (model, optimizer, scheduler, RNG, data)
         "init_checkpoint": None,   # start from this checkpoint's weights (fine-tuning)
         "init_skip": None,         # then set the mask skip's scale to this (null = keep the loaded one)
-        "stop_at": 0,              # stop at this iteration (schedule still spans `iterations`); 0 = off
+        "stop_at": 0,              # stop at this iteration (the schedule still spans `iterations`); 0 = off
         "lr_mult": {},             # {parameter-name prefix: lr multiplier}, e.g. {pixel_head: 10}
     },
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
@@ -74,54 +89,87 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = {"model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult"}
+_FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult")
+
+#: The key naming a config's base file.
+EXTENDS = "extends"
 
 
-def _merge(base: dict, new: dict, path: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for k, v in new.items():
-        key = f"{path}{k}"
-        if k not in base and path.rstrip(".") not in _FREE:
-            raise SamSrError(f"unknown config key {key!r}")
-        if isinstance(base.get(k), dict) and isinstance(v, dict):
-            out[k] = _merge(base[k], v, f"{key}.")
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+def _data_resolver(rel: str = "") -> str:
+    return str(data_path(rel))
 
 
-def set_by_dotted(cfg: dict, dotted: str, value: Any) -> None:
-    """Set ``cfg['a']['b'] = value`` for ``dotted='a.b'``; raises :class:`SamSrError` on bad keys."""
-    keys = dotted.split(".")
-    nested: Any = value
-    for k in reversed(keys[1:]):
-        nested = {k: nested}
-    merged = _merge(cfg, {keys[0]: nested})
-    cfg.clear()
-    cfg.update(merged)
+OmegaConf.register_resolver("data", _data_resolver, replace=True)
+
+
+def _defaults() -> DictConfig:
+    """:data:`DEFAULTS` as a struct config (unknown keys are errors) with free-form sections."""
+    cfg = OmegaConf.create(copy.deepcopy(DEFAULTS))
+    OmegaConf.set_struct(cfg, True)
+    for key in _FREE:
+        OmegaConf.set_struct(OmegaConf.select(cfg, key), False)
+    return cfg
+
+
+def _merge(cfg: DictConfig, new: DictConfig, where: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, new)
+    except ConfigKeyError as exc:
+        raise SamSrError(f"unknown config key {exc.full_key!r} ({where})") from None
+    except OmegaConfBaseException as exc:
+        raise SamSrError(f"bad config value ({where}): {str(exc).splitlines()[0]}") from None
+
+
+def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> DictConfig:
+    """One config file with its ``extends:`` chain merged in (base first); not yet checked against
+    :data:`DEFAULTS`.
+
+    Raises:
+        SamSrError: a missing file, invalid YAML, a file that is not a mapping, a cycle of ``extends``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SamSrError(f"config not found: {p}" + (f" (extended by {_chain[-1]})" if _chain else ""))
+    if p.resolve() in _chain:
+        raise SamSrError(f"config {p} extends itself (through {[str(c) for c in _chain]})")
+    try:
+        node = OmegaConf.load(p) if p.read_text().strip() else OmegaConf.create({})
+    except yaml.YAMLError as exc:
+        raise SamSrError(f"invalid YAML in {p}: {exc}") from exc
+    except OmegaConfBaseException as exc:
+        raise SamSrError(f"invalid config {p}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(node, DictConfig):
+        raise SamSrError(f"config {p} must be a mapping")
+    base = node.pop(EXTENDS, None)
+    if base is None:
+        return node
+    parent = read_yaml(p.parent / str(base), _chain + (p.resolve(),))
+    return OmegaConf.merge(parent, node)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides.
+    """Defaults, then the YAML file at ``path`` (with its ``extends`` chain), then ``key=value``
+    overrides; returned as plain, resolved Python containers.
 
     Raises:
-        SamSrError: missing or invalid YAML, unknown keys, malformed overrides.
+        SamSrError: missing or invalid YAML, unknown keys, malformed overrides, a ``${data:...}``
+            value without ``SAM_SR_DATA`` set.
     """
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = _defaults()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise SamSrError(f"config not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SamSrError(f"invalid YAML in {p}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise SamSrError(f"config {p} must be a mapping")
-        cfg = _merge(cfg, data)
+        cfg = _merge(cfg, read_yaml(path), str(path))
     for item in overrides or []:
-        if "=" not in item:
+        key, eq, _ = item.partition("=")
+        if not eq or not key.strip():
             raise SamSrError(f"override {item!r} must be key=value")
-        k, v = item.split("=", 1)
-        set_by_dotted(cfg, k.strip(), yaml.safe_load(v))
-    return cfg
+        try:
+            new = OmegaConf.from_dotlist([item.strip()])
+        except OmegaConfBaseException as exc:
+            raise SamSrError(f"bad override {item!r}: {str(exc).splitlines()[0]}") from None
+        cfg = _merge(cfg, new, f"override {item!r}")
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        first = str(exc).splitlines()[0]
+        _, ours, rest = first.partition("SamSrError raised while resolving interpolation: ")
+        raise SamSrError(rest if ours else f"cannot resolve the config: {first}") from None

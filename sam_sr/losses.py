@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .band import contour_band
+
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
@@ -40,12 +42,6 @@ def refinement_loss(logits: torch.Tensor, gt: torch.Tensor,
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
-def _contour_band(m: torch.Tensor, width: int) -> torch.Tensor:
-    """Pixels within ``width`` px (square neighbourhood) of the contour of binary float (B, 1, H, W)."""
-    k = 2 * width + 1
-    return (F.max_pool2d(m, k, 1, width) - (-F.max_pool2d(-m, k, 1, width))) > 0
-
-
 def sample_query_points(gt: torch.Tensor, coarse: torch.Tensor, n: int, boundary_frac: float,
                         band: int = 5, generator: torch.Generator | None = None,
                         coarse_band: int = 0) -> torch.Tensor:
@@ -57,17 +53,19 @@ def sample_query_points(gt: torch.Tensor, coarse: torch.Tensor, n: int, boundary
     truth's boundary or where the coarse mask (thresholded at 0.5) disagrees with the ground truth.
     With ``coarse_band`` > 0 it is instead the pixels within ``coarse_band`` px of the coarse mask's
     contour: the band that ``contour:W`` decoding (:mod:`sam_sr.inference.query`) refines at
-    inference, everything outside it keeping the coarse mask.
+    inference, everything outside it keeping the coarse mask. Both bands are
+    :func:`sam_sr.band.contour_band` (a disc of radius W around the contour, as at inference).
 
     Args:
         gt, coarse: float (B, 1, H, W) in [0, 1]. n: points per image.
+        band: width (px) of the ground-truth boundary band. coarse_band: width (px) of the coarse band.
+        generator: torch generator for the draws (on the tensors' device); None = the global RNG.
     """
     b, _, h, w = gt.shape
     if coarse_band > 0:
-        weight = _contour_band((coarse > 0.5).float(), coarse_band).flatten(1).float()
+        weight = contour_band(coarse, coarse_band).flatten(1).float()
     else:
-        g = (gt > 0.5).float()
-        weight = (_contour_band(g, band) | ((coarse > 0.5) != (gt > 0.5))).flatten(1).float()
+        weight = (contour_band(gt, band) | ((coarse >= 0.5) != (gt >= 0.5))).flatten(1).float()
     nb = int(round(n * boundary_frac))
     uniform = torch.randint(0, h * w, (b, n - nb), generator=generator, device=gt.device)
     if nb == 0:

@@ -7,7 +7,7 @@ Layout: ``<root>/<split>/images/<id>.jpg`` and ``<root>/<split>/labels/<id>.png`
 - ``baseline``: the coarse label map;
 - ``refine``: :func:`sam_sr.semantic.refine_semantic` with the binary refiner;
 - ``majority``: (a) SAM automatic masks, majority vote;
-- ``prompt:<kind>``: (b) per-class prompts from the coarse map, kinds of :data:`sam_sr.sam.fusion.PROMPTS`;
+- ``prompt:<kind>``: (b) per-class prompts from the coarse map, kinds of :data:`sam_sr.sam.label_fusion.PROMPTS`;
 - ``det:coarse``: (c) SAM box prompts from "detections" = connected components of the coarse map's
   object classes (a stand-in detector that sees only the coarse map);
 - ``det:oracle``: (c) with boxes of the ground truth's object components: an upper bound for a
@@ -53,7 +53,7 @@ def evaluate_semantic(pairs, methods: list[str], num_classes: int, ignore_index:
     Raises:
         SamSrError: a method needs a refiner or SAM that was not given, or an unknown method.
     """
-    from .sam.fusion import (PROMPTS, boxes_from_labels, detection_fusion, majority_vote,
+    from .sam.label_fusion import (PROMPTS, boxes_from_labels, detection_fusion, majority_vote,
                              prompt_fusion, read_detections)
     objects = CAMVID_OBJECTS if objects is None else objects
     for m in methods:

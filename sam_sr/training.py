@@ -1,30 +1,52 @@
-"""Training loop with accelerate: devices, mixed precision, multi-GPU, TensorBoard logging.
+"""Training loop with accelerate: devices, mixed precision, multi-GPU, TensorBoard logging, resume.
 
-Run with ``accelerate launch train.py --config configs/<name>.yaml [key=value ...]`` (add ``--cpu``
-to ``accelerate launch`` to force the CPU), or ``python train.py ...`` for one process.
-Checkpoints are written atomically to ``<out_dir>/last.pt`` (and ``<out_dir>/final.pt`` at the end);
-a run with ``train.resume: true`` continues from ``last.pt``.
+Run with ``sam-sr train --config configs/<name>.yaml [key=value ...]`` (or ``accelerate launch
+train.py ...``; add ``--cpu`` to ``accelerate launch`` to force the CPU). The shipped model's whole
+recipe: ``sam-sr train --recipe crm_r18`` (:mod:`sam_sr.recipe`).
+
+A run stops on iterations only (``train.iterations``, or ``train.stop_at`` earlier with the schedule
+still spanning ``iterations``), never on wall time, so a slower machine trains the same model.
+
+Outputs in ``<out_dir>``:
+- ``state/``: accelerate's :meth:`~accelerate.Accelerator.save_state` (model, optimizer, LR
+  scheduler, mixed-precision scaler, Python/numpy/torch RNG states) plus ``progress.json`` (iteration,
+  variant, model config), every ``train.ckpt_every`` iterations and at the end, replaced atomically.
+  A rerun with ``train.resume: true`` (the default) loads it with
+  :meth:`~accelerate.Accelerator.load_state` and re-enters the data where it stopped with
+  :meth:`~accelerate.Accelerator.skip_first_batches`: an interrupted run ends with the same weights
+  as an uninterrupted one.
+- ``last.pt`` (at the same times) and ``final.pt`` (at the end): sam-sr checkpoints (weights, model
+  config, the config; :mod:`sam_sr.checkpoint`), for ``train.init_checkpoint`` and inference.
+
+Determinism: the same config and seed give the same weights on the same machine, whatever
+``data.num_workers``: the sampler's order per epoch and each item's augmentation are seeded from
+(seed, epoch, index) (:class:`~sam_sr.data.datasets.EpochSampler`,
+:class:`~sam_sr.data.RefinementDataset`), and query points from (seed, iteration).
 """
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, SequentialLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
-from .data import CoarseMaskSynthesizer, RefinementDataset, concat_samples
+from .data import CoarseMaskSynthesizer, EpochSampler, RefinementDataset, concat_samples
 from .data.transforms import train_transform
 from .errors import SamSrError
 from .losses import point_loss, refinement_loss, sample_query_points
-from .models import build_model
+from .variants import build_model, get_variant
 
 
 def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
@@ -37,19 +59,22 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
                                   scale_factors=tuple(d["scale_factors"]),
                                   mode_weights=dict(d["mode_weights"]), soft_prob=d["soft_prob"])
     sam_inputs = None
-    if cfg["variant"] not in ("crm",):
+    spec = get_variant(cfg["variant"])
+    if spec.uses_sam:
         from .sam.cache import SamCache, model_tag
         from .sam.inputs import V1Config
-        from .sam.training_inputs import SamTrainingInputs
+        from .sam.source import CachedSam
+        from .sam.stage import SamSettings, SamTrainingInputs
         s = cfg["sam"]
         if not s.get("checkpoint"):
-            raise SamSrError(f"variant {cfg['variant']} trains on cached SAM outputs: set sam.checkpoint "
-                             f"and run scripts/precompute_sam.py")
+            raise SamSrError(f"variant {spec.name} trains on cached SAM outputs: set sam.checkpoint "
+                             f"and run sam-sr precompute-sam")
         if not Path(s["checkpoint"]).is_file():
             raise SamSrError(f"SAM checkpoint not found: {s['checkpoint']}")
         cache = SamCache(s["cache"], model_tag(s["type"], s["checkpoint"]))
-        sam_inputs = SamTrainingInputs(cfg["variant"], cache, s["type"], s["checkpoint"],
-                                       s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
+        settings = SamSettings(s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
+        sam_inputs = SamTrainingInputs(spec.stage(settings),
+                                       CachedSam(cache, s["type"], s["checkpoint"], s["points_per_side"]))
     tf = train_transform(d["crop_size"], tuple(d["crop_scale"]),
                          extra_targets=("extra", "coords") if sam_inputs is not None else (),
                          mode=d["crop_mode"], native_scale=tuple(d["native_scale"]))
@@ -57,24 +82,33 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
                              seed=cfg["train"]["seed"], sam_inputs=sam_inputs)
 
 
-def _infinite(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    while True:
-        yield from loader
+def build_schedule(opt: torch.optim.Optimizer, t: dict[str, Any]) -> LRScheduler:
+    """The learning-rate schedule, stepped once per iteration, from ``torch.optim.lr_scheduler``:
 
+    - warm-up (``train.warmup`` = W > 0 iterations): :class:`LinearLR` from lr / W to lr, so iteration
+      i < W runs at lr * (i + 1) / W;
+    - then ``cosine``: :class:`CosineAnnealingLR` from lr to 0 over the remaining ``iterations - W``;
+      or ``step``: :class:`MultiStepLR`, lr x ``gamma`` at each ``milestones`` fraction of
+      ``iterations`` (CRM: x0.1 at 50% and 83.3%);
+    - chained with :class:`SequentialLR` at iteration W.
 
-def _lr_lambda(t: dict[str, Any]):
-    total = t["iterations"]
-    warm = t["warmup"]
-
-    def f(it: int) -> float:
-        if warm and it < warm:
-            return (it + 1) / warm
-        if t["schedule"] == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
-        if t["schedule"] == "step":
-            return t["gamma"] ** sum(it >= m * total for m in t["milestones"])
-        raise SamSrError(f"unknown schedule {t['schedule']!r} (cosine | step)")
-    return f
+    Raises:
+        SamSrError: an unknown schedule or a negative warm-up.
+    """
+    total, warm = int(t["iterations"]), int(t["warmup"])
+    if warm < 0:
+        raise SamSrError(f"train.warmup must be >= 0 iterations, got {warm}")
+    if t["schedule"] == "cosine":
+        main: LRScheduler = CosineAnnealingLR(opt, T_max=max(1, total - warm))
+    elif t["schedule"] == "step":
+        steps = sorted({max(1, math.ceil(m * total) - warm) for m in t["milestones"]})
+        main = MultiStepLR(opt, milestones=steps, gamma=t["gamma"])
+    else:
+        raise SamSrError(f"unknown train.schedule {t['schedule']!r} (cosine | step)")
+    if warm == 0:
+        return main
+    warmup = LinearLR(opt, start_factor=1.0 / warm, end_factor=1.0, total_iters=max(1, warm - 1))
+    return SequentialLR(opt, [warmup, main], milestones=[warm])
 
 
 def _param_groups(model, t: dict[str, Any]) -> list[dict[str, Any]]:
@@ -143,52 +177,117 @@ def _grid(batch: dict[str, torch.Tensor], prob: torch.Tensor, n: int = 4) -> tor
     return torch.cat(rows, 1).clamp(0, 1)
 
 
+def _read_progress(state_dir: Path) -> dict[str, Any] | None:
+    p = state_dir / "progress.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise SamSrError(f"cannot read {p}: {exc}; delete {state_dir} to start again") from exc
+
+
+def _save_state(acc: Accelerator, state_dir: Path, progress: dict[str, Any]) -> None:
+    """accelerate's ``save_state`` into a fresh folder, then swapped in: an interruption leaves the
+    previous state whole."""
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    old = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    try:
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            (tmp / "progress.json").write_text(json.dumps(progress, indent=1) + "\n")
+    except BaseException:                  # Ctrl-C or an error mid-save: leave no partial state behind
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if acc.is_main_process:
+        if state_dir.exists():
+            state_dir.rename(old)
+        tmp.rename(state_dir)
+        if old.exists():
+            shutil.rmtree(old)
+    acc.wait_for_everyone()
+
+
+def _query_generator(seed: int, it: int, device: torch.device) -> torch.Generator:
+    """The query-point generator of iteration ``it``: seeded from (seed, it), so a resumed run draws
+    the same points."""
+    g = torch.Generator(device=device)
+    return g.manual_seed(int(np.random.SeedSequence([seed, it]).generate_state(1)[0]))
+
+
+def end_iteration(t: dict[str, Any]) -> int:
+    """The iteration a run ends at: ``train.stop_at`` when set, else ``train.iterations``.
+
+    Raises:
+        SamSrError: ``iterations`` < 1, or ``stop_at`` outside [0, iterations].
+    """
+    total, stop = int(t["iterations"]), int(t["stop_at"] or 0)
+    if total < 1:
+        raise SamSrError(f"train.iterations must be >= 1, got {total}")
+    if not 0 <= stop <= total:
+        raise SamSrError(f"train.stop_at must be in [0, train.iterations={total}], got {stop}")
+    return stop or total
+
+
 def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[str, Any]:
-    """Train a refiner from a loaded config (see :mod:`sam_sr.config`).
+    """Train a refiner from a loaded config (see :mod:`sam_sr.config` and the module docstring).
 
     Returns:
         ``{"iteration", "first_loss", "last_loss", "final_checkpoint", "wall_s"}``; losses are means
         over the first/last ``log_every`` iterations of this process's run.
 
     Raises:
-        SamSrError: bad config, empty dataset, unusable resume checkpoint.
+        SamSrError: bad config, empty dataset, a state of another model config or of an older sam-sr.
     """
     t = cfg["train"]
     out = Path(t["out_dir"])
+    end = end_iteration(t)
     acc = accelerator or Accelerator(mixed_precision=t["mixed_precision"], log_with="tensorboard",
                                      project_dir=str(out))
     set_seed(t["seed"])
     model = build_model(cfg["variant"], cfg["model"])
     model_config = model.config.to_dict()
     dataset = build_dataset(cfg)
-    loader = DataLoader(dataset, batch_size=t["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["data"]["num_workers"],
-                        persistent_workers=cfg["data"]["num_workers"] > 0)
+    sampler = EpochSampler(len(dataset), t["seed"])
+    workers = cfg["data"]["num_workers"]
+    loader = DataLoader(dataset, batch_size=t["batch_size"], sampler=sampler, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(t["seed"]))
     if len(loader) == 0:
         raise SamSrError(f"dataset of {len(dataset)} samples is smaller than batch_size {t['batch_size']}")
     opt = _optimizer(model, t)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(t))
+    sched = build_schedule(opt, t)
 
-    if t["init_checkpoint"]:
-        _init_from(model, t["init_checkpoint"])
-    if t["init_skip"] is not None:
-        if not hasattr(model, "skip_scale"):
-            raise SamSrError("train.init_skip needs a model with the mask skip (model.mask_skip: true)")
-        with torch.no_grad():
-            model.skip_scale.fill_(float(t["init_skip"]))
-    start = 0
-    last = out / "last.pt"
-    if t["resume"] and last.is_file():
-        state = read_checkpoint(last)
-        if state.get("variant") != cfg["variant"] or state.get("model_config") != model_config:
-            raise SamSrError(f"cannot resume from {last}: it was trained with another model config")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["iteration"])
-        acc.print(f"resumed from {last} at iteration {start}")
+    state_dir = out / "state"
+    old_state = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
+        old_state.rename(state_dir)   # a save interrupted between its two renames
+    acc.wait_for_everyone()
+    progress = _read_progress(state_dir) if t["resume"] else None
+    if progress is None and t["resume"] and (out / "last.pt").is_file():
+        raise SamSrError(f"{out / 'last.pt'} has no resumable state beside it ({state_dir}; an older sam-sr "
+                         f"wrote it): use another train.out_dir, or train.resume=false to start again")
+    if progress is None:
+        if t["init_checkpoint"]:
+            _init_from(model, t["init_checkpoint"])
+        if t["init_skip"] is not None:
+            if not model.config.mask_skip:
+                raise SamSrError("train.init_skip needs a model with the mask skip (model.mask_skip: true)")
+            with torch.no_grad():
+                model.skip_scale.fill_(float(t["init_skip"]))
+    elif progress.get("variant") != cfg["variant"] or progress.get("model_config") != model_config:
+        raise SamSrError(f"cannot resume from {state_dir}: it was trained with another model config")
 
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    start = 0
+    if progress is not None:
+        acc.load_state(str(state_dir))
+        start = int(progress["iteration"])
+        acc.print(f"resumed from {state_dir} at iteration {start}")
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -197,69 +296,74 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
                                     "backbone": model_config.get("backbone", "sam+cnn")})
     writer = acc.get_tracker("tensorboard", unwrap=True) if acc.is_main_process else None
 
-    def checkpoint(it: int, path: Path) -> None:
-        acc.wait_for_everyone()
+    def checkpoint(it: int, path: Path | None = None) -> None:
+        """The resumable state, and a sam-sr checkpoint at ``path`` (default ``last.pt``)."""
+        _save_state(acc, state_dir, {"iteration": it, "variant": cfg["variant"], "model_config": model_config})
         if acc.is_main_process:
-            save_checkpoint(path, acc.unwrap_model(model), cfg["variant"], model_config,
-                            optimizer=opt.state_dict(), scheduler=sched.state_dict(), iteration=it,
-                            config=cfg)
+            for p in (out / "last.pt", path):
+                if p is not None:
+                    save_checkpoint(p, acc.unwrap_model(model), cfg["variant"], model_config, iteration=it,
+                                    config=cfg)
+        acc.wait_for_everyone()
 
-    data = _infinite(loader)
     model.train()
     losses: list[float] = []
     first_loss = None
     t0 = time.time()
     it = start
-    bar = tqdm(range(start, t["iterations"]), initial=start, total=t["iterations"],
-               disable=not acc.is_local_main_process, desc="train")
-    for it in bar:
-        batch = next(data)
-        extra = batch.get("extra")
-        if t["query_points"]:
-            idx = sample_query_points(batch["gt"], batch["coarse"], t["query_points"], t["boundary_frac"],
-                                      coarse_band=t["point_band"])
-            with acc.autocast():
-                logits = model(batch["image"], batch["coarse"], extra=extra, idx=idx)
-            loss, terms = point_loss(logits, torch.gather(batch["gt"].flatten(1), 1, idx),
-                                     t["loss_weights"])
-        else:
-            with acc.autocast():
-                logits = model(batch["image"], batch["coarse"], extra=extra)
-            loss, terms = refinement_loss(logits, batch["gt"], t["loss_weights"])
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if len(losses) == t["log_every"] and first_loss is None:
-            first_loss = sum(losses) / len(losses)
-        if (it + 1) % t["log_every"] == 0:
-            window = losses[-t["log_every"]:]
-            acc.log({"loss/total": sum(window) / len(window), **{f"loss/{k}": v for k, v in terms.items()},
-                     "lr": sched.get_last_lr()[0]}, step=it + 1)
-            bar.set_postfix(loss=f"{sum(window) / len(window):.4f}")
-        if writer is not None and (it + 1) % t["image_every"] == 0:
-            if logits.dim() != 4:  # point-sampled step: decode the whole crop for the picture
-                with torch.no_grad():
+    per_epoch = len(loader)
+    epoch, skip = divmod(start, per_epoch)
+    bar = tqdm(total=end, initial=start, disable=not acc.is_local_main_process, desc="train")
+    while it < end:
+        batches = acc.skip_first_batches(loader, skip) if skip else loader
+        batches.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        for batch in batches:
+            extra = batch.get("extra")
+            if t["query_points"]:
+                idx = sample_query_points(batch["gt"], batch["coarse"], t["query_points"], t["boundary_frac"],
+                                          coarse_band=t["point_band"],
+                                          generator=_query_generator(t["seed"], it, batch["gt"].device))
+                with acc.autocast():
+                    logits = model(batch["image"], batch["coarse"], extra=extra, idx=idx)
+                loss, terms = point_loss(logits, torch.gather(batch["gt"].flatten(1), 1, idx),
+                                         t["loss_weights"])
+            else:
+                with acc.autocast():
                     logits = model(batch["image"], batch["coarse"], extra=extra)
-            writer.add_image("train/image|coarse|refined|gt", _grid(batch, torch.sigmoid(logits.float())),
-                             it + 1)
-        if (it + 1) % t["ckpt_every"] == 0:
-            checkpoint(it + 1, last)
-        if t["max_minutes"] and time.time() - t0 > 60 * t["max_minutes"]:
-            acc.print(f"max_minutes reached at iteration {it + 1}")
-            break
-        if t["stop_at"] and it + 1 >= t["stop_at"]:
-            acc.print(f"stop_at reached at iteration {it + 1}")
-            break
-    else:
-        it = t["iterations"] - 1
-    final_it = it + 1 if start < t["iterations"] else start
-    checkpoint(final_it, last)
+                loss, terms = refinement_loss(logits, batch["gt"], t["loss_weights"])
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            sched.step()
+            it += 1
+            bar.update(1)
+            losses.append(float(loss.detach()))
+            if len(losses) == t["log_every"] and first_loss is None:
+                first_loss = sum(losses) / len(losses)
+            if it % t["log_every"] == 0:
+                window = losses[-t["log_every"]:]
+                acc.log({"loss/total": sum(window) / len(window), **{f"loss/{k}": v for k, v in terms.items()},
+                         "lr": sched.get_last_lr()[0]}, step=it)
+                bar.set_postfix(loss=f"{sum(window) / len(window):.4f}")
+            if writer is not None and it % t["image_every"] == 0:
+                if logits.dim() != 4:  # point-sampled step: decode the whole crop for the picture
+                    with torch.no_grad():
+                        logits = model(batch["image"], batch["coarse"], extra=extra)
+                writer.add_image("train/image|coarse|refined|gt",
+                                 _grid(batch, torch.sigmoid(logits.float())), it)
+            if it % t["ckpt_every"] == 0 and it < end:
+                checkpoint(it)
+            if it >= end:
+                break
+        epoch, skip = epoch + 1, 0
+    bar.close()
+    if t["stop_at"] and start < end:
+        acc.print(f"stop_at reached at iteration {end}")
     final = out / "final.pt"
-    checkpoint(final_it, final)
+    checkpoint(it, final)
     acc.end_training()
     window = losses[-t["log_every"]:] or [float("nan")]
-    return {"iteration": final_it, "first_loss": first_loss if first_loss is not None else
+    return {"iteration": it, "first_loss": first_loss if first_loss is not None else
             (losses[0] if losses else float("nan")), "last_loss": sum(window) / len(window),
             "final_checkpoint": str(final), "wall_s": time.time() - t0}

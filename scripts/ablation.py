@@ -1,8 +1,4 @@
-"""SAM-SR ablation table on the sod evaluation split: ``python scripts/ablation.py [--limit N]``.
-
-Train the variants first (``accelerate launch train.py --config configs/sam_sr/<variant>.yaml``) after
-``python scripts/precompute_sam.py --config configs/sam_sr/v2.1.yaml``.
-"""
+"""The SAM-SR ablation table (= ``sam-sr ablation``)."""
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Evaluate a refiner: ``python scripts/evaluate.py [--checkpoint CKPT] [--sources ...] [--json OUT]``."""
+"""Evaluate a refiner: ``python scripts/evaluate.py [--checkpoint CKPT] [--json OUT]`` (= ``sam-sr eval``)."""
 import sys
 from pathlib import Path
 

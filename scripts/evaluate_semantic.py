@@ -1,4 +1,4 @@
-"""Semantic refinement and SAM fusion on CamVid: ``python scripts/evaluate_semantic.py [--limit N]``."""
+"""Label-map refinement and SAM fusion on CamVid (= ``sam-sr eval-semantic``)."""
 import sys
 from pathlib import Path
 

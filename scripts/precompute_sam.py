@@ -1,7 +1,4 @@
-"""Cache SAM outputs for a config's training data and the evaluation split, so training never runs SAM.
-
-    python scripts/precompute_sam.py --config configs/sam_sr/v2.1.yaml [--eval-ids configs/splits/sod_eval.txt]
-"""
+"""Cache SAM outputs of a config's images (= ``sam-sr precompute-sam``)."""
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Profile inference: ``python scripts/profile_inference.py [--sizes 2048,3840,6000] [--configs ...]``."""
+"""Inference latency and memory (= ``sam-sr profile``)."""
 import sys
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models and checkpoints, synthetic photos, the real-data location."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +10,16 @@ import torch
 from PIL import Image
 
 from sam_sr.checkpoint import save_checkpoint
-from sam_sr.models import build_model
+from sam_sr.variants import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-SHARED_DATA = SHARED / "data"
+#: The real data: $SAM_SR_DATA when set, else ../shared/data beside the checkout.
+SHARED_DATA = Path(os.environ.get("SAM_SR_DATA") or ROOT.parent / "shared" / "data").resolve()
+SHARED = SHARED_DATA.parent
 
 needs_shared = pytest.mark.skipif(not (SHARED_DATA / "sod").is_dir(),
-                                  reason="real data ../shared/data is absent (see shared/data/README.md)")
+                                  reason=f"real data {SHARED_DATA} is absent (see shared/data/README.md; "
+                                         f"set SAM_SR_DATA)")
 
 TINY = {"backbone": "resnet18", "out_indices": [0, 1, 2], "branch_channels": [8, 8, 8],
         "fusion_channels": 16, "decoder_hidden": [16, 16]}
@@ -25,6 +28,13 @@ TINY = {"backbone": "resnet18", "out_indices": [0, 1, 2], "branch_channels": [8,
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def data_env(monkeypatch) -> Path:
+    """SAM_SR_DATA set (to the real data folder, which may be absent: configs only name paths in it)."""
+    monkeypatch.setenv("SAM_SR_DATA", str(SHARED_DATA))
+    return SHARED_DATA
 
 
 @pytest.fixture

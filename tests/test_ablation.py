@@ -5,10 +5,12 @@ import torch
 from sam_sr import Refiner, SamSrError
 from sam_sr.ablation import checkpoint_for, format_ablation, pick_examples, run_ablation
 from sam_sr.data import load_samples
-from sam_sr.models import build_model
+from sam_sr.variants import build_model
 from sam_sr.sam import build_tiny_sam
 from sam_sr.sam.cache import SamCache
-from sam_sr.sam.pipeline import SamPipeline
+from sam_sr.sam.source import LiveSam
+from sam_sr.sam.stage import SamInputs
+from sam_sr.variants import get_variant
 from tests.conftest import TINY, save_pair
 
 
@@ -27,7 +29,8 @@ def test_run_ablation_scores_every_row(tmp_path):
     torch.manual_seed(0)
     crm = build_model("crm", TINY).eval()
     cache = SamCache(tmp_path / "cache", "tiny")
-    v1 = Refiner(crm, "cpu", sam_inputs=SamPipeline("v1", build_tiny_sam(), cache=cache, points_per_side=4))
+    v1 = Refiner(crm, "cpu", sam_inputs=SamInputs(get_variant("v1").stage(),
+                                                  LiveSam(build_tiny_sam(), cache, points_per_side=4)))
     out = run_ablation({"crm": Refiner(crm, "cpu"), "v1": v1}, samples, ["scale_gap_x4"])
     res = out["results"]["scale_gap_x4"]
     assert list(res) == ["coarse", "crm", "v1"] and all(r["n"] == 3 for r in res.values())

@@ -8,7 +8,7 @@ from PIL import Image
 
 from sam_sr.cli import eval_main, infer_main, main
 from sam_sr.inference.predictor import DEFAULT_CHECKPOINT
-from tests.conftest import ROOT, disk_photo, needs_shared, save_pair
+from tests.conftest import ROOT, SHARED_DATA, disk_photo, needs_shared, save_pair
 
 has_default = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
 
@@ -20,6 +20,7 @@ def _pair(tmp_path, h=96, w=128):
     return tmp_path / "img.jpg", tmp_path / "coarse.png"
 
 
+@pytest.mark.slow
 @has_default
 def test_example_with_default_model_via_console_script(tmp_path):
     out, ov = tmp_path / "refined.png", tmp_path / "overlay.png"
@@ -131,9 +132,10 @@ def test_eval_cli_on_a_tiny_dataset(tmp_path, tiny_checkpoint, capsys):
     assert res["net"]["coarse"]["n"] == 2 and "refined" in res["net"]
 
 
+@pytest.mark.slow
 @needs_shared
 def test_eval_cli_coarse_rows_on_real_data(capsys):
-    rc = eval_main(["--root", str(ROOT.parent / "shared/data/sod"),
+    rc = eval_main(["--root", str(SHARED_DATA / "sod"),
                     "--ids", str(ROOT / "configs/splits/sod_eval.txt"), "--coarse-only", "--limit", "5"])
     assert rc == 0
     out = capsys.readouterr().out
@@ -181,6 +183,7 @@ def test_labels_mode_errors(tmp_path, tiny_checkpoint, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
 def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_checkpoint):
     from sam_sr import Refiner
     dst = tmp_path / "exported.pt"
@@ -198,3 +201,67 @@ def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_c
     assert again.returncode != 0 and "exists" in again.stderr and dst.read_bytes() == before
     bad = subprocess.run(cmd[:3] + [str(tmp_path / "x.pt"), "--decode", "spiral"], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown decode mode" in bad.stderr and not (tmp_path / "x.pt").exists()
+
+
+def test_help_lists_every_command_and_exits_0(capsys):
+    from sam_sr.cli import COMMANDS
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("infer", "eval", "eval-semantic", "train", "profile", "precompute-sam", "ablation", "export",
+                 "figure", "boundary-alignment"):
+        assert name in COMMANDS and name in out
+        assert main([name, "--help"]) == 0
+    assert main(["nope"]) == 2
+
+
+@pytest.mark.slow
+def test_console_entry_points_help():
+    r = subprocess.run([sys.executable, "-m", "sam_sr", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "boundary-alignment" in r.stdout
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--help"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("usage: scripts/evaluate.py")
+
+
+def test_ctrl_c_gives_one_line_status_130_and_no_output(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    from sam_sr import Refiner
+    img, coarse = _pair(tmp_path)
+    out = tmp_path / "out.png"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Refiner, "refine", interrupted)
+    rc = main(["infer", "--image", str(img), "--mask", str(coarse), "--out", str(out), "--checkpoint",
+               str(tiny_checkpoint)])
+    err = capsys.readouterr().err
+    assert rc == 130 and err.strip() == "interrupted"
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_data_defaults_come_from_the_environment_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SAM_SR_DATA", raising=False)
+    assert eval_main(["--coarse-only"]) == 2
+    assert "--root" in capsys.readouterr().err
+    for i in range(2):
+        save_pair(tmp_path / "sod" / "images", tmp_path / "sod" / "masks", f"{i}", i)
+    monkeypatch.setenv("SAM_SR_DATA", str(tmp_path))
+    assert eval_main(["--coarse-only", "--ids", "", "--sources", "scale_gap_x4"]) == 0
+    assert "(n = 2)" in capsys.readouterr().out
+
+
+def test_figure_command_draws_and_refuses_to_overwrite(tmp_path, tiny_checkpoint, capsys):
+    from sam_sr.cli import figure_main
+    for i in range(2):
+        save_pair(tmp_path / "images", tmp_path / "masks", f"p{i}", i)
+    out = tmp_path / "fig.png"
+    args = ["--root", str(tmp_path), "--ids", "p0,p1", "--source", "scale_gap_x4", "--checkpoint",
+            str(tiny_checkpoint), "--out", str(out)]
+    assert figure_main(args + ["--zoom", "16"]) == 0
+    fig = np.asarray(Image.open(out))
+    assert fig.ndim == 3 and fig.shape[2] == 3
+    before = out.read_bytes()
+    assert figure_main(args) == 2 and "output exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert figure_main(args[:3] + ["p0,zz"] + args[4:] + ["--force"]) == 2
+    assert "zz" in capsys.readouterr().err

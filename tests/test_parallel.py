@@ -71,7 +71,7 @@ def skip_checkpoint(tmp_path):
     import torch
 
     from sam_sr.checkpoint import save_checkpoint
-    from sam_sr.models import build_model
+    from sam_sr.variants import build_model
     torch.manual_seed(0)
     model = build_model("crm", {**TINY, "mask_skip": True, "mask_skip_init": 2.0})
     p = tmp_path / "skip.pt"

@@ -14,6 +14,7 @@ needs_mobile_sam = pytest.mark.skipif(not MOBILE_SAM.is_file(),
                                       reason="MobileSAM checkpoint ../shared/weights/mobile_sam.pt is absent")
 
 
+@pytest.mark.slow
 @needs_mobile_sam
 def test_real_mobile_sam_loads_and_segments():
     sam = load_sam("vit_t", MOBILE_SAM, device="cpu")
@@ -26,6 +27,7 @@ def test_real_mobile_sam_loads_and_segments():
     assert best["segmentation"].dtype == bool
 
 
+@pytest.mark.slow
 @needs_mobile_sam
 def test_checkpoint_of_another_sam_type_is_rejected():
     with pytest.raises(SamSrError, match="not a vit_b SAM checkpoint"):
@@ -82,6 +84,7 @@ def test_semantic_eval_cli_baseline_only(tmp_path, capsys):
     assert semantic_eval_main(["--root", str(tmp_path / "nope"), "--methods", "baseline"]) == 2
 
 
+@pytest.mark.slow
 @needs_mobile_sam
 def test_every_variant_runs_from_infer_with_real_mobile_sam(tmp_path):
     """infer.py --variant X --sam-type vit_t --sam-checkpoint mobile_sam.pt, for all eight variants
@@ -90,7 +93,7 @@ def test_every_variant_runs_from_infer_with_real_mobile_sam(tmp_path):
 
     from sam_sr.checkpoint import save_checkpoint
     from sam_sr.cli import infer_main
-    from sam_sr.models import build_model
+    from sam_sr.variants import build_model
     from tests.conftest import TINY, disk_photo
     image, mask = disk_photo(96, 128, seed=3)
     Image.fromarray(image).save(tmp_path / "im.png")

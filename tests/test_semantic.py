@@ -8,7 +8,7 @@ from sam_sr import SamSrError
 from sam_sr.metrics import (SemanticScores, confusion_matrix, multiclass_boundary_accuracy,
                             semantic_scores)
 from sam_sr.sam import build_tiny_sam, predictor
-from sam_sr.sam.fusion import (boxes_from_labels, class_prompts, detection_fusion, majority_vote,
+from sam_sr.sam.label_fusion import (boxes_from_labels, class_prompts, detection_fusion, majority_vote,
                                prompt_fusion, read_detections)
 from sam_sr.semantic import refine_semantic, simulate_coarse_labels
 

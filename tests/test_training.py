@@ -24,6 +24,7 @@ def _config(tmp_path, iterations, **train_kw):
     return cfg
 
 
+@pytest.mark.slow
 def test_a_few_iterations_lower_the_loss_and_log(tmp_path):
     result = train(_config(tmp_path, 60))
     assert result["iteration"] == 60
@@ -39,16 +40,93 @@ def test_a_few_iterations_lower_the_loss_and_log(tmp_path):
     assert state["iteration"] == 60 and (run / "last.pt").is_file()
 
 
-def test_resume_continues_from_last_checkpoint(tmp_path):
-    train(_config(tmp_path, 20))
-    first = read_checkpoint(tmp_path / "run" / "last.pt")
-    result = train(_config(tmp_path, 30))
-    assert result["iteration"] == 30
-    last = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert first["iteration"] == 20 and last["iteration"] == 30
-    assert last["optimizer"]["state"], "optimizer state is saved for resuming"
+def _weights(path):
+    return read_checkpoint(path)["model"]
 
 
+def _max_diff(a, b):
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_weights_with_any_number_of_data_workers(tmp_path):
+    """Augmentation, coarse-mask synthesis, sampling order and query points are all seeded: two runs
+    of one config end with the same weights, whether items are loaded in the main process or in two
+    workers; another seed gives other weights."""
+    runs = {}
+    for name, workers, seed in (("a", 0, 0), ("b", 2, 0), ("c", 0, 1)):
+        cfg = _config(tmp_path, 6, out_dir=str(tmp_path / name), query_points=64, seed=seed)
+        cfg["data"]["num_workers"] = workers
+        train(cfg)
+        runs[name] = _weights(tmp_path / name / "final.pt")
+    assert _max_diff(runs["a"], runs["b"]) == 0.0
+    assert _max_diff(runs["a"], runs["c"]) > 1e-3
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Stopped at iteration 5 (mid-epoch: 12 samples, batch 4) and resumed, a run ends as one that ran
+    through: model, optimizer, schedule, RNG and the data position all come back. Tolerance: equal
+    to 1e-6 (CPU, fp32; in practice bit-identical)."""
+    def cfg(out, **kw):
+        c = _config(tmp_path, 9, out_dir=str(tmp_path / out), query_points=64, ckpt_every=100, warmup=2, **kw)
+        c["data"]["datasets"][0]["root"] = str(tmp_path / "data12")
+        return c
+    for i in range(12):
+        save_pair(tmp_path / "data12" / "images", tmp_path / "data12" / "masks", f"{i}", i)
+    whole = train(cfg("whole"))
+    assert whole["iteration"] == 9
+    first = train(cfg("split", stop_at=5))
+    assert first["iteration"] == 5 and (tmp_path / "split" / "state" / "progress.json").is_file()
+    second = train(cfg("split"))
+    assert second["iteration"] == 9
+    diff = _max_diff(_weights(tmp_path / "whole" / "final.pt"), _weights(tmp_path / "split" / "final.pt"))
+    assert diff <= 1e-6, diff
+    again = train(cfg("split"))                            # a finished run resumes at its end
+    assert again["iteration"] == 9
+    assert _max_diff(_weights(tmp_path / "split" / "final.pt"), _weights(tmp_path / "whole" / "final.pt")) <= 1e-6
+
+
+def test_a_run_without_resumable_state_is_refused(tmp_path, tiny_model):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "last.pt", tiny_model, "crm", tiny_model.config.to_dict(), iteration=3)
+    with pytest.raises(SamSrError, match="no resumable state"):
+        train(_config(tmp_path, 5))
+    assert train(_config(tmp_path, 2, resume=False))["iteration"] == 2
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_learning_rate_schedule(schedule):
+    """Warm-up from lr / W, then cosine to 0 over the remaining iterations, or x gamma at the milestones."""
+    import math
+
+    from sam_sr.training import build_schedule
+    t = {"iterations": 100, "warmup": 10, "schedule": schedule, "milestones": [0.5, 0.8], "gamma": 0.1}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_schedule(opt, t)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    if schedule == "cosine":
+        assert lrs[10:] == pytest.approx([0.5 * (1 + math.cos(math.pi * (i - 10) / 90)) for i in range(10, 100)],
+                                         abs=1e-6)
+    else:
+        assert lrs[10:] == pytest.approx([0.1 ** ((i >= 50) + (i >= 80)) for i in range(10, 100)])
+    with pytest.raises(SamSrError, match="unknown train.schedule"):
+        build_schedule(opt, {**t, "schedule": "linear"})
+
+
+def test_stop_at_must_lie_within_the_schedule(tmp_path):
+    with pytest.raises(SamSrError, match="stop_at"):
+        train(_config(tmp_path, 5, stop_at=6))
+
+
+@pytest.mark.slow
 def test_resume_refuses_another_model_config(tmp_path):
     train(_config(tmp_path, 10))
     cfg = _config(tmp_path, 20)
@@ -80,9 +158,13 @@ def test_train_cli_reports_bad_configs(tmp_path, capsys):
     bad.write_text("train: {iters: 3}\n")
     assert train_main(["--config", str(bad)]) == 2
     assert "unknown config key 'train.iters'" in capsys.readouterr().err
+    bad.write_text("train: {max_minutes: 30}\n")         # wall-time stopping is gone
+    assert train_main(["--config", str(bad)]) == 2
+    assert "unknown config key 'train.max_minutes'" in capsys.readouterr().err
     assert train_main(["--config", "configs/crm_r18.yaml", "train.iterations"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_training_with_overrides(tmp_path, capsys):
     cfg = _config(tmp_path, 4)
     import yaml
@@ -93,6 +175,7 @@ def test_cli_training_with_overrides(tmp_path, capsys):
     assert torch.load(tmp_path / "run" / "final.pt", weights_only=True)["iteration"] == 3
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_another_checkpoint_adds_the_mask_skip(tmp_path):
     train(_config(tmp_path, 10))
     cfg = _config(tmp_path, 5, init_checkpoint=str(tmp_path / "run" / "final.pt"),
@@ -109,6 +192,7 @@ def test_fine_tuning_from_another_checkpoint_adds_the_mask_skip(tmp_path):
         train(bad)
 
 
+@pytest.mark.slow
 def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(tmp_path):
     """Stage-3 options: native crops, query points in the coarse band, init_skip after fine-tuning init,
     and the recommended inference settings stored with the checkpoint."""
@@ -130,7 +214,7 @@ def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(
 
 
 def test_lr_mult_groups_and_optimizer_choice(tmp_path):
-    from sam_sr.models import build_model
+    from sam_sr.variants import build_model
     from sam_sr.training import _optimizer
     model = build_model("crm", {**TINY, "pixel_head": 4})
     t = {"lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "lr_mult": {"pixel_head": 10}}
@@ -148,6 +232,7 @@ def test_lr_mult_groups_and_optimizer_choice(tmp_path):
         _optimizer(model, {**t, "optimizer": "sgd"})
 
 
+@pytest.mark.slow
 def test_new_pixel_head_learns_with_adamw(tmp_path):
     """Fine-tuning with a new, zero-started pixel head: its output layer moves and its hidden layers
     keep their weights (Adam's coupled L2 term alone would shrink them towards zero)."""
@@ -159,3 +244,25 @@ def test_new_pixel_head_learns_with_adamw(tmp_path):
     state = read_checkpoint(tmp_path / "ft" / "final.pt")["model"]
     assert state["pixel_head.out.weight"].abs().sum() > 0
     assert state["pixel_head.body.0.weight"].abs().mean() > 0.05
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_saving_keeps_the_previous_state_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    from accelerate import Accelerator
+    real, calls = Accelerator.save_state, []
+
+    def save_state(self, output_dir=None, **kw):
+        calls.append(output_dir)
+        if len(calls) == 2:                     # the second save (the end of the run) is interrupted
+            real(self, output_dir, **kw)        # ... after writing part of it
+            raise KeyboardInterrupt
+        return real(self, output_dir, **kw)
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path, 4, ckpt_every=2))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("state")) == ["state"]
+    assert '"iteration": 2' in (run / "state" / "progress.json").read_text()
+    monkeypatch.setattr(Accelerator, "save_state", real)
+    assert train(_config(tmp_path, 4, ckpt_every=2))["iteration"] == 4

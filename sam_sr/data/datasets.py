@@ -8,7 +8,7 @@ Layouts (``layout:`` in a config's ``data.datasets`` list):
 - ``ecssd``: ``<root>/images/*.jpg`` + ``<root>/ground_truth_mask/*.png``.
 - ``fss1000``: ``<root>/<class>/<n>.jpg`` + ``<root>/<class>/<n>.png``.
 - ``generic``: ``<root>/images/*`` + ``<root>/masks/<id>.png``, optional coarse masks
-  ``<root>/coarse/<source>/<id>.png`` (this is also the layout of ``../shared/data/sod`` and ``horse``).
+  ``<root>/coarse/<source>/<id>.png`` (this is also the layout of the sod and horse folders of ``$SAM_SR_DATA``).
 - ``big``: ``<root>/**/<id>_im.jpg`` + ``<id>_gt.png`` + coarse ``<id>_seg.png``.
 A sample is a :class:`Sample` (paths); ``ids_file`` keeps only the listed ids (one per line).
 """
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from ..errors import SamSrError
 from ..io import IMAGE_EXTS, read_image, read_mask
@@ -94,7 +94,7 @@ def read_fss1000(root: Path) -> list[Sample]:
 
 
 def read_generic(root: Path) -> list[Sample]:
-    """``images/`` + ``masks/``, optional ``coarse/<source>/`` (e.g. ``../shared/data/sod``)."""
+    """``images/`` + ``masks/``, optional ``coarse/<source>/`` (e.g. ``$SAM_SR_DATA/sod``)."""
     samples = _pairs(_need_dir(root / "images"), _need_dir(root / "masks"))
     coarse_root = root / "coarse"
     if coarse_root.is_dir():
@@ -171,9 +171,15 @@ class RefinementDataset(Dataset):
     Each item's coarse mask is, with probability ``real_coarse_prob`` and when the sample has real
     coarse masks, one of them (chosen at random, kept soft); otherwise ``synthesizer(gt)``.
 
+    Deterministic: an item is indexed by a key ``epoch * len(dataset) + i`` (plain indices are epoch
+    0; :class:`EpochSampler` yields such keys), and all its randomness (coarse-mask choice and
+    synthesis, SAM inputs, the albumentations crop, flip and colour jitter) comes from one numpy
+    generator seeded with ``(seed, epoch, i)``. The same key gives the same item in any process or
+    data-loader worker, and each epoch gives new crops.
+
     Items are dicts of float32 tensors: ``image`` (3, S, S) in [0, 1], ``gt`` (1, S, S) in {0, 1},
     ``coarse`` (1, S, S) in [0, 1], with S the transform's crop size. With ``sam_inputs`` (a
-    :class:`sam_sr.sam.training_inputs.SamTrainingInputs`; the transform must declare the extra
+    :class:`sam_sr.sam.stage.SamTrainingInputs`; the transform must declare the extra
     targets ``extra`` and ``coords``) items also have ``extra``: the SAM map (C, S, S) in [0, 1]
     (v2.1, v2.2) or SAM's embedding read at the crop's stride-8 cells (256, S/8, S/8) (v3.x).
     """
@@ -192,9 +198,10 @@ class RefinementDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        epoch, i = divmod(int(key), len(self.samples))
         s = self.samples[i]
-        rng = np.random.default_rng([self.seed, i, torch.randint(0, 2**31 - 1, (1,)).item()])
+        rng = np.random.default_rng([self.seed, epoch, i])
         image = read_image(s.image)
         gt = read_mask(s.mask) >= 0.5
         if gt.shape != image.shape[:2]:
@@ -218,6 +225,8 @@ class RefinementDataset(Dataset):
                 ys, xs = np.meshgrid(np.arange(h, dtype=np.float32) + 0.5,
                                      np.arange(w, dtype=np.float32) + 0.5, indexing="ij")
                 targets["coords"] = np.stack([ys, xs], -1)
+        if hasattr(self.transform, "set_random_seed"):   # albumentations: seeded per item
+            self.transform.set_random_seed(int(rng.integers(0, 2**32 - 1)))
         out = self.transform(image=image, mask=gt.astype(np.float32), coarse=coarse.astype(np.float32),
                              **targets)
         item = {
@@ -229,7 +238,26 @@ class RefinementDataset(Dataset):
             e = out["extra"] if out["extra"].ndim == 3 else out["extra"][..., None]
             item["extra"] = torch.from_numpy(np.clip(e, 0, 1).transpose(2, 0, 1).copy()).float()
         if emb is not None:
-            from ..sam.features import sample_embedding
             c = torch.from_numpy(out["coords"][4::8, 4::8].copy())
-            item["extra"] = sample_embedding(emb, gt.shape, c[..., 0], c[..., 1])
+            item["extra"] = self.sam_inputs.features_at(emb, gt.shape, c[..., 0], c[..., 1])
         return item
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles ``n`` items anew each epoch, reproducibly: epoch e's order is a permutation drawn from
+    a generator seeded with ``(seed, e)``, and it yields keys ``e * n + i`` (see
+    :class:`RefinementDataset`). Call :meth:`set_epoch` before iterating an epoch (the training loop
+    does; with :func:`accelerate.skip_first_batches` a resumed run re-enters an epoch mid-way)."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        return iter((self.epoch * self.n + torch.randperm(self.n, generator=g)).tolist())

@@ -12,6 +12,9 @@ import torch
 from ..checkpoint import load_model
 from ..errors import SamSrError
 from ..io import check_aspect, mask_to_float, to_rgb_uint8
+from ..models.base import EXTRA_NONE, RefinerModel
+from ..sam.stage import SamInputs, SamSettings
+from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
@@ -26,20 +29,31 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """Coarse mask of any size/bit depth/channels -> bool (H, W) at the image's size.
+def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+    """Coarse mask of any size/bit depth/channels -> float32 (H, W) in [0, 1] at the image's size.
 
-    Values are scaled to [0, 1] by their type's range (see :mod:`sam_sr.io`), resized bilinearly to
-    the image and thresholded at 0.5 (half the range).
+    Values are scaled to [0, 1] by their type's range (see :mod:`sam_sr.io`) and resized bilinearly to
+    the image. A binary mask (only 0 and 1 after scaling) stays binary: it is thresholded at 0.5
+    after resizing. A soft mask (any value strictly between 0 and 1, e.g. a segmenter's probability
+    map) is kept soft: the refiner was trained on soft coarse masks too (``data.soft_prob`` and the
+    real soft maps), and the cascade's mask skip, margin and ``contour`` band read it as it is
+    (the band and the empty/full test threshold it at 0.5). With ``threshold``, any mask is
+    binarised at ``threshold`` (after resizing) instead.
 
     Raises:
-        SamSrError: the mask's aspect ratio differs from the image's (more than 2%).
+        SamSrError: the mask's aspect ratio differs from the image's (more than 2%), or ``threshold``
+            is outside (0, 1).
     """
     m = mask_to_float(mask)
     check_aspect(image_hw, m.shape)
+    if threshold is not None and not 0.0 < float(threshold) < 1.0:
+        raise SamSrError(f"mask threshold must be in (0, 1), got {threshold!r}")
+    binary = threshold is None and not bool(((m > 0) & (m < 1)).any())
     if m.shape != tuple(image_hw):
         m = cv2.resize(m, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_LINEAR)
-    return m >= 0.5
+    if threshold is not None:
+        return (m >= threshold).astype(np.float32)
+    return (m >= 0.5).astype(np.float32) if binary else np.clip(m, 0.0, 1.0)
 
 
 def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> CascadeConfig:
@@ -48,34 +62,42 @@ def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) ->
     unknown = set(stored) - CascadeConfig.setting_names()
     if unknown:
         raise SamSrError(f"checkpoint {path} has unknown inference settings {sorted(unknown)}")
-    if "scales" in stored:
-        stored["scales"] = tuple(stored["scales"])
+    unknown = set(given) - CascadeConfig.setting_names()
+    if unknown:
+        raise SamSrError(f"unknown cascade settings {sorted(unknown)}; known: {sorted(CascadeConfig.setting_names())}")
     return CascadeConfig(**{**stored, **given})
 
 
 class Refiner:
     """Thin predictor around a refiner model and the cascade.
 
+    A Refiner never changes its settings while refining: one instance can serve many callers (the
+    last call's information is also kept in :attr:`last_info`, which concurrent callers share; use
+    ``refine(..., return_info=True)`` for a call's own).
+
     Args:
-        model: a CRM-family model (see :func:`sam_sr.models.build_model`).
+        model: a refiner (:class:`~sam_sr.models.base.RefinerModel`, see :func:`sam_sr.variants.build_model`).
         device: torch device; default CUDA when available, else CPU.
-        cascade: :class:`CascadeConfig` (scales, min_size, pad, chunk).
+        cascade: :class:`CascadeConfig` (scales, min_size, decode, margin, ...).
+        info: description of the model (checkpoint, variant, iteration), for reports.
+        sam_inputs: the variant's SAM input stage bound to a SAM model
+            (:class:`sam_sr.sam.stage.SamInputs`); required by models with an extra input.
+
+    Raises:
+        SamSrError: a model with an extra input and no ``sam_inputs``.
     """
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None,
+    def __init__(self, model: RefinerModel, device: str | torch.device | None = None,
                  cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
-                 sam_inputs=None):
+                 sam_inputs: SamInputs | None = None):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.cascade = cascade or CascadeConfig()
         self.info = info or {}
         self.sam_inputs = sam_inputs
-        self.last_sam_info: dict[str, Any] = {}
-        extra = getattr(getattr(model, "config", None), "extra_channels", 0) \
-            or getattr(model, "extra_is_features", False)
-        if extra and sam_inputs is None:
-            raise SamSrError(f"a {getattr(model, 'variant', '?')} model needs SAM inputs "
-                             f"(--sam-type and --sam-checkpoint)")
+        self.last_info: dict[str, Any] = {}
+        if model.extra_input != EXTRA_NONE and sam_inputs is None:
+            raise SamSrError(f"a {model.variant} model needs SAM inputs (--sam-type and --sam-checkpoint)")
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, variant: str | None = None,
@@ -86,9 +108,11 @@ class Refiner:
 
         Args:
             path: checkpoint file; ``None`` = :data:`DEFAULT_CHECKPOINT`.
-            variant: if given, the checkpoint must be of this variant (``"v1"`` also accepts a CRM
-                checkpoint: v1 only replaces the refiner's coarse-mask input).
-            sam_type, sam_checkpoint: SAM model for the SAM-SR variants (``vit_t`` = MobileSAM).
+            variant: run as this variant (:mod:`sam_sr.variants`); the checkpoint must be of it or of
+                a variant whose checkpoints it runs (``"v1"`` also runs a CRM checkpoint: v1 only
+                replaces the refiner's coarse-mask input). Default: the checkpoint's variant.
+            sam_type, sam_checkpoint: SAM model for variants that use SAM (``vit_t`` = MobileSAM);
+                default: the variant's own default checkpoint, if it has one.
             sam_cache: optional :class:`sam_sr.sam.cache.SamCache` for SAM masks and embeddings.
             sam_points_per_side: automatic-mask point grid of v1 / v2.1 (SAM's default is 32).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
@@ -97,62 +121,75 @@ class Refiner:
                 then from :class:`CascadeConfig`'s defaults.
 
         Raises:
-            SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, variant mismatch, a
-                SAM-SR variant without a SAM checkpoint, an invalid inference setting.
+            SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, unknown variant or variant
+                mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting.
         """
         p = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if path is None and not p.is_file():
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")
-        # v1 changes only the refiner's input, so a CRM checkpoint serves it too
-        model, state = load_model(p, None if variant == "v1" else variant)
-        if variant == "v1" and state.get("variant", "crm") not in ("crm", "v1"):
-            raise SamSrError(f"checkpoint {p} is a {state.get('variant')!r} model, not 'v1' or 'crm'")
+        model, state = load_model(p, variant)
         cascade_config = _cascade_config(state, cascade, p)   # bad settings fail before SAM loads
-        run_as = variant or state.get("variant")
-        info = {"checkpoint": str(p), "variant": run_as, "iteration": state.get("iteration")}
+        spec = get_variant(variant or state.get("variant", "crm"))
+        info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration")}
         sam_inputs = None
-        from ..sam.pipeline import SAM_VARIANTS
-        if run_as in SAM_VARIANTS:
-            if sam_checkpoint is None:
-                raise SamSrError(f"variant {run_as} needs --sam-type and --sam-checkpoint")
+        if spec.uses_sam:
+            sam_ckpt = spec.sam_checkpoint(sam_checkpoint)
+            if sam_ckpt is None:
+                raise SamSrError(f"variant {spec.name} needs --sam-type and --sam-checkpoint")
             from ..sam import load_sam
-            from ..sam.pipeline import SamPipeline
-            sam_inputs = SamPipeline(run_as, load_sam(sam_type or "vit_t", sam_checkpoint, device),
-                                     cache=sam_cache, points_per_side=sam_points_per_side)
+            from ..sam.source import LiveSam
+            source = LiveSam(load_sam(sam_type or spec.default_sam_type, sam_ckpt, device), cache=sam_cache,
+                             points_per_side=sam_points_per_side)
+            sam_inputs = SamInputs(spec.stage(SamSettings(points_per_side=sam_points_per_side)), source)
         return cls(model, device, cascade_config, info, sam_inputs)
 
-    def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False):
+    def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False,
+               return_info: bool = False, mask_threshold: float | None = None):
         """Refine a coarse mask at the image's full resolution.
 
         Args:
             image: uint8 (H, W, 3) RGB; grayscale (H, W), RGBA and 16-bit images are converted.
             mask: coarse mask (H', W') or (H', W', C), any bit depth, same aspect ratio as the image;
-                resized to (H, W) and thresholded at half its range.
+                resized to (H, W). Binary masks stay binary, soft masks (probability maps) are refined
+                as they are (see :func:`prepare_mask`); ``mask_threshold`` binarises any mask first.
             return_soft: also return the refined probability map.
+            return_info: also return this call's information: ``decoded_points``, ``steps``
+                ((h, w) per cascade step), ``pixel_fraction`` (models with a pixel head) and, with
+                SAM inputs, ``sam`` (the stage's info, e.g. v1's ``used_sam``).
 
         Returns:
-            uint8 (H, W) in {0, 255}; with ``return_soft``, ``(binary, soft)`` where soft is float32
-            (H, W) in [0, 1]. An (almost) empty or full coarse mask comes back unchanged.
+            uint8 (H, W) in {0, 255}; with ``return_soft`` and/or ``return_info`` a tuple
+            ``(binary[, soft][, info])`` where soft is float32 (H, W) in [0, 1]. An (almost) empty or
+            full coarse mask (fewer than :data:`MIN_PIXELS` pixels >= 0.5 on one side) comes back
+            unchanged (binarised at 0.5; soft = the coarse mask).
 
         Raises:
             SamSrError: mismatched aspect ratio or bad array shapes.
         """
         img = to_rgb_uint8(image)
-        coarse = prepare_mask(mask, img.shape[:2])
-        fg = int(coarse.sum())
+        coarse = prepare_mask(mask, img.shape[:2], mask_threshold)
+        fg = int((coarse >= 0.5).sum())
+        info: dict[str, Any] = {}
         if fg < MIN_PIXELS or coarse.size - fg < MIN_PIXELS:
-            out = coarse.astype(np.uint8) * 255
-            return (out, coarse.astype(np.float32)) if return_soft else out
-        extra = None
-        if self.sam_inputs is not None:
-            coarse, extra_np, self.last_sam_info = self.sam_inputs(img, coarse)
-            if isinstance(extra_np, torch.Tensor):  # SAM embedding (v3.x)
-                extra = extra_np.to(self.device)
-            elif extra_np is not None:
-                extra = torch.from_numpy(np.ascontiguousarray(extra_np.transpose(2, 0, 1)))[None].to(self.device)
-        x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        m = torch.from_numpy(np.asarray(coarse)).to(self.device)[None, None].float()
-        soft = cascade_refine(self.model, x, m, self.cascade, extra)[0, 0].cpu().numpy()
-        out = (soft >= 0.5).astype(np.uint8) * 255
-        return (out, soft) if return_soft else out
+            soft = coarse
+            info = {"decoded_points": 0, "steps": []}
+        else:
+            extra = None
+            if self.sam_inputs is not None:
+                coarse, extra_in, info_sam = self.sam_inputs(img, coarse)
+                coarse = prepare_mask(np.asarray(coarse, np.float32), img.shape[:2])
+                info["sam"] = info_sam
+                if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)
+                    extra = extra_in.to(self.device)
+                elif extra_in is not None:
+                    extra = torch.from_numpy(np.ascontiguousarray(extra_in.transpose(2, 0, 1)))[None].to(self.device)
+            x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+            m = torch.from_numpy(coarse).to(self.device)[None, None].float()
+            out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
+            soft = out[0, 0].cpu().numpy()
+            info.update(run)
+        self.last_info = info
+        binary = (soft >= 0.5).astype(np.uint8) * 255
+        result = (binary,) + ((soft,) if return_soft else ()) + ((info,) if return_info else ())
+        return result if len(result) > 1 else binary

@@ -3,7 +3,8 @@
 Modes (``DecodeMode.parse``):
 - ``full``: every pixel.
 - ``bbox[:P]``: the bounding box of the previous step's mask, padded by P output pixels (default 32).
-- ``contour[:W]``: a band of W output pixels (default 16) on each side of the previous mask's contour.
+- ``contour[:W]``: a band of W output pixels (default 16) on each side of the previous mask's contour
+  (:mod:`sam_sr.band`, the same band point-sampled training uses).
 - ``strided:N``: every N-th pixel in y and x; then only the pixels whose four nearest decoded
   neighbours disagree (some above 0.5, some below) are decoded; the others take the neighbours'
   bilinearly interpolated value, which shares their side of 0.5. The SAM-SR thesis's strided mode.
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
+from ..band import contour_band
 from ..errors import SamSrError
-from ..models.implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder
+from ..models.base import RefinerModel
+from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
 
 
@@ -65,13 +67,14 @@ class DecodeMode:
 
 
 class _Decoder:
-    """Decodes pixels of one ``out_h x out_w`` output grid of one image (batch 1)."""
+    """Decodes pixels of one ``out_h x out_w`` output grid of one image (batch 1) through the refiner
+    interface (:meth:`RefinerModel.logits_grid`, :meth:`RefinerModel.logits_at`)."""
 
-    def __init__(self, decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int],
-                 bounds, chunk: int, skip=None, previous: torch.Tensor | None = None,
+    def __init__(self, model: RefinerModel, proj: torch.Tensor, out_hw: tuple[int, int],
+                 bounds, chunk: int, previous: torch.Tensor | None = None,
                  pixel: torch.Tensor | None = None, margin: float = 0.0):
-        self.decoder, self.proj, self.chunk = decoder, proj, chunk
-        self.skip, self.previous, self.pixel, self.margin = skip, previous, pixel, margin
+        self.model, self.proj, self.chunk = model, proj, chunk
+        self.previous, self.pixel, self.margin = previous, pixel, margin
         self.h, self.w = out_hw
         y0, x0, y1, x1 = (float(v) for v in bounds)
         self.y0, self.x0 = y0, x0
@@ -81,13 +84,20 @@ class _Decoder:
     def _coords(self, idx: torch.Tensor, origin: float, step: float) -> torch.Tensor:
         return origin + (idx.to(self.proj.device, torch.float32) + 0.5) * step
 
+    def _read(self, at, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The previous mask and the pixel head's logits at the decoded pixels (``at(map)``)."""
+        prev = at(self.previous).to(device) if self.previous is not None else None
+        pixel = at(self.pixel).to(device) if self.pixel is not None else None
+        return prev, pixel
+
     def grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Probabilities float (len(rows), len(cols)) at the outer product of pixel indices."""
         self.count += len(rows) * len(cols)
         ys, xs = self._coords(rows, self.y0, self.dy), self._coords(cols, self.x0, self.dx)
-        logits = self.decoder.query_rows_cols(self.proj, ys, xs, (self.dy, self.dx), self.chunk)[0]
-        return self._finish(logits, lambda t: t.grid(rows, cols) if isinstance(t, LazyPixelMap)
-                            else t[rows.to(t.device)][:, cols.to(t.device)])
+        prev, pixel = self._read(lambda t: t.grid(rows, cols) if isinstance(t, LazyPixelMap)
+                                 else t[rows.to(t.device)][:, cols.to(t.device)], self.proj.device)
+        logits = self.model.logits_grid(self.proj, ys, xs, (self.dy, self.dx), prev, pixel, self.chunk)[0]
+        return self._probability(logits, prev)
 
     def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Probabilities float (N,) at pixels (rows[i], cols[i])."""
@@ -97,18 +107,13 @@ class _Decoder:
         coord = torch.stack([self._coords(rows, self.y0, self.dy),
                              self._coords(cols, self.x0, self.dx)], dim=-1)
         cell = torch.tensor([self.dy, self.dx], device=self.proj.device)
-        logits = self.decoder.query_chunked(self.proj, coord[None], cell, self.chunk)[0]
-        return self._finish(logits, lambda t: t.points(rows, cols) if isinstance(t, LazyPixelMap)
-                            else t[rows.to(t.device), cols.to(t.device)])
+        prev, pixel = self._read(lambda t: t.points(rows, cols) if isinstance(t, LazyPixelMap)
+                                 else t[rows.to(t.device), cols.to(t.device)], self.proj.device)
+        logits = self.model.logits_at(self.proj, coord[None], cell, prev, pixel, self.chunk)[0]
+        return self._probability(logits, prev)
 
-    def _finish(self, logits: torch.Tensor, at) -> torch.Tensor:
-        """Mask skip and pixel head added to the decoder's logits, sigmoid, confidence margin;
-        ``at(t)`` reads an (H, W) map at the decoded pixels."""
-        prev = at(self.previous).to(logits.device) if self.previous is not None else None
-        if self.skip is not None:
-            logits = self.skip(logits, prev)
-        if self.pixel is not None:
-            logits = logits + at(self.pixel).to(logits.device)
+    def _probability(self, logits: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """Sigmoid of the final logits, then the confidence margin (keep ``prev`` where unsure)."""
         prob = torch.sigmoid(logits.float())
         if self.margin and prev is not None:
             prob = torch.where((prob - 0.5).abs() < self.margin, prev.to(prob), prob)
@@ -152,18 +157,19 @@ def _refine_level(dec: _Decoder, out: torch.Tensor, known_r: torch.Tensor, known
     out[rr[todo], cc[todo]] = dec.points(rr[todo], cc[todo])
 
 
-def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int, int], bounds,
-                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK, skip=None,
+def decode_step(model: RefinerModel, proj: torch.Tensor, out_hw: tuple[int, int], bounds,
+                previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK,
                 pixel: torch.Tensor | None = None, margin: float = 0.0) -> tuple[torch.Tensor, int]:
     """Decode one cascade step's output with a query-selection mode.
 
     Args:
-        decoder, proj: the implicit decoder and its prepared feature map, float (1, K, h, w).
+        model, proj: the refiner and its features for this step (:meth:`RefinerModel.encode`),
+            float (1, K, h, w).
         out_hw: output size (H, W) in pixels.
         bounds: the output's outer edges (y0, x0, y1, x1) in the feature map's normalised frame.
-        previous: float (H, W) in [0, 1], the value implied by the previous cascade step.
+        previous: float (H, W) in [0, 1], the value implied by the previous cascade step (also the
+            mask the model's mask skip reads).
         mode: a :class:`DecodeMode`.
-        skip: optional ``skip(logits, previous_at_points) -> logits`` (the model's mask skip).
         pixel: optional float (H, W) logits added at every decoded point (the model's pixel head),
             or a :class:`~sam_sr.models.pixel_head.LazyPixelMap` computing them where read.
         margin: decoded probabilities within this of 0.5 keep ``previous`` (0 = off).
@@ -172,7 +178,7 @@ def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int,
         (probabilities float32 (H, W) in [0, 1], number of decoded query points).
     """
     h, w = out_hw
-    dec = _Decoder(decoder, proj, out_hw, bounds, chunk, skip, previous, pixel, margin)
+    dec = _Decoder(model, proj, out_hw, bounds, chunk, previous, pixel, margin)
     dev = proj.device
     if mode.name == "full":
         return dec.grid(torch.arange(h), torch.arange(w)), dec.count
@@ -188,9 +194,7 @@ def decode_step(decoder: ImplicitDecoder, proj: torch.Tensor, out_hw: tuple[int,
         out[r0:r1, c0:c1] = dec.grid(torch.arange(r0, r1), torch.arange(c0, c1))
         return out, dec.count
     if mode.name == "contour":
-        k = 2 * mode.param + 1
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-        band = cv2.dilate(prev_bin, kernel) != cv2.erode(prev_bin, kernel)
+        band = contour_band(prev_bin, mode.param)
         rr, cc = (torch.from_numpy(a.astype(np.int64)) for a in np.nonzero(band))
         out[rr.to(dev), cc.to(dev)] = dec.points(rr, cc)
         return out, dec.count

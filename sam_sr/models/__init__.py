@@ -1,7 +1,7 @@
-"""Refiner models: encoder, fusion, implicit decoder, CRM, and the variant registry."""
+"""Refiner models: the refiner interface (:mod:`.base`), encoder, fusion, implicit decoder, pixel head,
+CRM and the SAM-SR v3 architecture. Variant names -> models: :mod:`sam_sr.variants`."""
+from .base import RefinerModel
 from .crm import CRM, CRMConfig
 from .implicit_decoder import ImplicitDecoder, query_grid
-from .registry import available_variants, build_model, register_variant
 
-__all__ = ["CRM", "CRMConfig", "ImplicitDecoder", "query_grid", "available_variants", "build_model",
-           "register_variant"]
+__all__ = ["RefinerModel", "CRM", "CRMConfig", "ImplicitDecoder", "query_grid"]

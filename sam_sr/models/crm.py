@@ -5,44 +5,17 @@ sam-sr from the paper's description (the authors' code is CC BY-NC and is not us
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..errors import SamSrError
+from .base import EXTRA_CHANNELS, EXTRA_NONE, RefinerModel, config_from_dict, config_to_dict
 from .encoder import MaskEncoder
 from .fusion import FeatureFusion
-from .implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder, query_grid
-from .pixel_head import LazyPixelMap, PixelHead
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def config_from_dict(cls, d: dict[str, Any], what: str):
-    """Dataclass ``cls`` from a dict; tuple-typed fields accept lists of ints.
-
-    Raises:
-        SamSrError: keys that are not fields of ``cls``.
-    """
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise SamSrError(f"unknown {what} config keys {unknown}; allowed: {sorted(names)}")
-    kw = dict(d)
-    for f in fields(cls):
-        if f.name in kw and "tuple" in str(f.type):
-            kw[f.name] = tuple(int(v) for v in kw[f.name])
-    return cls(**kw)
-
-
-def config_to_dict(cfg) -> dict[str, Any]:
-    """A config dataclass as a YAML-friendly dict (tuples as lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-
+from .implicit_decoder import ImplicitDecoder
+from .pixel_head import PixelHead
 
 @dataclass
 class CRMConfig:
@@ -85,13 +58,17 @@ class CRMConfig:
         return config_to_dict(self)
 
 
-class CRM(nn.Module):
-    """Continuous Refinement Model.
+class CRM(RefinerModel):
+    """Continuous Refinement Model (see :class:`~sam_sr.models.base.RefinerModel` for the interface).
 
-    Inputs of :meth:`forward`:
+    Inputs:
         image: float32 (B, 3, H, W), RGB in [0, 1] (ImageNet normalisation is applied inside).
         mask: float32 (B, 1, H, W), coarse mask in [0, 1] (binary or soft); mapped to [-1, 1] inside.
-        extra: optional float32 (B, extra_channels, H, W) in [0, 1] (e.g. a SAM map), mapped to [-1, 1].
+        extra: float32 (B, extra_channels, H, W) in [0, 1] (e.g. a SAM map) when ``extra_channels`` > 0,
+            mapped to [-1, 1]; ignored otherwise.
+
+    Raises:
+        SamSrError: inconsistent branch/out_indices lengths, a negative pixel head.
     """
 
     variant = "crm"
@@ -107,151 +84,31 @@ class CRM(nn.Module):
         self.fusion = FeatureFusion(self.encoder.channels, c.branch_channels, c.fusion_channels,
                                     c.dropout)
         self.decoder = ImplicitDecoder(c.fusion_channels, c.decoder_hidden)
-        if c.mask_skip:
-            self.skip_scale = nn.Parameter(torch.tensor(float(c.mask_skip_init)))
+        self._init_skip()
         if c.pixel_head < 0 or c.pixel_head_layers < 1:
             raise SamSrError("pixel_head must be >= 0 channels and pixel_head_layers >= 1")
         if c.pixel_head:
             self.pixel_head = PixelHead(c.pixel_head, c.pixel_head_layers)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def make_input(self, image: torch.Tensor, mask: torch.Tensor,
-                   extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised encoder input, float (B, 4 + extra_channels, H, W).
+    @property
+    def extra_input(self) -> str:
+        return EXTRA_CHANNELS if self.config.extra_channels else EXTRA_NONE
+
+    def encode(self, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None,
+               fusion_patches: int = 0) -> torch.Tensor:
+        """Encoder + fusion + the decoder's per-cell projection: float (B, hidden[0], H/2, W/2).
+
+        ``fusion_patches`` > 0 runs the fusion convolutions in that many row bands
+        (:meth:`FeatureFusion.forward_patched`: the same values, less memory; eval mode only).
 
         Raises:
-            SamSrError: mismatched spatial sizes or channel counts.
+            SamSrError: mismatched spatial sizes or channel counts (see :meth:`normalise`), missing or
+                mis-shaped extra channels.
         """
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise SamSrError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
-        if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]:
-            raise SamSrError(f"mask must be (B, 1, H, W) matching the image, got {tuple(mask.shape)}")
-        parts = [(image - self.mean) / self.std, mask * 2 - 1]
-        if self.config.extra_channels:
-            if extra is None or extra.shape[1] != self.config.extra_channels \
-                    or extra.shape[-2:] != image.shape[-2:]:
-                raise SamSrError(f"this model needs {self.config.extra_channels} extra input "
-                                 f"channels matching the image")
-            parts.append(extra * 2 - 1)
-        return torch.cat(parts, dim=1)
-
-    def encode(self, image: torch.Tensor, mask: torch.Tensor,
-               extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Encoder + fusion + the decoder's per-cell projection: float (B, hidden[0], H/2, W/2)."""
-        feats = self.encoder(self.make_input(image, mask, extra))
+        n = self.config.extra_channels
+        if n and (extra is None or extra.shape[1] != n or extra.shape[-2:] != image.shape[-2:]):
+            raise SamSrError(f"this model needs {n} extra input channels matching the image")
+        feats = self.encoder(self.normalise(image, mask, extra if n else None))
+        if fusion_patches > 0:
+            return self.fusion.forward_patched(feats, fusion_patches, post=self.decoder.prepare)
         return self.decoder.prepare(self.fusion(feats))
-
-    def decode(self, proj: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-               chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-        """Logits (B, N) at query points; see :meth:`ImplicitDecoder.query`."""
-        return self.decoder.query_chunked(proj, coord, cell, chunk)
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, out_size: tuple[int, int] | None = None,
-                extra: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK,
-                idx: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits float32 (B, 1, Ho, Wo) over the whole input at ``out_size`` (default: input size),
-        or, when ``idx`` (int64 (B, N) flat pixel indices) is given, (B, N) at those pixels
-        (:meth:`forward_points`)."""
-        if idx is not None:
-            return self.forward_points(image, mask, idx, extra)
-        proj = self.encode(image, mask, extra)
-        ho, wo = out_size or image.shape[-2:]
-        logits = self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
-        m = resize_mask(mask, (ho, wo))
-        logits = self.add_skip(logits, m)
-        if self.config.pixel_head:
-            logits = logits + self.pixel_logits(resize_image(image, (ho, wo)), m)
-        return logits
-
-    def forward_points(self, image: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor,
-                       extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits float32 (B, N) at N pixel centres of the input grid (point-sampled training).
-
-        Args:
-            idx: int64 (B, N), flat pixel indices ``row * W + col`` into the (H, W) input.
-        """
-        proj = self.encode(image, mask, extra)
-        coord, cell = pixel_coords(idx, image.shape[-2:])
-        logits = self.decoder.query(proj, coord, cell)
-        m = torch.gather(mask.flatten(1), 1, idx)
-        logits = self.add_skip(logits, m)
-        if self.config.pixel_head:
-            logits = logits + torch.gather(self.pixel_logits(image, mask).flatten(1), 1, idx)
-        return logits
-
-    def add_skip(self, logits: torch.Tensor, mask_at_queries: torch.Tensor) -> torch.Tensor:
-        """``logits + s * (2 m - 1)`` with the coarse mask m at the same points (``mask_skip``);
-        ``logits`` unchanged otherwise."""
-        if not self.config.mask_skip:
-            return logits
-        return logits + self.skip_scale * (2 * mask_at_queries.to(logits.dtype) - 1)
-
-    def pixel_logits(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The pixel head's logit corrections float32 (B, 1, H, W) at the inputs' own resolution.
-
-        Args:
-            image: float32 (B, 3, H, W) RGB in [0, 1]; mask: float32 (B, 1, H, W) in [0, 1] (the mask
-                the decoder's output corrects: the coarse mask, or the previous cascade step's output).
-
-        Raises:
-            SamSrError: the model has no pixel head (``pixel_head: 0``).
-        """
-        if not self.config.pixel_head:
-            raise SamSrError("this model has no pixel head (model.pixel_head: 0)")
-        x = torch.cat([(image - self.mean) / self.std, mask * 2 - 1], dim=1)
-        head = self.pixel_head
-        return head(x) if torch.is_grad_enabled() else head.banded(x)
-
-    def pixel_map(self, image: torch.Tensor, mask: torch.Tensor, tile: int = 256) -> "LazyPixelMap":
-        """The pixel head's logits for one image as a :class:`LazyPixelMap`: computed tile by tile
-        (``tile`` px squares) only where they are read, equal to :meth:`pixel_logits` there.
-
-        Args:
-            image: float32 (1, 3, H, W) RGB in [0, 1]; mask: float32 (1, 1, H, W) in [0, 1].
-
-        Raises:
-            SamSrError: the model has no pixel head, or ``tile`` < 1.
-        """
-        if not self.config.pixel_head:
-            raise SamSrError("this model has no pixel head (model.pixel_head: 0)")
-
-        @torch.no_grad()
-        def window(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-            return self.pixel_logits(image[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1])
-
-        return LazyPixelMap(window, tuple(image.shape[-2:]), self.pixel_head.radius, tile, image.device)
-
-
-def pixel_coords(idx: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel centres of flat indices into an (H, W) grid in the decoder's [-1, 1] frame.
-
-    Args:
-        idx: int64 (B, N) flat indices ``row * W + col``. size: (H, W) in pixels.
-
-    Returns:
-        coord float32 (B, N, 2) as (y, x); cell float32 (2,), one pixel's size in that frame.
-    """
-    h, w = int(size[0]), int(size[1])
-    rows = torch.div(idx, w, rounding_mode="floor")
-    cols = idx - rows * w
-    coord = torch.stack([-1 + (2 * rows.float() + 1) / h, -1 + (2 * cols.float() + 1) / w], dim=-1)
-    cell = torch.tensor([2.0 / h, 2.0 / w], device=idx.device)
-    return coord, cell
-
-
-def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize float (B, C, H, W): antialiased bilinear when shrinking, bilinear otherwise."""
-    if image.shape[-2:] == tuple(size):
-        return image
-    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
-
-def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a float (B, 1, H, W) mask (area when shrinking), values stay in [0, 1]."""
-    if mask.shape[-2:] == tuple(size):
-        return mask
-    shrink = size[0] < mask.shape[-2] and size[1] < mask.shape[-1]
-    return F.interpolate(mask, size=size, mode="area" if shrink else "bilinear",
-                         align_corners=None if shrink else False)

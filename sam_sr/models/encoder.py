@@ -1,8 +1,11 @@
-"""ResNet encoder over RGB + coarse mask (+ optional extra channels), built from timm.
+"""CNN encoder over RGB + coarse mask (+ optional extra channels), built from timm.
 
 Follows CRM (Shen et al., CVPR 2022, "High Quality Segmentation for Ultra High-resolution Images"):
 the first convolution takes the RGB image plus the coarse mask; when RGB-pretrained weights are loaded,
 the weights of the extra input channels start at zero so the pretrained behaviour is kept at step 0.
+CRM uses a ResNet; any timm CNN that returns multi-scale features (``features_only``) with a dilated
+``output_stride`` and a stride-2 first feature works too (e.g. ``efficientnet_b0``,
+``mobilenetv3_large_100``, ``regnetx_002``); others are refused with a :class:`SamSrError`.
 """
 from __future__ import annotations
 
@@ -17,19 +20,23 @@ from ..errors import SamSrError
 
 
 class MaskEncoder(nn.Module):
-    """timm ResNet with ``features_only`` over ``3 + 1 + extra_channels`` input channels.
+    """timm CNN with ``features_only`` over ``3 + 1 + extra_channels`` input channels.
 
     Args:
-        backbone: timm model name, e.g. ``"resnet18"``, ``"resnet34"``, ``"resnet50"``.
-        out_indices: timm feature indices to return; ``0`` = stride 2 (conv1), ``1`` = stride 4
-            (layer1), ``2`` = stride 8 (layer2), ``3`` = layer3 (stride 8 when ``output_stride=8``).
+        backbone: timm model name, e.g. ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` (CRM), or another
+            CNN with timm feature extraction (``"efficientnet_b0"``, ...).
+        out_indices: timm feature indices to return, finest first; the first must be at stride 2.
+            For ResNets ``0`` = stride 2 (conv1), ``1`` = stride 4 (layer1), ``2`` = stride 8 (layer2),
+            ``3`` = layer3 (stride 8 when ``output_stride=8``).
         output_stride: 8, 16 or 32; 8 dilates layer3/layer4 as CRM does.
         extra_channels: further input channels after the mask (e.g. a SAM RGB map: 3).
         pretrained: load timm's ImageNet weights (downloads; never used in tests or CI).
         backbone_checkpoint: path to a local timm state dict (``.pth``/``.pt``/``.safetensors``).
 
     Raises:
-        SamSrError: unknown backbone, or a backbone checkpoint that is missing or does not fit.
+        SamSrError: unknown backbone; one timm cannot build as a dilated multi-scale feature extractor
+            (e.g. a vision transformer); a first feature not at stride 2; a backbone checkpoint that
+            is missing or does not fit.
     """
 
     def __init__(self, backbone: str = "resnet18", out_indices: Sequence[int] = (0, 1, 2),
@@ -43,14 +50,20 @@ class MaskEncoder(nn.Module):
                 backbone, features_only=True, out_indices=tuple(out_indices),
                 output_stride=output_stride, pretrained=bool(pretrained),
                 in_chans=3 if load_weights else self.in_channels)
-        except RuntimeError as exc:  # timm raises RuntimeError for unknown names
-            raise SamSrError(f"cannot build backbone {backbone!r}: {exc}") from exc
+        except (RuntimeError, TypeError, ValueError, AssertionError, KeyError) as exc:
+            # unknown names (RuntimeError), models without features_only/output_stride support
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SamSrError(f"cannot build backbone {backbone!r} as a multi-scale CNN feature extractor "
+                             f"(timm features_only, output_stride={output_stride}): {first}") from exc
+        self.channels = list(self.body.feature_info.channels())
+        self.reductions = list(self.body.feature_info.reduction())
+        if self.reductions[0] != 2:
+            raise SamSrError(f"backbone {backbone!r} with out_indices {tuple(out_indices)}: the first feature "
+                             f"is at stride {self.reductions[0]}; the decoder needs a stride-2 first feature")
         if backbone_checkpoint is not None:
             self._load_local(backbone_checkpoint)
         if load_weights:
-            self._expand_first_conv()
-        self.channels = list(self.body.feature_info.channels())
-        self.reductions = list(self.body.feature_info.reduction())
+            self._expand_first_conv(backbone)
 
     def _load_local(self, path: str) -> None:
         p = Path(path)
@@ -77,16 +90,23 @@ class MaskEncoder(nn.Module):
                              f"{len(missing)} tensors missing or mis-shaped, e.g. {missing[:3]}")
         self.body.load_state_dict(fitting, strict=True)
 
-    def _expand_first_conv(self) -> None:
-        conv = self.body.conv1
-        new = nn.Conv2d(self.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                        conv.padding, bias=conv.bias is not None)
+    def _expand_first_conv(self, backbone: str) -> None:
+        """Give the RGB input convolution (the first ``Conv2d`` over 3 channels) the mask and extra
+        channels, their weights at zero."""
+        name, conv = next(((n, m) for n, m in self.body.named_modules()
+                           if isinstance(m, nn.Conv2d) and m.in_channels == 3), (None, None))
+        if conv is None or conv.groups != 1:
+            raise SamSrError(f"backbone {backbone!r}: no plain RGB input convolution found to add the mask "
+                             f"channel to")
+        new = type(conv)(self.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                         padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None)
         with torch.no_grad():
             new.weight.zero_()
             new.weight[:, :3] = conv.weight
             if conv.bias is not None:
                 new.bias.copy_(conv.bias)
-        self.body.conv1 = new
+        parent, _, attr = name.rpartition(".")
+        setattr(self.body.get_submodule(parent) if parent else self.body, attr, new)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: float32 (B, in_channels, H, W), normalised. Returns one map per ``out_indices``."""

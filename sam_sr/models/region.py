@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SamSrError
-from .crm import IMAGENET_MEAN, IMAGENET_STD, config_from_dict, config_to_dict
+from .base import IMAGENET_MEAN, IMAGENET_STD, config_from_dict, config_to_dict
 
 #: Clamp of SAM's logits before they enter the network (SAM's logits reach +-30 far from edges).
 SAM_LOGIT_CLAMP = 20.0

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SamSrError
-from .crm import IMAGENET_MEAN, IMAGENET_STD, config_from_dict, config_to_dict, pixel_coords, resize_mask
-from .implicit_decoder import DEFAULT_CHUNK, ImplicitDecoder
+from .base import EXTRA_EMBEDDING, RefinerModel, config_from_dict, config_to_dict, signed
+from .implicit_decoder import ImplicitDecoder
 
 MASK_MODES = ("none", "embed", "global", "window")
 
@@ -116,19 +116,18 @@ class MaskAttention(nn.Module):
         return sam + out[..., :h, :w]
 
 
-class SamSrV3(nn.Module):
-    """SAM-SR v3 refiner (see module docstring).
+class SamSrV3(RefinerModel):
+    """SAM-SR v3 refiner (see module docstring and :class:`~sam_sr.models.base.RefinerModel`).
 
-    Inputs of :meth:`forward`:
+    Inputs:
         image: float32 (B, 3, H, W) RGB in [0, 1], H and W multiples of 8.
         mask: float32 (B, 1, H, W) coarse mask in [0, 1].
         extra: float32 (B, sam_channels, h', w'): SAM embedding aligned with the image.
-    Output: logits float32 (B, 1, Ho, Wo), or (B, N) at ``idx`` pixels (as :class:`CRM`).
+    The named variants v3.1-v3.4 are subclasses fixing ``mask_mode`` (:mod:`sam_sr.variants.v3`).
     """
 
-    variant = "v3.1"
-    #: ``extra`` is a feature map aligned with the input, not per-pixel channels (see the cascade).
-    extra_is_features = True
+    variant = "v3"
+    extra_input = EXTRA_EMBEDDING
 
     def __init__(self, config: V3Config | None = None):
         super().__init__()
@@ -152,25 +151,23 @@ class SamSrV3(nn.Module):
                                    nn.BatchNorm2d(c.fusion_channels), nn.ReLU(inplace=True),
                                    nn.Conv2d(c.fusion_channels, c.fusion_channels, 3, 1, 1))
         self.decoder = ImplicitDecoder(c.fusion_channels, c.decoder_hidden)
-        if c.mask_skip:
-            self.skip_scale = nn.Parameter(torch.tensor(float(c.mask_skip_init)))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._init_skip()
 
     def sam_branch(self, sam: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Projected SAM features with the mask information of ``mask_mode``, float (B, P, h8, w8)."""
         f = self.sam_proj(F.interpolate(sam.float(), size=size, mode="bilinear", align_corners=False))
         if self.config.mask_mode == "none":
             return f
-        m = self.mask_embed(mask * 2 - 1)
+        m = self.mask_embed(signed(mask))
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False) if m.shape[-2:] != size else m
         if self.config.mask_mode == "embed":
             return f + m
         return self.attention(f, f + m)
 
-    def encode(self, image: torch.Tensor, mask: torch.Tensor,
-               extra: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None,
+               fusion_patches: int = 0) -> torch.Tensor:
         """Fused features projected for the decoder, float (B, hidden[0], H/2, W/2).
+        (``fusion_patches`` is ignored: the fuser runs whole.)
 
         Raises:
             SamSrError: missing or mis-shaped SAM features, mismatched image/mask sizes.
@@ -182,7 +179,7 @@ class SamSrV3(nn.Module):
         if extra is None or extra.dim() != 4 or extra.shape[1] != self.config.sam_channels:
             raise SamSrError(f"a {self.variant} model needs SAM features (B, {self.config.sam_channels}, h, w)"
                              f"; got {None if extra is None else tuple(extra.shape)}")
-        x = torch.cat([(image - self.mean) / self.std, mask * 2 - 1], 1)
+        x = self.normalise(image, mask)
         f2 = self.stage1(x)
         f4 = self.stage2(f2)
         f8 = self.stage3(f4)
@@ -190,37 +187,3 @@ class SamSrV3(nn.Module):
         up = lambda t: F.interpolate(t, size=f2.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
         fused = self.fuser(torch.cat([f2, up(f4), up(f8), up(s)], 1))
         return self.decoder.prepare(fused)
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, out_size: tuple[int, int] | None = None,
-                extra: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK,
-                idx: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, 1, Ho, Wo) at ``out_size`` (default: input size), or (B, N) at ``idx``."""
-        proj = self.encode(image, mask, extra)
-        if idx is not None:
-            coord, cell = pixel_coords(idx, image.shape[-2:])
-            return self.add_skip(self.decoder.query(proj, coord, cell),
-                                 torch.gather(mask.flatten(1), 1, idx))
-        ho, wo = out_size or image.shape[-2:]
-        logits = self.decoder.query_grid(proj, ho, wo, chunk=chunk).unsqueeze(1)
-        return self.add_skip(logits, resize_mask(mask, (ho, wo)))
-
-    def add_skip(self, logits: torch.Tensor, mask_at_queries: torch.Tensor) -> torch.Tensor:
-        """As :meth:`CRM.add_skip`."""
-        if not self.config.mask_skip:
-            return logits
-        return logits + self.skip_scale * (2 * mask_at_queries.to(logits.dtype) - 1)
-
-
-def _v3(mode: str, name: str) -> tuple[type, Any]:
-    cls = type(f"SamSrV3{name.replace('.', '')}", (SamSrV3,), {"variant": name,
-                                                               "__doc__": f"SAM-SR {name}: mask_mode={mode!r}."})
-
-    def from_dict(d: dict) -> V3Config:
-        cfg = V3Config.from_dict({**d, "mask_mode": d.get("mask_mode", mode)})
-        if cfg.mask_mode != mode:
-            raise SamSrError(f"variant {name} needs mask_mode={mode!r}")
-        return cfg
-    return cls, from_dict
-
-
-V3_VARIANTS = {"v3.1": "none", "v3.2": "embed", "v3.3": "global", "v3.4": "window"}

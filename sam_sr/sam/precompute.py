@@ -14,15 +14,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..data.datasets import Sample
 from ..io import read_image
 from .cache import SamCache
 from .loader import mask_generator, predictor
 
 
-def precompute(sam, samples: list[Sample], cache: SamCache, points_per_side: int = 8,
+def precompute(sam, images: list[str | Path], cache: SamCache, points_per_side: int = 8,
                masks: bool = True) -> dict[str, Any]:
-    """Fill ``cache`` for ``samples``.
+    """Fill ``cache`` for the image files ``images``.
 
     Args:
         sam: a loaded SAM / MobileSAM (:func:`sam_sr.sam.load_sam`).
@@ -43,8 +42,8 @@ def precompute(sam, samples: list[Sample], cache: SamCache, points_per_side: int
     computed = skipped = 0
     counts = []
     t0 = time.time()
-    for s in tqdm(samples, desc="SAM", unit="img"):
-        image = read_image(s.image)
+    for path in tqdm(images, desc="SAM", unit="img"):
+        image = read_image(path)
         if cache.has(image, "embedding") and (not masks or cache.has(image, kind)):
             skipped += 1
             continue
@@ -52,7 +51,7 @@ def precompute(sam, samples: list[Sample], cache: SamCache, points_per_side: int
         if masks:
             counts.append(len(cache.masks(image, gen.generate, kind)))
         computed += 1
-    return {"images": len(samples), "computed": computed, "skipped": skipped,
+    return {"images": len(images), "computed": computed, "skipped": skipped,
             "wall_s": time.time() - t0, "mask_counts": counts}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -59,3 +60,28 @@ def region_step(region_net, predictor, image: np.ndarray, coarse: np.ndarray,
     coarse_low = x["coarse"][0, 0].cpu().numpy()[:lh, :lw] >= 0.5
     changed = float(((low[:lh, :lw] > 0) != coarse_low).mean())
     return lowres_to_image(low, h, w), {"lowres": low, "changed": changed}
+
+
+def compose(coarse: np.ndarray, region_logits: np.ndarray, radius: int) -> np.ndarray:
+    """The coarse mask with the region step's decisions where they differ from it by regions, not
+    by a sliver along its contour.
+
+    The pixels where the region step's mask (``region_logits`` > 0) and the coarse mask disagree are
+    opened (OpenCV, elliptical kernel of ``radius`` px): what survives is a region-level change (an
+    added part, a dropped blob) and takes the region step's value; thinner disagreements along the
+    contour keep the coarse mask's full-resolution boundary for the boundary step to refine.
+
+    Args:
+        coarse: bool (H, W). region_logits: float (H, W). radius: px (0 = the region mask as it is).
+
+    Returns:
+        bool (H, W).
+    """
+    region = np.asarray(region_logits) > 0
+    c = np.asarray(coarse, bool)
+    if radius <= 0:
+        return region
+    diff = (region != c).astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    changed = cv2.morphologyEx(diff, cv2.MORPH_OPEN, k).astype(bool)
+    return np.where(changed, region, c)

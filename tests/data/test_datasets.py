@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_sr.config import load_config
 from sam_sr.data import RefinementDataset, concat_samples, load_samples
 from sam_sr.data.perturb import CoarseMaskSynthesizer
 from sam_sr.data.transforms import train_transform
@@ -102,12 +101,6 @@ def test_training_items_are_aligned_crops(tmp_path):
     red = item["image"][0]
     if item["gt"].sum() > 20 and (1 - item["gt"]).sum() > 20:
         assert red[item["gt"][0] > 0].mean() > red[item["gt"][0] == 0].mean()
-
-
-def test_repository_configs_load():
-    for name in ("crm_r18", "crm_r34", "crm_r50"):
-        cfg = load_config(f"configs/{name}.yaml")
-        assert cfg["variant"] == "crm" and cfg["data"]["datasets"]
 
 
 def test_native_crops_keep_the_image_scale():

@@ -116,3 +116,58 @@ def test_checkpoint_inference_settings_are_defaults_and_overridable(tmp_path, ti
         save_checkpoint(q, tiny_model, "crm", tiny_model.config.to_dict(), config={"inference": bad})
         with pytest.raises(SamSrError, match=match):
             Refiner.from_checkpoint(q, device="cpu")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("scales", (2.0,)), ("scales", (0.0, 1.0)), ("scales", "0.5"), ("scales", (True,)), ("min_size", -1),
+    ("min_size", 1.5), ("pad", -2), ("chunk", 0), ("chunk", True), ("decode", "spiral"), ("decode", 3),
+    ("fusion_patches", -1), ("encoder_tile", -8), ("encoder_tile", 100), ("tile_overlap", -1),
+    ("margin", 0.5), ("margin", -0.1), ("margin", "0.1"), ("upsample_to", -1), ("flip", "yes"),
+    ("pixel_tile", -1)])
+def test_cascade_config_checks_every_field_and_names_it(field, value):
+    with pytest.raises(SamSrError, match=f"CascadeConfig.{field}"):
+        CascadeConfig(**{field: value})
+
+
+def test_cascade_config_accepts_valid_values_and_is_immutable():
+    cfg = CascadeConfig(scales=[0.25, 1], min_size=0, chunk=1, decode="contour:2", encoder_tile=256,
+                        tile_overlap=64, margin=0, flip=True)
+    assert cfg.scales == (0.25, 1.0)
+    with pytest.raises(AttributeError):
+        cfg.chunk = 5
+    assert cfg.replace(chunk=7).chunk == 7 and cfg.chunk == 1
+    with pytest.raises(SamSrError, match="CascadeConfig.chunk"):
+        cfg.replace(chunk=0)
+
+
+def test_refine_leaves_its_settings_alone_and_returns_the_run_info(refiner):
+    img, mask = disk_photo(96, 128)
+    before = refiner.cascade
+    out, info = refiner.refine(img, mask, return_info=True)
+    assert refiner.cascade is before and refiner.cascade == before
+    assert info["decoded_points"] > 0 and info["steps"][-1] == (96, 128)
+    assert refiner.last_info == info
+    out2, soft, info2 = refiner.refine(img, mask[::2, ::2], return_soft=True, return_info=True)
+    assert soft.shape == (96, 128) and info2["steps"][-1] == (96, 128)
+    empty, info3 = refiner.refine(img, np.zeros((96, 128), np.uint8), return_info=True)
+    assert info3["decoded_points"] == 0 and not empty.any()
+
+
+def test_soft_coarse_masks_are_refined_as_they_are(refiner):
+    """Binary masks stay binary (resized ones too); soft maps keep their values unless a threshold is
+    given; the refined result depends on the soft values, which the refiner was trained on."""
+    from sam_sr.inference.predictor import prepare_mask
+    img, mask = disk_photo(96, 128)
+    small = mask[::4, ::4]
+    assert set(np.unique(prepare_mask(small, (96, 128)))) == {0.0, 1.0}
+    soft = (mask.astype(np.float32) / 255) * 0.5 + 0.3           # 0.3 outside, 0.8 inside
+    p = prepare_mask(soft, (96, 128))
+    assert np.allclose(p, soft) and np.allclose(np.unique(p), [0.3, 0.8])
+    assert np.array_equal(prepare_mask(soft, (96, 128), threshold=0.5), (soft >= 0.5).astype(np.float32))
+    with pytest.raises(SamSrError, match="threshold"):
+        prepare_mask(soft, (96, 128), threshold=1.5)
+    _, as_soft = refiner.refine(img, soft, return_soft=True)
+    _, as_binary = refiner.refine(img, soft, return_soft=True, mask_threshold=0.5)
+    _, binary_input = refiner.refine(img, mask, return_soft=True)
+    assert np.array_equal(as_binary, binary_input)
+    assert np.abs(as_soft - as_binary).max() > 1e-5        # the soft values reach the model

@@ -5,9 +5,9 @@ import torch
 
 from sam_sr import CascadeConfig, SamSrError
 from sam_sr.inference.cascade import cascade_refine
-from sam_sr.inference.encode import encode, encode_tiled
+from sam_sr.inference.encode import encode_tiled
 from sam_sr.inference.query import DecodeMode, _levels, decode_step
-from sam_sr.models import build_model
+from sam_sr.variants import build_model
 from tests.conftest import TINY
 
 H, W = 90, 123
@@ -27,7 +27,7 @@ def setup():
         proj = model.encode(img, disk[None, None])
         logits = model.decoder.query_grid(proj, H, W, BOUNDS)
         model.decoder.mlp[-1].bias -= logits.median()
-        full, n = decode_step(model.decoder, proj, (H, W), BOUNDS, torch.zeros(H, W), DecodeMode())
+        full, n = decode_step(model, proj, (H, W), BOUNDS, torch.zeros(H, W), DecodeMode())
     assert n == H * W
     fg = float((full >= 0.5).float().mean())
     assert 0.2 < fg < 0.8, fg
@@ -39,7 +39,7 @@ def setup():
 def _run(setup, mode):
     model, proj, _, previous = setup
     with torch.no_grad():
-        return decode_step(model.decoder, proj, (H, W), BOUNDS, previous, DecodeMode.parse(mode))
+        return decode_step(model, proj, (H, W), BOUNDS, previous, DecodeMode.parse(mode))
 
 
 def _corners(n_levels_r, n_levels_c, i, j):
@@ -100,7 +100,7 @@ def test_bbox_and_contour_decode_only_their_region(setup):
 
 def test_empty_previous_mask_in_bbox_mode(setup):
     model, proj, _, _ = setup
-    out, n = decode_step(model.decoder, proj, (H, W), BOUNDS, torch.zeros(H, W), DecodeMode.parse("bbox"))
+    out, n = decode_step(model, proj, (H, W), BOUNDS, torch.zeros(H, W), DecodeMode.parse("bbox"))
     assert n == 0 and float(out.max()) == 0.0
 
 
@@ -117,9 +117,9 @@ def test_patched_fusion_equals_unpatched(tiny_model):
     torch.manual_seed(0)
     img, mask = torch.rand(1, 3, 152, 96), (torch.rand(1, 1, 152, 96) > 0.5).float()
     with torch.no_grad():
-        a = encode(tiny_model, img, mask, fusion_patches=0)
+        a = tiny_model.encode(img, mask, fusion_patches=0)
         for n in (1, 3, 8, 1000):
-            assert (encode(tiny_model, img, mask, fusion_patches=n) - a).abs().max() <= 1e-5
+            assert (tiny_model.encode(img, mask, fusion_patches=n) - a).abs().max() <= 1e-5
     a = cascade_refine(tiny_model, img, mask, CascadeConfig(fusion_patches=0, min_size=64))
     b = cascade_refine(tiny_model, img, mask, CascadeConfig(fusion_patches=5, min_size=64))
     assert (a - b).abs().max() <= 1e-5
@@ -132,13 +132,14 @@ def test_patched_fusion_refuses_training_mode():
         model.fusion.forward_patched(feats, 2)
 
 
+@pytest.mark.slow
 def test_tiled_encoder_equals_untiled_within_tolerance(tiny_model):
     torch.manual_seed(0)
     img = torch.rand(1, 3, 304, 400)
     mask = torch.zeros(1, 1, 304, 400)
     mask[..., 60:250, 80:330] = 1
     with torch.no_grad():
-        a = encode(tiny_model, img, mask)
+        a = tiny_model.encode(img, mask)
         b = encode_tiled(tiny_model, img, mask, tile=192, overlap=48)
     assert a.shape == b.shape
     assert (a - b).abs().max() <= 1e-4
@@ -155,9 +156,11 @@ def test_cascade_reports_decoded_points(tiny_model):
     cfg = CascadeConfig(min_size=32, decode="strided:4")
     img, mask = torch.rand(1, 3, 64, 96), torch.zeros(1, 1, 64, 96)
     mask[..., 10:50, 20:70] = 1
-    cascade_refine(tiny_model, img, mask, cfg)
-    assert cfg.stats["steps"][-1] == (64, 96)
-    assert 0 < cfg.stats["decoded_points"]
+    out, info = cascade_refine(tiny_model, img, mask, cfg, return_info=True)
+    assert info["steps"][-1] == (64, 96)
+    assert 0 < info["decoded_points"] < 64 * 96 + 32 * 48
+    assert cfg == CascadeConfig(min_size=32, decode="strided:4")      # the settings are left as they were
+    assert torch.equal(out, cascade_refine(tiny_model, img, mask, cfg))
 
 
 @pytest.mark.parametrize("q", [0.3, 0.7])
@@ -165,7 +168,7 @@ def test_margin_keeps_the_previous_value_where_the_model_is_unsure(setup, q):
     model, proj, full, previous = setup
     margin = float((full - 0.5).abs().quantile(q))   # the tiny model's probabilities lie close to 0.5
     with torch.no_grad():
-        gated, _ = decode_step(model.decoder, proj, (H, W), BOUNDS, previous, DecodeMode(), margin=margin)
+        gated, _ = decode_step(model, proj, (H, W), BOUNDS, previous, DecodeMode(), margin=margin)
     unsure = (full - 0.5).abs() < margin
     assert unsure.any() and (~unsure).any()
     assert torch.equal(gated[unsure], previous[unsure])
@@ -173,21 +176,20 @@ def test_margin_keeps_the_previous_value_where_the_model_is_unsure(setup, q):
 
 
 def test_upsample_to_refines_small_images_at_the_larger_size(tiny_model):
-    from sam_sr.models.crm import resize_mask
+    from sam_sr.models.base import resize_mask
     from sam_sr.inference.cascade import resize_image
     torch.manual_seed(0)
     img = torch.rand(1, 3, 30, 40)
     mask = (torch.rand(1, 1, 30, 40) > 0.5).float()
     cfg = CascadeConfig(scales=(1.0,), upsample_to=80)
-    out = cascade_refine(tiny_model, img, mask, cfg)
-    assert out.shape == (1, 1, 30, 40) and cfg.stats["steps"] == [(60, 80)]
+    out, info = cascade_refine(tiny_model, img, mask, cfg, return_info=True)
+    assert out.shape == (1, 1, 30, 40) and info["steps"] == [(60, 80)]
     big = cascade_refine(tiny_model, resize_image(img, (60, 80)), resize_mask(mask, (60, 80)),
                          CascadeConfig(scales=(1.0,)))
     assert torch.allclose(out, resize_mask(big, (30, 40)), atol=1e-6)
     # images already at least that large are refined as they are
     same = CascadeConfig(scales=(1.0,), upsample_to=40)
-    cascade_refine(tiny_model, img, mask, same)
-    assert same.stats["steps"] == [(30, 40)]
+    assert cascade_refine(tiny_model, img, mask, same, return_info=True)[1]["steps"] == [(30, 40)]
 
 
 def test_flip_averages_the_pass_on_the_mirrored_inputs(tiny_model):
@@ -195,14 +197,14 @@ def test_flip_averages_the_pass_on_the_mirrored_inputs(tiny_model):
     img = torch.rand(1, 3, 40, 56)
     mask = (torch.rand(1, 1, 40, 56) > 0.5).float()
     once = CascadeConfig(scales=(0.5, 1.0), min_size=8)
-    plain = cascade_refine(tiny_model, img, mask, once)
+    plain, once_info = cascade_refine(tiny_model, img, mask, once, return_info=True)
     mirrored = cascade_refine(tiny_model, img.flip(-1), mask.flip(-1),
                               CascadeConfig(scales=(0.5, 1.0), min_size=8)).flip(-1)
     assert not torch.allclose(plain, mirrored, atol=1e-4)   # the model is not mirror-symmetric
     cfg = CascadeConfig(scales=(0.5, 1.0), min_size=8, flip=True)
-    out = cascade_refine(tiny_model, img, mask, cfg)
+    out, info = cascade_refine(tiny_model, img, mask, cfg, return_info=True)
     assert torch.allclose(out, (plain + mirrored) / 2, atol=1e-6)
-    assert once.stats["decoded_points"] > 0 and cfg.stats["decoded_points"] == 2 * once.stats["decoded_points"]
+    assert once_info["decoded_points"] > 0 and info["decoded_points"] == 2 * once_info["decoded_points"]
 
 
 @pytest.mark.parametrize("bad", [{"margin": 0.5}, {"margin": -0.1}, {"upsample_to": -1}, {"flip": "yes"}])

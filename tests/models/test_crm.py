@@ -3,7 +3,8 @@ import timm
 import torch
 
 from sam_sr.errors import SamSrError
-from sam_sr.models import CRMConfig, build_model, query_grid
+from sam_sr.models import CRMConfig, query_grid
+from sam_sr.variants import build_model
 from tests.conftest import TINY
 
 
@@ -30,7 +31,7 @@ def test_separable_grid_decoding_equals_pointwise_queries(tiny_model, bounds):
     proj = tiny_model.encode(torch.rand(2, 3, 50, 36), torch.rand(2, 1, 50, 36))
     coord, cell = query_grid(29, 71, bounds)
     with torch.no_grad():
-        pointwise = tiny_model.decode(proj, coord, cell).view(2, 29, 71)
+        pointwise = tiny_model.logits_at(proj, coord, cell).view(2, 29, 71)
         grid = tiny_model.decoder.query_grid(proj, 29, 71, bounds, chunk=300)
     assert torch.allclose(pointwise, grid, atol=1e-5)
 
@@ -116,3 +117,35 @@ def test_mask_skip_adds_the_coarse_mask_to_the_logits():
     with torch.no_grad():
         a, b = plain(img, mask), skip(img, mask)
     assert torch.allclose(b - a, 1.5 * (2 * mask - 1), atol=1e-5)
+
+
+def test_a_non_resnet_timm_backbone_refines_and_takes_local_weights(tmp_path):
+    """EfficientNet (timm features_only, dilated to stride 8): builds, runs through the cascade, and
+    gets the mask channel added to its RGB stem (named conv_stem, not conv1) with zero weights."""
+    from sam_sr import CascadeConfig
+    from sam_sr.inference.cascade import cascade_refine
+    cfg = {"backbone": "efficientnet_b0", "out_indices": [0, 1, 2], "branch_channels": [8, 8, 8],
+           "fusion_channels": 16, "decoder_hidden": [16, 16]}
+    torch.manual_seed(0)
+    m = build_model("crm", cfg).eval()
+    assert m.encoder.reductions == [2, 4, 8]
+    img, mask = torch.rand(1, 3, 48, 64), (torch.rand(1, 1, 48, 64) > 0.5).float()
+    out = cascade_refine(m, img, mask, CascadeConfig(scales=(0.5, 1.0), min_size=8))
+    assert out.shape == (1, 1, 48, 64) and torch.isfinite(out).all()
+    ref = timm.create_model("efficientnet_b0", pretrained=False)
+    path = tmp_path / "effnet.pth"
+    torch.save(ref.state_dict(), path)
+    m = build_model("crm", {**cfg, "extra_channels": 2, "backbone_checkpoint": str(path)})
+    w = m.encoder.body.conv_stem.weight
+    assert w.shape[1] == 3 + 1 + 2 and torch.equal(w[:, :3], ref.conv_stem.weight)
+    assert torch.count_nonzero(w[:, 3:]) == 0
+
+
+@pytest.mark.parametrize("backbone,indices,match", [
+    ("vit_tiny_patch16_224", [0, 1, 2], "cannot build backbone"),      # no dilated multi-scale features
+    ("convnext_atto", [0, 1, 2], "stride 4"),                         # its first feature is at stride 4
+    ("no_such_net", [0, 1, 2], "cannot build backbone"),
+])
+def test_backbones_the_encoder_cannot_use_are_refused(backbone, indices, match):
+    with pytest.raises(SamSrError, match=match):
+        build_model("crm", {**TINY, "backbone": backbone, "out_indices": indices})

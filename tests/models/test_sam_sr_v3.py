@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sam_sr import SamSrError
-from sam_sr.models import build_model
+from sam_sr.variants import build_model
 from sam_sr.models.sam_sr_v3 import MaskAttention
 
 V3 = ["v3.1", "v3.2", "v3.3", "v3.4"]
@@ -21,7 +21,7 @@ def _inputs(b=2, h=48, w=64, seed=0):
 def test_v3_output_shapes_and_points(variant):
     torch.manual_seed(0)
     model = build_model(variant, SMALL).eval()
-    assert model.variant == variant and model.extra_is_features
+    assert model.variant == variant and model.extra_input == "embedding"
     image, mask, sam = _inputs()
     with torch.no_grad():
         full = model(image, mask, extra=sam)

@@ -11,15 +11,20 @@ from sam_sr.config import load_config
 from sam_sr.data import CoarseMaskSynthesizer, RefinementDataset, load_samples
 from sam_sr.io import read_image
 from sam_sr.losses import sample_query_points
-from sam_sr.models import build_model
+from sam_sr.variants import build_model, get_variant
 from sam_sr.sam import build_tiny_sam
 from sam_sr.sam.cache import SamCache, model_tag
 from sam_sr.sam.features import sample_embedding
-from sam_sr.sam.pipeline import SamPipeline
 from sam_sr.sam.precompute import precompute
-from sam_sr.sam.training_inputs import SamTrainingInputs
+from sam_sr.sam.source import CachedSam, LiveSam
+from sam_sr.sam.stage import SamInputs, SamSettings, SamTrainingInputs
 from sam_sr.training import train
 from tests.conftest import TINY, save_pair
+
+def _training_inputs(variant, cache, points_per_side=4):
+    return SamTrainingInputs(get_variant(variant).stage(SamSettings(points_per_side=points_per_side)),
+                             CachedSam(cache, points_per_side=points_per_side))
+
 
 V3_SMALL = {"sam_channels": 32, "cnn_channels": [8, 8, 8], "sam_proj": 8, "heads": 2, "window": 4,
             "fusion_channels": 16, "decoder_hidden": [16, 16]}
@@ -36,7 +41,7 @@ def cached(tmp_path):
     cache = SamCache(tmp_path / "cache", model_tag("vit_t", ckpt))
     samples = load_samples({"layout": "generic", "root": str(tmp_path / "data")})
     sam = build_tiny_sam()
-    first = precompute(sam, samples, cache, points_per_side=4)
+    first = precompute(sam, [s.image for s in samples], cache, points_per_side=4)
     return tmp_path, ckpt, cache, samples, first
 
 
@@ -46,7 +51,7 @@ def test_precompute_fills_the_cache_once(cached):
     image = read_image(samples[0].image)
     assert cache.has(image, "embedding") and cache.has(image, "masks-p4")
     assert not cache.has(image, "masks-p8")            # other grid settings are other entries
-    again = precompute(build_tiny_sam(), samples, cache, points_per_side=4)
+    again = precompute(build_tiny_sam(), [s.image for s in samples], cache, points_per_side=4)
     assert again["computed"] == 0 and again["skipped"] == 4
     assert cache.embedding(image)["features"].shape == (1, 32, 16, 16)
 
@@ -56,17 +61,17 @@ def test_training_inputs_need_the_cache(tmp_path):
     image = np.zeros((32, 32, 3), np.uint8)
     coarse = np.zeros((32, 32), np.float32)
     coarse[8:24, 8:24] = 1
-    for variant in ("v2.1", "v3.1"):
+    for variant in ("v1", "v2.1", "v2.2", "v3.1"):
         with pytest.raises(SamSrError, match="precompute_sam"):
-            SamTrainingInputs(variant, cache, points_per_side=4)(image, coarse, np.random.default_rng(0))
-    with pytest.raises(SamSrError, match="no SAM training inputs"):
-        SamTrainingInputs("crm", cache)
+            _training_inputs(variant, cache)(image, coarse, np.random.default_rng(0))
+    with pytest.raises(SamSrError, match="does not use SAM"):
+        get_variant("crm").stage()
 
 
 @pytest.mark.parametrize("variant,channels", [("v1", None), ("v2.1", 3), ("v3.1", 32)])
 def test_dataset_items_carry_sam_inputs(cached, variant, channels):
     tmp_path, ckpt, cache, samples, _ = cached
-    inputs = SamTrainingInputs(variant, cache, points_per_side=4)
+    inputs = _training_inputs(variant, cache)
     tf = A.Compose([A.HorizontalFlip(p=1.0)], additional_targets={"coarse": "mask", "extra": "mask",
                                                                    "coords": "mask"})
     ds = RefinementDataset(samples, CoarseMaskSynthesizer(), tf, sam_inputs=inputs)
@@ -111,7 +116,7 @@ def test_v3_refines_through_the_cascade_with_sam_embeddings(cached):
     tmp_path, ckpt, cache, samples, _ = cached
     torch.manual_seed(0)
     model = build_model("v3.4", V3_SMALL).eval()
-    pipe = SamPipeline("v3.4", build_tiny_sam(), cache=cache)
+    pipe = SamInputs(get_variant("v3.4").stage(), LiveSam(build_tiny_sam(), cache=cache))
     r = Refiner(model, "cpu", sam_inputs=pipe)
     image = read_image(samples[1].image)
     coarse = np.zeros(image.shape[:2], np.uint8)
@@ -121,8 +126,7 @@ def test_v3_refines_through_the_cascade_with_sam_embeddings(cached):
     assert out.shape == image.shape[:2] and set(np.unique(out)) <= {0, 255}
     assert cache.hits == hits + 1                         # the embedding came from the cache
     # small images run one full-resolution step; forcing a 2-step cascade also works
-    r2 = Refiner(model, "cpu", sam_inputs=pipe)
-    r2.cascade.scales, r2.cascade.min_size = (0.5, 1.0), 8
+    r2 = Refiner(model, "cpu", r.cascade.replace(scales=(0.5, 1.0), min_size=8), sam_inputs=pipe)
     assert r2.refine(image, coarse).shape == image.shape[:2]
     with pytest.raises(SamSrError, match="needs SAM inputs"):
         Refiner(model, "cpu")

@@ -1,4 +1,4 @@
-"""Fusing SAM with a semantic segmenter's label map (three published recipes).
+"""SAM fusion for label maps: fusing SAM with a semantic segmenter's label map (three published recipes).
 
 (a) Majority vote: each automatic SAM mask takes the majority class of the prediction inside it and
     is painted into the prediction (largest masks first, so smaller ones end on top).

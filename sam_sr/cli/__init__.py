@@ -1,0 +1,124 @@
+"""The command line: ``sam-sr COMMAND [options]`` (argparse subcommands), and the entry points of the
+top-level scripts (``infer.py``, ``train.py``, ``scripts/*.py``), which only call these.
+
+Every command handles errors the same way (here, once): a bad input ends with one ``error: ...``
+line on stderr and exit status 2, with nothing written (outputs are written atomically); Ctrl-C ends
+with one ``interrupted`` line and status 130, leaving no partial file. A folder run in which some pairs
+failed exits with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import SamSrError
+from . import evaluate, infer, sam, tools, train
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its options (``arguments(parser)``), its body (``run(args) -> status``), the
+    one-line help and the longer description, and the top-level script that runs it."""
+
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    description: str
+    script: str
+
+
+COMMANDS: dict[str, Command] = {
+    "infer": Command(infer.arguments, infer.run, infer.HELP, infer.DESCRIPTION, "infer.py"),
+    "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION,
+                    "scripts/evaluate.py"),
+    "eval-semantic": Command(evaluate.semantic_arguments, evaluate.semantic_run, evaluate.SEMANTIC_HELP,
+                             evaluate.SEMANTIC_DESCRIPTION, "scripts/evaluate_semantic.py"),
+    "train": Command(train.arguments, train.run, train.HELP, train.DESCRIPTION, "train.py"),
+    "profile": Command(tools.profile_arguments, tools.profile_run, tools.PROFILE_HELP,
+                       tools.PROFILE_DESCRIPTION, "scripts/profile_inference.py"),
+    "precompute-sam": Command(sam.precompute_arguments, sam.precompute_run, sam.PRECOMPUTE_HELP,
+                              sam.PRECOMPUTE_DESCRIPTION, "scripts/precompute_sam.py"),
+    "ablation": Command(sam.ablation_arguments, sam.ablation_run, sam.ABLATION_HELP,
+                        sam.ABLATION_DESCRIPTION, "scripts/ablation.py"),
+    "export": Command(tools.export_arguments, tools.export_run, tools.EXPORT_HELP, tools.EXPORT_DESCRIPTION,
+                      "scripts/export_model.py"),
+    "figure": Command(tools.figure_arguments, tools.figure_run, tools.FIGURE_HELP, tools.FIGURE_DESCRIPTION,
+                      "scripts/make_figure.py"),
+    "boundary-alignment": Command(tools.alignment_arguments, tools.alignment_run, tools.ALIGN_HELP,
+                                  tools.ALIGN_DESCRIPTION, "scripts/boundary_alignment.py"),
+}
+
+DESCRIPTION = """sam-sr: refine a coarse mask from any segmenter into a boundary-accurate mask at the
+image's full resolution. `sam-sr COMMAND --help` describes a command. Commands that read the bundled
+data folders default to $SAM_SR_DATA (e.g. ../shared/data)."""
+
+
+def build_parser(prog: str = "sam-sr") -> argparse.ArgumentParser:
+    """The ``sam-sr`` parser with one subparser per command."""
+    ap = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.description)
+        cmd.arguments(p)
+        p.set_defaults(run=cmd.run)
+    return ap
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:          # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command with the shared error and Ctrl-C handling (see module docstring)."""
+    try:
+        return int(args.run(args))
+    except SamSrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sam-sr COMMAND [options]``."""
+    args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
+    return args if isinstance(args, int) else run_command(args)
+
+
+def command_main(name: str) -> Callable[[list[str] | None], int]:
+    """The entry point of command ``name``'s top-level script: the same options and handling as
+    ``sam-sr NAME``."""
+    cmd = COMMANDS[name]
+
+    def entry(argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=cmd.script, description=cmd.description)
+        cmd.arguments(parser)
+        parser.set_defaults(run=cmd.run)
+        args = _parse(parser, sys.argv[1:] if argv is None else argv)
+        return args if isinstance(args, int) else run_command(args)
+
+    entry.__name__ = entry.__qualname__ = f"{name.replace('-', '_')}_main"
+    entry.__doc__ = f"``{cmd.script}``: {cmd.help} (= ``sam-sr {name}``)."
+    return entry
+
+
+infer_main = command_main("infer")
+eval_main = command_main("eval")
+semantic_eval_main = command_main("eval-semantic")
+train_main = command_main("train")
+profile_main = command_main("profile")
+precompute_main = command_main("precompute-sam")
+ablation_main = command_main("ablation")
+export_main = command_main("export")
+figure_main = command_main("figure")
+boundary_alignment_main = command_main("boundary-alignment")
+
+__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "eval_main", "semantic_eval_main",
+           "train_main", "profile_main", "precompute_main", "ablation_main", "export_main", "figure_main",
+           "boundary_alignment_main"]

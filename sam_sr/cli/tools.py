@@ -1,0 +1,157 @@
+"""``sam-sr profile``, ``export``, ``figure`` and ``boundary-alignment``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SamSrError
+from .common import data_or, names, plain_args
+
+PROFILE_HELP = "latency, peak memory and decoded points of inference settings on high-resolution photos"
+PROFILE_DESCRIPTION = """Profile cascade settings, each configuration in a fresh process: median latency,
+peak RSS (and CUDA memory), decoded query points, and IoU/mBA against full decoding. Default photo:
+$SAM_SR_DATA/highres/aeroplane.jpg and its resizes to --sizes."""
+
+EXPORT_HELP = "export a training checkpoint as an inference checkpoint (weights + recommended settings)"
+EXPORT_DESCRIPTION = """Write SRC's weights, model config and training config to DST (never the
+optimizer), with --decode/--min-size/--margin/--upsample-to/--flip stored as the model's recommended
+inference settings, which Refiner.from_checkpoint and every command use unless told otherwise."""
+
+FIGURE_HELP = "overlay figure: coarse, refined and ground-truth contours on photos (optional zoom panels)"
+FIGURE_DESCRIPTION = """Overlay figure: coarse (red), refined (green) and ground-truth (blue) contours on
+photos of a dataset in the generic layout (default $SAM_SR_DATA/sod). With --zoom PX each photo gets
+a second panel: the PX x PX window where the refined mask differs from the coarse one in the most
+pixels, pixel by pixel (green = fixed, red = broken, yellow = wrong in both)."""
+
+ALIGN_HELP = "where each dataset's ground-truth boundaries sit relative to the image's edges"
+ALIGN_DESCRIPTION = """Print, per dataset, the mean Sobel gradient magnitude of the photos at each signed
+distance from the ground-truth boundary (pixels, negative inside). A peak inside the mask (-1, -2)
+means the masks run beyond the object's edge. Default datasets: $SAM_SR_DATA/sod's training photos
+(configs/splits/sod_train_fit.txt) and $SAM_SR_DATA/horse."""
+
+
+def profile_arguments(ap: argparse.ArgumentParser) -> None:
+    from ..profiling import CONFIGS
+    ap.add_argument("--highres", default=None, help="folder with aeroplane.jpg (default: $SAM_SR_DATA/highres)")
+    ap.add_argument("--image", help="profile this image instead (with --mask)")
+    ap.add_argument("--mask")
+    ap.add_argument("--sizes", default="2048,3840,6000",
+                    help="also resize the image to these long sides (2k/4k/6k); '' for none")
+    ap.add_argument("--skip-native", action="store_true", help="profile only the resized copies")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated from {list(CONFIGS)}")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per configuration (median)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in each run (0 = default)")
+    ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the shipped model)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--json", default="benchmarks/results/profile.json", help="write rows here")
+
+
+def profile_run(args) -> int:
+    from ..evaluation import write_json
+    from ..profiling import CONFIGS, default_items, format_table, profile
+    configs = names(args.configs, CONFIGS, "configs")
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        raise SamSrError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+    if args.image:
+        if not args.mask:
+            raise SamSrError("--image needs --mask")
+        items = [{"name": Path(args.image).stem, "image": args.image, "mask": args.mask, "long_side": None}]
+        items += [{**items[0], "name": f"{items[0]['name']}@{s}", "long_side": s} for s in sizes]
+    else:
+        highres = data_or(args.highres, "highres", "--highres (or --image and --mask)")
+        if not (highres / "aeroplane.jpg").is_file():
+            raise SamSrError(f"{highres}/aeroplane.jpg not found; pass --image and --mask")
+        items = default_items(highres, sizes)
+    if args.skip_native:
+        items = [it for it in items if it["long_side"] is not None]
+        if not items:
+            raise SamSrError("--skip-native needs --sizes")
+    for it in items:
+        for key in ("image", "mask"):
+            if not Path(it[key]).is_file():
+                raise SamSrError(f"{key} not found: {it[key]}")
+    rows = profile(items, configs, args.checkpoint, args.device, args.runs, args.warmup, args.threads)
+    print(format_table(rows))
+    if args.json:
+        write_json(args.json, {"args": plain_args(args), "rows": rows})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def export_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("src", help="training checkpoint, e.g. runs/crm_r18_pixel_sod2/final.pt")
+    ap.add_argument("dst", help="inference checkpoint to write")
+    ap.add_argument("--force", action="store_true", help="overwrite DST")
+    ap.add_argument("--decode", default=None, help="recommended query selection, e.g. contour:8")
+    ap.add_argument("--min-size", type=int, default=None, help="recommended cascade min_size (px)")
+    ap.add_argument("--margin", type=float, default=None, help="recommended confidence margin")
+    ap.add_argument("--upsample-to", type=int, default=None, help="recommended upsample_to (px)")
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="recommended test-time mirror averaging")
+
+
+def export_run(args) -> int:
+    from ..export import export_checkpoint
+    given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
+             "upsample_to": args.upsample_to, "flip": args.flip}
+    out = export_checkpoint(args.src, args.dst, {k: v for k, v in given.items() if v is not None}, args.force)
+    print(f"wrote {args.dst}: {out['variant']} at iteration {out['iteration']}, {out['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def figure_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--root", default=None, help="dataset folder (default: $SAM_SR_DATA/sod)")
+    ap.add_argument("--ids", required=True, help="comma-separated image ids")
+    ap.add_argument("--source", default="dss", help="coarse source folder under <root>/coarse, or scale_gap_xK")
+    ap.add_argument("--checkpoint", default=None, help="sam-sr checkpoint (default: the shipped model)")
+    ap.add_argument("--height", type=int, default=240, help="panel height in pixels")
+    ap.add_argument("--zoom", type=int, default=0, help="add a pixel-level panel of this window size (px)")
+    ap.add_argument("--out", required=True, help="output PNG")
+    ap.add_argument("--force", action="store_true", help="overwrite --out")
+
+
+def figure_run(args) -> int:
+    from ..data import load_samples
+    from ..figures import refinement_figure
+    from ..inference import Refiner
+    from ..io import check_output_path, write_png
+    check_output_path(args.out, args.force)
+    root = data_or(args.root, "sod", "--root")
+    wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
+    samples = {s.id: s for s in load_samples({"layout": "generic", "root": root})}
+    missing = [i for i in wanted if i not in samples]
+    if missing:
+        raise SamSrError(f"no samples {missing} in {root}")
+    figure = refinement_figure(Refiner.from_checkpoint(args.checkpoint), [samples[i] for i in wanted],
+                               args.source, args.height, args.zoom)
+    write_png(args.out, figure)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def alignment_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--dataset", action="append", help="ROOT or ROOT:IDS_FILE (repeatable; default: "
+                                                       "sod's training photos and horse)")
+    ap.add_argument("--max-distance", type=int, default=4, help="report distances -D..-1, 1..D px")
+    ap.add_argument("--json", default=None, help="also write the profiles here")
+    ap.add_argument("--force", action="store_true", help="overwrite --json")
+
+
+def alignment_run(args) -> int:
+    from ..data.alignment import dataset_profiles, format_profiles
+    from ..evaluation import write_json
+    from ..io import check_output_path
+    if args.json:
+        check_output_path(args.json, args.force)
+    specs = args.dataset
+    if not specs:
+        specs = [f"{data_or(None, 'sod', '--dataset')}:configs/splits/sod_train_fit.txt",
+                 str(data_or(None, 'horse', '--dataset'))]
+    results = dataset_profiles(specs, args.max_distance)
+    print(format_profiles(results), end="")
+    if args.json:
+        write_json(args.json, results)
+    return 0

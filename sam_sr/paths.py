@@ -1,0 +1,36 @@
+"""Where the data lives: the one environment variable ``SAM_SR_DATA``.
+
+Library code never assumes a data location. Configs name data as ``${data:sod}`` (a path inside the
+data folder), and commands whose data options are not given read ``$SAM_SR_DATA`` (e.g.
+``sam-sr eval`` uses ``$SAM_SR_DATA/sod``). This repository's data (photos with masks and coarse
+maps, see ``shared/data/README.md``) sits at ``../shared/data`` beside the checkout::
+
+    export SAM_SR_DATA=../shared/data
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import SamSrError
+
+#: The environment variable naming the data folder.
+DATA_ENV = "SAM_SR_DATA"
+
+
+def data_root() -> Path:
+    """The data folder ``$SAM_SR_DATA``.
+
+    Raises:
+        SamSrError: the variable is not set.
+    """
+    root = os.environ.get(DATA_ENV, "").strip()
+    if not root:
+        raise SamSrError(f"the data folder is not set: export {DATA_ENV}=<folder with sod/, horse/, ...> "
+                         f"(here ../shared/data), or pass the data paths explicitly")
+    return Path(root)
+
+
+def data_path(rel: str | os.PathLike = "") -> Path:
+    """``$SAM_SR_DATA/rel`` (see :func:`data_root`)."""
+    return data_root() / rel

@@ -1,0 +1,120 @@
+"""Where a SAM input stage gets SAM's outputs for an image: a live SAM model (inference) or the cache
+of precomputed outputs (training).
+
+Both give the same three things, so a stage (:mod:`sam_sr.sam.stage`) is written once for inference
+and training:
+
+- :meth:`SamSource.masks`: SAM's automatic masks (segment_anything's ``SamAutomaticMaskGenerator``
+  on a ``points_per_side`` grid; dicts with a bool (H, W) ``segmentation``);
+- :meth:`SamSource.predictor`: a ``SamPredictor`` with the image set (prompted masks);
+- :meth:`SamSource.embedding`: SAM's image embedding, float32 (1, C, 64, 64).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import SamSrError
+from .cache import SamCache
+
+
+class SamSource:
+    """SAM's outputs for one image at a time (see module docstring)."""
+
+    def masks(self, image: np.ndarray) -> list[dict[str, Any]]:
+        """Automatic masks of ``image`` (uint8 (H, W, 3) RGB)."""
+        raise NotImplementedError
+
+    def predictor(self, image: np.ndarray):
+        """A ``SamPredictor`` whose image is ``image``."""
+        raise NotImplementedError
+
+    def embedding(self, image: np.ndarray) -> torch.Tensor:
+        """SAM's image embedding of ``image``: float32 (1, C, 64, 64)."""
+        raise NotImplementedError
+
+
+class LiveSam(SamSource):
+    """A loaded SAM / MobileSAM (:func:`sam_sr.sam.load_sam`), with an optional cache that is read
+    and filled (:class:`SamCache`). The mask generator and the predictor are made when first needed.
+
+    Args:
+        sam: the SAM model. cache: optional :class:`SamCache`.
+        points_per_side: the automatic-mask point grid (cached as kind ``masks-p<N>``).
+    """
+
+    def __init__(self, sam, cache: SamCache | None = None, points_per_side: int = 16):
+        self.sam, self.cache = sam, cache
+        self.points_per_side = int(points_per_side)
+        self.mask_kind = f"masks-p{self.points_per_side}"
+        self._generator = self._predictor = None
+
+    def masks(self, image: np.ndarray) -> list[dict[str, Any]]:
+        if self._generator is None:
+            from .loader import mask_generator
+            self._generator = mask_generator(self.sam, points_per_side=self.points_per_side)
+        if self.cache is not None:
+            return self.cache.masks(image, self._generator.generate, self.mask_kind)
+        return self._generator.generate(image)
+
+    def predictor(self, image: np.ndarray):
+        if self._predictor is None:
+            from .loader import predictor
+            self._predictor = predictor(self.sam)
+        if self.cache is not None:
+            self.cache.set_predictor_image(self._predictor, image)
+        else:
+            self._predictor.set_image(image)
+        return self._predictor
+
+    def embedding(self, image: np.ndarray) -> torch.Tensor:
+        return self.predictor(image).features.float()
+
+
+def _not_cached(image: np.ndarray):
+    raise SamSrError("SAM outputs of a training image are not cached; run scripts/precompute_sam.py "
+                     "(sam-sr precompute-sam) with this config first")
+
+
+class CachedSam(SamSource):
+    """SAM's outputs read from the cache only (training never runs SAM's image encoder).
+
+    Args:
+        cache: the :class:`SamCache` filled by ``sam-sr precompute-sam``.
+        sam_type, sam_checkpoint: the SAM model; its prompt encoder and mask decoder are loaded (once
+            per data worker, on the CPU) only when a stage asks for the predictor, and run on the
+            cached embedding.
+        points_per_side: grid of the cached automatic masks.
+
+    Raises (from the methods):
+        SamSrError: an image whose masks or embedding are not cached.
+    """
+
+    def __init__(self, cache: SamCache, sam_type: str = "vit_t", sam_checkpoint: str | Path | None = None,
+                 points_per_side: int = 8):
+        self.cache = cache
+        self.sam_type, self.sam_checkpoint = sam_type, sam_checkpoint
+        self.mask_kind = f"masks-p{int(points_per_side)}"
+        self._predictor = None
+
+    def masks(self, image: np.ndarray) -> list[dict[str, Any]]:
+        return self.cache.masks(image, _not_cached, self.mask_kind)
+
+    def predictor(self, image: np.ndarray):
+        if not self.cache.has(image, "embedding"):
+            _not_cached(image)
+        if self._predictor is None:
+            from .loader import load_sam, predictor
+            if not self.sam_checkpoint:
+                raise SamSrError("prompted SAM masks need sam.checkpoint (for SAM's prompt decoder)")
+            self._predictor = predictor(load_sam(self.sam_type, self.sam_checkpoint, "cpu"))
+        self.cache.set_predictor_image(self._predictor, image)
+        return self._predictor
+
+    def embedding(self, image: np.ndarray) -> torch.Tensor:
+        if not self.cache.has(image, "embedding"):
+            _not_cached(image)
+        return torch.from_numpy(self.cache.embedding(image)["features"].astype(np.float32))

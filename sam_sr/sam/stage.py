@@ -1,0 +1,105 @@
+"""SAM input stages: what SAM adds to (or changes in) the refiner's input, one class per kind.
+
+A stage runs before the refiner, at inference and in training alike::
+
+    coarse, extra, info = stage(source, image, coarse, rng)
+
+- ``source``: a :class:`~sam_sr.sam.source.SamSource` (a live SAM at inference, the cache of
+  precomputed outputs in training);
+- ``image``: uint8 (H, W, 3) RGB; ``coarse``: float32 (H, W) in [0, 1] (binary or soft);
+- ``rng``: a numpy Generator for the stage's random choices (prompt points, colours), or None for
+  the fixed seed 0 (inference is deterministic);
+- returns the coarse mask for the refiner (float32 or bool (h, w) with the image's aspect ratio: the
+  input, or a replacement, e.g. SAM's union (v1); a replacement of another size is resized to the
+  image), ``extra``: per-pixel channels float32 (H, W, C) in [0, 1], SAM's image embedding float32
+  tensor (1, C, 64, 64), or None; and ``info``, a dict about the run (e.g. v1's ``used_sam``).
+
+The variants' stages live with their variants (:mod:`sam_sr.variants`); :class:`SamInputs` and
+:class:`SamTrainingInputs` bind a stage to its source for the predictor and the training dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .features import sample_embedding
+from .inputs import V1Config
+from .source import SamSource
+
+
+@dataclass
+class SamSettings:
+    """Settings of the SAM input stages (a config's ``sam`` section).
+
+    Args:
+        points_per_side: automatic-mask point grid (v1, v2.1).
+        n_points: prompt points sampled from the coarse mask (v2.2; a multiple of 3).
+        v1: v1's thresholds (:class:`V1Config`).
+    """
+
+    points_per_side: int = 16
+    n_points: int = 9
+    v1: V1Config = field(default_factory=V1Config)
+
+
+class SamStage:
+    """Base class of a variant's SAM input stage (see module docstring).
+
+    Class attributes:
+        uses_masks: the stage reads SAM's automatic masks (precompute them for training).
+        uses_embedding: the stage reads SAM's image embedding or its predictor.
+    """
+
+    uses_masks = False
+    uses_embedding = False
+
+    def __init__(self, settings: SamSettings | None = None):
+        self.settings = settings or SamSettings()
+
+    @staticmethod
+    def seed(rng: np.random.Generator | None) -> int:
+        """A seed for the stage's random choices: 0 without ``rng`` (inference), else drawn from it."""
+        return 0 if rng is None else int(rng.integers(0, 2**31 - 1))
+
+    def __call__(self, source: SamSource, image: np.ndarray, coarse: np.ndarray,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, Any, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class SamInputs:
+    """A stage bound to a live SAM, called by :class:`sam_sr.Refiner` as
+    ``inputs(image, coarse) -> (coarse, extra, info)`` (see module docstring)."""
+
+    def __init__(self, stage: SamStage, source: SamSource):
+        self.stage, self.source = stage, source
+
+    def __call__(self, image: np.ndarray, coarse: np.ndarray):
+        return self.stage(self.source, image, coarse, None)
+
+
+class SamTrainingInputs:
+    """A stage bound to the SAM cache, for :class:`sam_sr.data.RefinementDataset`.
+
+    Called as ``inputs(image, coarse, rng) -> (coarse, extra, embedding)`` with ``extra`` float32
+    (H, W, C) in [0, 1] or None and ``embedding`` float32 (1, C, 64, 64) or None.
+    :meth:`features_at` reads an embedding at a crop's pixel coordinates.
+    """
+
+    def __init__(self, stage: SamStage, source: SamSource):
+        self.stage, self.source = stage, source
+
+    def __call__(self, image: np.ndarray, coarse: np.ndarray, rng: np.random.Generator):
+        coarse, extra, _ = self.stage(self.source, image, coarse, rng)
+        if isinstance(extra, torch.Tensor):
+            return coarse, None, extra
+        return coarse, extra, None
+
+    @staticmethod
+    def features_at(embedding: torch.Tensor, image_hw: tuple[int, int], ys: torch.Tensor,
+                    xs: torch.Tensor) -> torch.Tensor:
+        """The embedding read at image points (pixel coordinates): float32 (C, R, Cc); see
+        :func:`sam_sr.sam.features.sample_embedding`."""
+        return sample_embedding(embedding, image_hw, ys, xs)
