@@ -12,8 +12,9 @@ use SAM), ``train`` and ``inference`` (the model's recommended cascade settings)
    data.crop_size=192``.
 
 Unknown keys are errors at every step, except inside the free-form sections (``model``,
-``data.mode_weights``, ``sam.v1``, ``inference``, ``train.lr_mult``; their keys are checked by the
-model config, the synthesizer, the cascade). Values may use ``${data:REL}``: the path REL inside the
+``data.mode_weights``, ``sam.v1``, ``inference``, ``train.lr_mult``, ``train.loss_weights``,
+``region.make``, ``region.synth``, ``region.weights``; their keys are checked by the model config,
+the synthesizers, the losses, the cascade). Values may use ``${data:REL}``: the path REL inside the
 data folder named by the environment variable ``SAM_SR_DATA`` (:mod:`sam_sr.paths`), e.g.
 ``root: ${data:sod}``; loading such a config without ``SAM_SR_DATA`` set is an error that says so.
 """
@@ -32,6 +33,7 @@ from .paths import data_path
 
 DEFAULTS: dict[str, Any] = {
     "variant": "crm",
+    "task": "refiner",             # refiner | region (SAM-SR v4's region step, sam_sr.region_training)
     "model": {},
     "data": {
         "datasets": [],            # list of {layout, root, ids_file?, coarse_sources?}
@@ -82,6 +84,14 @@ DEFAULTS: dict[str, Any] = {
         "stop_at": 0,              # stop at this iteration (the schedule still spans `iterations`); 0 = off
         "lr_mult": {},             # {parameter-name prefix: lr multiplier}, e.g. {pixel_head: 10}
     },
+    "region": {                    # task: region (SAM-SR v4's region step, sam_sr.region_training)
+        "refiner": None,           # CRM checkpoint whose weights are the v4 model's boundary refiner
+        "records": "cache/region",   # stored region samples, <records>/<dataset>/<id>.npz
+        "make": {"seed": 0, "datasets": []},   # the samples to make (sam_sr.data.region_data)
+        "synth": {},               # RegionSynthConfig fields (coarse masks with region errors)
+        "train_on": [],            # dataset names of make.datasets to train on
+        "weights": {},             # {dataset: sampling weight per sample}
+    },
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
     # stored in its checkpoints and used by Refiner.from_checkpoint unless overridden
     "inference": {},
@@ -89,7 +99,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult")
+_FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult", "train.loss_weights",
+         "region.make", "region.synth", "region.weights")
 
 #: The key naming a config's base file.
 EXTENDS = "extends"

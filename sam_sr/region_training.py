@@ -1,18 +1,27 @@
-"""Training of the region step of SAM-SR v4 (:class:`sam_sr.models.region.RegionNet`), with accelerate.
+"""Training of SAM-SR v4's region step (:class:`sam_sr.models.region.RegionNet`), with accelerate.
 
-Samples come from the stored region records (:mod:`sam_sr.data.region_data`) and the SAM cache; SAM
-itself never runs here. Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512
-grid of the stored ground truth and scored with BCE against the area-averaged (soft) ground truth plus
-a soft-IoU (Jaccard) loss, over the cells the photo covers.
+A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config configs/v4/...``):
 
-Resumable: every ``ckpt_every`` iterations the whole training state (model, optimizer, scheduler and
-every RNG, via accelerate's ``save_state``) is written to ``<out_dir>/state``; a restarted run loads it
-and skips the batches already seen in the current epoch (``skip_first_batches``), so it continues
-where it stopped with the same data order.
+1. The v4 model is built from ``model``; its CRM boundary refiner's weights come from
+   ``region.refiner`` (a CRM checkpoint, e.g. the shipped ``sam_sr/weights/crm_r18.pt``) or, for a
+   later stage, from ``train.init_checkpoint`` (the previous stage's ``final.pt``). Only the region
+   network is trained.
+2. The region samples of ``region.make.datasets`` (:mod:`sam_sr.data.region_data`) that are not stored
+   under ``region.records`` yet are made first (SAM runs there, once per photo); training reads the
+   datasets named in ``region.train_on``, drawn with ``region.weights`` (per-sample weights by
+   dataset), and never runs SAM.
+3. Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512 grid of the stored
+   ground truth and scored with BCE against the area-averaged (soft) ground truth plus a soft-IoU
+   (Jaccard) loss, over the cells the photo covers (``train.loss_weights``: ``bce``, ``iou``).
+
+Resumable and deterministic as :mod:`sam_sr.training`: the state (region network, optimizer,
+scheduler, RNG) is saved with accelerate every ``train.ckpt_every`` iterations and swapped in
+atomically; a rerun re-enters the epoch where it stopped (``skip_first_batches``) and each epoch's
+draws are seeded from (seed, epoch). The result, ``<out_dir>/final.pt``, is a whole v4 checkpoint
+(region network + boundary refiner) that ``Refiner.from_checkpoint`` runs.
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import SamSrError
 
@@ -29,8 +38,9 @@ class RegionSamples(Dataset):
     """All samples of the region records under ``root/<name>/*.npz`` for the given dataset names,
     held in memory (uint8 / float16), with SAM embeddings from ``sam_cache``.
 
-    Items: dict of float32 tensors ``embedding`` (256, 64, 64), ``coarse`` (1, 256, 256) in [0, 1],
-    ``sam`` (S, 256, 256) logits, ``image`` (3, 256, 256) in [0, 1], ``valid`` (1, 256, 256),
+    Items (keys are taken modulo the length, as :class:`WeightedEpochSampler` yields them): dict of
+    float32 tensors ``embedding`` (256, 64, 64), ``coarse`` (1, 256, 256) in [0, 1], ``sam``
+    (S, 256, 256) logits, ``image`` (3, 256, 256) in [0, 1], ``valid`` (1, 256, 256),
     ``gt`` (1, 512, 512) in [0, 1].
 
     Raises:
@@ -45,7 +55,8 @@ class RegionSamples(Dataset):
         for name in names:
             files = sorted((Path(root) / name).glob("*.npz"))
             if not files:
-                raise SamSrError(f"no region records in {Path(root) / name}; run the region-data step first")
+                raise SamSrError(f"no region records in {Path(root) / name}; list the dataset in "
+                                 f"region.make.datasets so that they are made")
             for f in files:
                 with np.load(f) as z:
                     rec = {k: z[k] for k in z.files}
@@ -65,8 +76,8 @@ class RegionSamples(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        r, j = self.index[i]
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        r, j = self.index[int(key) % len(self.index)]
         rec = self.records[r]
         return {
             "embedding": self.embeddings[str(rec["emb_key"])].float(),
@@ -78,6 +89,28 @@ class RegionSamples(Dataset):
         }
 
 
+class WeightedEpochSampler(Sampler[int]):
+    """``n`` draws per epoch with replacement, with probabilities proportional to ``weights``; epoch
+    e's draws come from a generator seeded with (seed, e), so a resumed run draws the same ones.
+    Call :meth:`set_epoch` before iterating an epoch."""
+
+    def __init__(self, weights: list[float], seed: int = 0):
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        if len(self.weights) == 0 or float(self.weights.min()) < 0 or float(self.weights.sum()) <= 0:
+            raise SamSrError("region sampling weights must be >= 0 with a positive sum")
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=g).tolist())
+
+
 def region_loss(logits: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
                 weights: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """BCE + soft-IoU loss of 256-grid logits against a 512-grid soft ground truth.
@@ -85,8 +118,15 @@ def region_loss(logits: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
     Args:
         logits: float (B, 1, 256, 256). gt: float (B, 1, 512, 512) in [0, 1].
         valid: float (B, 1, 256, 256), 1 where the photo is.
+        weights: ``{"bce": w, "iou": w}`` (default 1 and 1).
+
+    Returns:
+        (total loss scalar, {term: float}).
     """
     w = {"bce": 1.0, "iou": 1.0, **(weights or {})}
+    unknown = sorted(set(w) - {"bce", "iou"})
+    if unknown:
+        raise SamSrError(f"unknown region loss terms {unknown} (bce, iou)")
     up = F.interpolate(logits.float(), size=gt.shape[-2:], mode="bilinear", align_corners=False)
     v = F.interpolate(valid, size=gt.shape[-2:], mode="nearest")
     bce = (F.binary_cross_entropy_with_logits(up, gt, reduction="none") * v).sum((1, 2, 3)) / v.sum((1, 2, 3))
@@ -99,90 +139,117 @@ def region_loss(logits: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
-def _schedule(opt, t: dict[str, Any]):
-    """Linear warm-up then cosine decay to 0 over ``iterations`` (torch's SequentialLR)."""
-    warm = int(t.get("warmup", 0))
-    total = int(t["iterations"])
-    cos = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total - warm) / max(1, total - warm))))
-    if not warm:
-        return cos
-    lin = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / warm, total_iters=warm)
-    return torch.optim.lr_scheduler.SequentialLR(opt, [lin, cos], milestones=[warm])
+def sam_cache_of(cfg: dict[str, Any]):
+    """The :class:`~sam_sr.sam.cache.SamCache` of a config's ``sam`` section (the bundled MobileSAM
+    when ``sam.checkpoint`` is null)."""
+    from .sam.cache import SamCache, model_tag
+    from .sam.loader import BUNDLED_SAM
+    s = cfg["sam"]
+    ckpt = s.get("checkpoint") or BUNDLED_SAM
+    if not Path(ckpt).is_file():
+        raise SamSrError(f"SAM checkpoint not found: {ckpt}")
+    return SamCache(s["cache"], model_tag(s["type"], ckpt))
+
+
+def make_region_records(cfg: dict[str, Any], model=None) -> dict[str, int]:
+    """Make the region samples of ``region.make.datasets`` that are not stored yet (SAM is loaded
+    only if some are missing). Returns :func:`~sam_sr.data.region_data.build_region_data`'s counts."""
+    from .data.region_data import RegionSynthConfig, build_region_data
+    from .variants import build_model
+    model = model or build_model("v4", cfg["model"])
+    r, s = cfg["region"], cfg["sam"]
+    synth = RegionSynthConfig(**dict(r.get("synth") or {}))
+
+    def predictor():
+        from .sam import load_sam
+        from .sam import predictor as make_predictor
+        return make_predictor(load_sam(s["type"], s.get("checkpoint"), "cpu"))
+
+    return build_region_data(list(r["make"]["datasets"]), r["records"], sam_cache_of(cfg), predictor,
+                             model.prompt_configs(), synth=synth, seed=int(r["make"]["seed"]))
 
 
 def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Train a :class:`RegionNet` from a config with sections ``model`` (RegionConfig fields),
-    ``data`` (``root``, ``datasets``: names, ``weights``: {name: sampling weight}, ``sam_cache``,
-    ``sam_tag``, ``num_workers``) and ``train`` (``out_dir``, ``iterations``, ``batch_size``, ``lr``,
-    ``weight_decay``, ``warmup``, ``seed``, ``log_every``, ``ckpt_every``, ``loss_weights``,
-    ``init_checkpoint``: start from a previous stage's ``final.pt``, ``stop_at``:
-    stop (resumably) at this iteration, the schedule still spanning ``iterations``).
+    """Train the region step of a v4 model (see the module docstring).
 
     Returns:
-        ``{"iteration", "first_loss", "last_loss", "wall_s", "final_checkpoint"}``.
+        ``{"iteration", "first_loss", "last_loss", "wall_s", "final_checkpoint", "records"}``.
 
     Raises:
-        SamSrError: bad config, missing records or embeddings.
+        SamSrError: bad config, missing refiner weights, records or embeddings, a state of another
+            model config.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     from .checkpoint import save_checkpoint
-    from .models.region import RegionConfig, RegionNet
-    from .sam.cache import SamCache
+    from .training import _init_from, _read_progress, _save_state, build_schedule, end_iteration
+    from .variants import build_model
 
-    t, d = cfg["train"], cfg["data"]
+    if cfg["variant"] != "v4":
+        raise SamSrError(f"task: region trains SAM-SR v4's region step; variant is {cfg['variant']!r}")
+    t, r = cfg["train"], cfg["region"]
     out = Path(t["out_dir"])
+    end = end_iteration(t)
     acc = Accelerator(log_with="tensorboard", project_dir=str(out))
     set_seed(int(t["seed"]))
-    model = RegionNet(RegionConfig.from_dict(cfg.get("model") or {}))
-    if t.get("init_checkpoint"):   # the previous stage's weights (fine-tuning)
-        from .checkpoint import read_checkpoint
-        state = read_checkpoint(t["init_checkpoint"])
-        if state.get("model_config") != model.config.to_dict():
-            raise SamSrError(f"init_checkpoint {t['init_checkpoint']} has another region config")
-        model.load_state_dict(state["model"])
-    data = RegionSamples(d["root"], list(d["datasets"]), SamCache(d["sam_cache"], d["sam_tag"]),
-                         d.get("weights"))
-    gen = torch.Generator().manual_seed(int(t["seed"]))
-    sampler = torch.utils.data.WeightedRandomSampler(data.sample_weights, num_samples=len(data),
-                                                     replacement=True, generator=gen)
-    loader = DataLoader(data, batch_size=int(t["batch_size"]), sampler=sampler, drop_last=True,
-                        num_workers=int(d.get("num_workers", 0)))
-    opt = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    sched = _schedule(opt, t)
-    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    model = build_model("v4", cfg["model"])
+    model_config = model.config.to_dict()
+    records = make_region_records(cfg, model) if acc.is_main_process else {}
+    acc.wait_for_everyone()
+    data = RegionSamples(r["records"], list(r["train_on"]), sam_cache_of(cfg), dict(r.get("weights") or {}))
+    sampler = WeightedEpochSampler(data.sample_weights, int(t["seed"]))
+    loader = DataLoader(data, batch_size=int(t["batch_size"]), sampler=sampler, drop_last=True, num_workers=0)
+    if len(loader) == 0:
+        raise SamSrError(f"{len(data)} region samples are fewer than batch_size {t['batch_size']}")
+    net = model.region
+    opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    sched = build_schedule(opt, t)
+
     state_dir = out / "state"
+    old_state = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
+        old_state.rename(state_dir)   # a save interrupted between its two renames
+    acc.wait_for_everyone()
+    progress = _read_progress(state_dir) if t["resume"] else None
+    if progress is None:
+        if t["init_checkpoint"]:
+            _init_from(model, t["init_checkpoint"])         # the previous stage: region + refiner
+        elif r.get("refiner"):
+            _init_from(model, r["refiner"])                 # the boundary refiner's weights
+        else:
+            raise SamSrError("a v4 region stage needs region.refiner (a CRM checkpoint) or train.init_checkpoint")
+    elif progress.get("variant") != "v4" or progress.get("model_config") != model_config:
+        raise SamSrError(f"cannot resume from {state_dir}: it was trained with another model config")
+    net, opt, loader, sched = acc.prepare(net, opt, loader, sched)
     start = 0
-    if (state_dir / "iteration.txt").is_file():
+    if progress is not None:
         acc.load_state(str(state_dir))
-        start = int((state_dir / "iteration.txt").read_text())
+        start = int(progress["iteration"])
         acc.print(f"resumed from {state_dir} at iteration {start}")
     acc.init_trackers("tb", config={k: v for k, v in t.items() if isinstance(v, (int, float, str))})
-    per_epoch = len(loader)
-    if per_epoch == 0:
-        raise SamSrError(f"{len(data)} region samples are fewer than batch_size {t['batch_size']}")
 
-    def save(it: int) -> None:
+    def save(it: int, final: Path | None = None) -> None:
+        _save_state(acc, state_dir, {"iteration": it, "variant": "v4", "model_config": model_config})
+        if acc.is_main_process and final is not None:
+            model.region = acc.unwrap_model(net)
+            save_checkpoint(final, model, "v4", model_config, iteration=it, config=cfg)
         acc.wait_for_everyone()
-        acc.save_state(str(state_dir))
-        if acc.is_main_process:
-            (state_dir / "iteration.txt").write_text(str(it))
 
-    model.train()
+    net.train()
     losses: list[float] = []
     t0 = time.time()
     it = start
-    bar = tqdm(total=int(t["iterations"]), initial=start, desc="train region", disable=not acc.is_local_main_process)
-    stop = min(int(t["iterations"]), int(t.get("stop_at") or t["iterations"]))
-    while it < stop:
-        epoch, pos = divmod(it, per_epoch)
-        gen.manual_seed(int(t["seed"]) * 100_003 + epoch)   # the same order for the same epoch
-        batches = acc.skip_first_batches(loader, pos) if pos else loader
+    per_epoch = len(loader)
+    epoch, skip = divmod(start, per_epoch)
+    log_every = int(t["log_every"])
+    bar = tqdm(total=end, initial=start, desc="train region", disable=not acc.is_local_main_process)
+    while it < end:
+        sampler.set_epoch(epoch)
+        batches = acc.skip_first_batches(loader, skip) if skip else loader
         for batch in batches:
-            logits = model(batch["embedding"], batch["coarse"], batch["sam"], batch["image"], batch["valid"])
+            logits = net(batch["embedding"], batch["coarse"], batch["sam"], batch["image"], batch["valid"])
             loss, terms = region_loss(logits, batch["gt"], batch["valid"], t.get("loss_weights"))
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
@@ -191,30 +258,20 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
             it += 1
             losses.append(float(loss.detach()))
             bar.update(1)
-            if it % int(t["log_every"]) == 0:
-                window = losses[-int(t["log_every"]):]
+            if it % log_every == 0:
+                window = losses[-log_every:]
                 acc.log({"loss/total": sum(window) / len(window), **{f"loss/{k}": v for k, v in terms.items()},
                          "lr": sched.get_last_lr()[0]}, step=it)
                 bar.set_postfix(loss=f"{sum(window) / len(window):.4f}")
-            if it % int(t["ckpt_every"]) == 0:
+            if it % int(t["ckpt_every"]) == 0 and it < end:
                 save(it)
-            if it >= stop:
+            if it >= end:
                 break
-        if it >= stop:
-            break
+        epoch, skip = epoch + 1, 0
     bar.close()
-    save(it)
-    if it < int(t["iterations"]):   # stopped early on purpose (train.stop_at): resumable, no final.pt
-        acc.end_training()
-        return {"iteration": it, "first_loss": float(np.mean(losses[:int(t["log_every"])])) if losses else float("nan"),
-                "last_loss": float(np.mean(losses[-int(t["log_every"]):])) if losses else float("nan"),
-                "wall_s": time.time() - t0, "final_checkpoint": None}
     final = out / "final.pt"
-    if acc.is_main_process:
-        m = acc.unwrap_model(model)
-        save_checkpoint(final, m, "region", m.config.to_dict(), iteration=it, config=cfg)
+    save(it, final)
     acc.end_training()
-    n = int(t["log_every"])
-    return {"iteration": it, "first_loss": float(np.mean(losses[:n])) if losses else float("nan"),
-            "last_loss": float(np.mean(losses[-n:])) if losses else float("nan"),
-            "wall_s": time.time() - t0, "final_checkpoint": str(final)}
+    return {"iteration": it, "first_loss": float(np.mean(losses[:log_every])) if losses else float("nan"),
+            "last_loss": float(np.mean(losses[-log_every:])) if losses else float("nan"),
+            "wall_s": time.time() - t0, "final_checkpoint": str(final), "records": records}

@@ -243,6 +243,11 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
     Raises:
         SamSrError: bad config, empty dataset, a state of another model config or of an older sam-sr.
     """
+    if cfg.get("task", "refiner") == "region":   # SAM-SR v4's region step has its own trainer
+        from .region_training import train_region
+        return train_region(cfg)
+    if cfg.get("task", "refiner") != "refiner":
+        raise SamSrError(f"unknown task {cfg.get('task')!r} (refiner | region)")
     t = cfg["train"]
     out = Path(t["out_dir"])
     end = end_iteration(t)

@@ -22,7 +22,9 @@ def records(tmp_path_factory):
     root = tmp_path_factory.mktemp("region")
     for i in range(3):
         save_pair(root / "data" / "images", root / "data" / "masks", f"p{i}", seed=i)
-    cache = SamCache(root / "sam", "tiny")
+    from sam_sr.sam.cache import model_tag
+    (root / "tiny_sam.pt").write_bytes(b"stand-in: names the tiny SAM's cache")
+    cache = SamCache(root / "sam", model_tag("vit_t", root / "tiny_sam.pt"))
     pred = predictor(build_tiny_sam(image_size=1024))
     spec = {"name": "toy", "layout": "generic", "root": str(root / "data"), "k": 3}
     stats = build_region_data([spec], root / "out", cache, pred, PROMPTS, seed=0)
@@ -70,12 +72,37 @@ def test_frame_grid_pads_like_sam():
     assert g[:, :256].min() == 1 and g[:, 256:].max() == 0
 
 
-def _cfg(root, out, **train):
-    return {"model": TINY_REGION,
-            "data": {"root": str(root / "out"), "datasets": ["toy"], "sam_cache": str(root / "sam"),
-                     "sam_tag": "tiny"},
-            "train": {"out_dir": str(out), "iterations": 4, "batch_size": 2, "lr": 1e-3,
-                      "weight_decay": 0.0, "warmup": 1, "seed": 0, "log_every": 1, "ckpt_every": 2, **train}}
+def _v4_model_config():
+    from tests.conftest import TINY
+    return {**TINY, "region": TINY_REGION, "prompts": [p.to_dict() for p in PROMPTS], "compose": 1.0}
+
+
+@pytest.fixture(scope="module")
+def refiner_checkpoint(records):
+    """A tiny CRM checkpoint: the v4 model's boundary refiner."""
+    from sam_sr.checkpoint import save_checkpoint
+    from sam_sr.variants import build_model
+    from tests.conftest import TINY
+    torch.manual_seed(0)
+    crm = build_model("crm", TINY)
+    p = records[0] / "crm.pt"
+    save_checkpoint(p, crm, "crm", crm.config.to_dict(), iteration=0)
+    return p
+
+
+def _cfg(root, out, refiner, **train):
+    from sam_sr.config import load_config
+    cfg = load_config()
+    cfg.update(variant="v4", task="region", model=_v4_model_config())
+    cfg["sam"].update(checkpoint=str(root / "tiny_sam.pt"), cache=str(root / "sam"))
+    cfg["region"].update(refiner=str(refiner), records=str(root / "out"),
+                         make={"seed": 0, "datasets": [{"name": "toy", "layout": "generic",
+                                                        "root": str(root / "data"), "k": 3}]},
+                         train_on=["toy"])
+    cfg["train"].update({"out_dir": str(out), "iterations": 4, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0,
+                         "warmup": 1, "seed": 0, "log_every": 1, "ckpt_every": 2,
+                         "loss_weights": {"bce": 1.0, "iou": 1.0}, **train})
+    return cfg
 
 
 def _weights(path):
@@ -83,30 +110,50 @@ def _weights(path):
     return read_checkpoint(path)["model"]
 
 
-def test_region_training_is_deterministic_and_resumes_exactly(records, tmp_path):
-    from sam_sr.region_training import train_region
+def test_region_training_is_deterministic_resumes_exactly_and_keeps_the_refiner(records, refiner_checkpoint, tmp_path):
+    from sam_sr.training import train
     root = records[0]
-    a = train_region(_cfg(root, tmp_path / "a"))
-    b = train_region(_cfg(root, tmp_path / "b"))
-    assert a["iteration"] == b["iteration"] == 4
+    a = train(_cfg(root, tmp_path / "a", refiner_checkpoint))
+    b = train(_cfg(root, tmp_path / "b", refiner_checkpoint))
+    assert a["iteration"] == b["iteration"] == 4 and a["records"]["skipped"] == 3   # nothing new to make
     wa, wb = _weights(a["final_checkpoint"]), _weights(b["final_checkpoint"])
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    stopped = train_region(_cfg(root, tmp_path / "c", stop_at=2))
-    assert stopped["iteration"] == 2 and stopped["final_checkpoint"] is None
-    resumed = train_region(_cfg(root, tmp_path / "c"))
+    stopped = train(_cfg(root, tmp_path / "c", refiner_checkpoint, stop_at=2))
+    assert stopped["iteration"] == 2
+    resumed = train(_cfg(root, tmp_path / "c", refiner_checkpoint))
     wc = _weights(resumed["final_checkpoint"])
     diff = max(float((wa[k].float() - wc[k].float()).abs().max()) for k in wa)
     assert diff <= 1e-6, diff
-    assert any(float((wa[k] - _weights_init(k, wa)).abs().max()) > 0 for k in ("head.weight",))
+    assert float(wa["region.head.weight"].abs().max()) > 0            # the region network learned
+    crm = _weights(refiner_checkpoint)
+    assert all(torch.equal(wa[k], crm[k]) for k in crm)                 # the refiner is the given CRM
 
 
-def _weights_init(name, like):
-    return torch.zeros_like(like[name])   # the correction head starts at zero
+def test_a_region_checkpoint_runs_as_the_v4_variant(records, refiner_checkpoint, tmp_path):
+    from sam_sr.training import train
+    from sam_sr.variants.v4 import RegionStage
+    root, cache, pred = records[0], records[1], records[2]
+    res = train(_cfg(root, tmp_path / "r", refiner_checkpoint, iterations=2))
+    # the stage bound to the trained model and a live tiny SAM (which has no checkpoint file to load)
+    from sam_sr.checkpoint import load_model
+    from sam_sr.sam.source import LiveSam
+    model, _ = load_model(res["final_checkpoint"])
+    stage = RegionStage().bind(model)
+    image, mask = disk_photo(seed=5)
+    out, extra, info = stage(LiveSam(pred.model), image, mask.astype(np.float32) / 255)
+    assert out.shape == mask.shape and out.dtype == bool and extra is None
+    assert 0 <= info["changed"] <= 1 and 0 <= info["composed_changed"] <= 1
+    with pytest.raises(SamSrError, match="needs a v4 model"):
+        RegionStage().bind(torch.nn.Linear(1, 1))
 
 
-def test_missing_records_are_one_clear_error(records, tmp_path):
-    from sam_sr.region_training import train_region
-    cfg = _cfg(records[0], tmp_path / "x")
-    cfg["data"]["datasets"] = ["nothing"]
+def test_missing_records_and_refiner_are_one_clear_error(records, refiner_checkpoint, tmp_path):
+    from sam_sr.training import train
+    cfg = _cfg(records[0], tmp_path / "x", refiner_checkpoint)
+    cfg["region"]["train_on"] = ["nothing"]
     with pytest.raises(SamSrError, match="no region records"):
-        train_region(cfg)
+        train(cfg)
+    cfg = _cfg(records[0], tmp_path / "y", refiner_checkpoint)
+    cfg["region"]["refiner"] = None
+    with pytest.raises(SamSrError, match="needs region.refiner"):
+        train(cfg)

@@ -208,7 +208,8 @@ def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_
             coarse masks; ``protocols`` (e.g. ``[scale_gap_x8]``) adds the evaluation's scale gaps.
         out_root: folder of ``<name>/<id>.npz`` records.
         sam_cache: the :class:`~sam_sr.sam.cache.SamCache` holding (or receiving) the embeddings.
-        predictor: a segment_anything ``SamPredictor`` of the cache's SAM model.
+        predictor: a segment_anything ``SamPredictor`` of the cache's SAM model, or a function
+            returning one, called only when a photo is missing (SAM is then loaded only if needed).
         prompt_cfgs: :class:`sam_sr.sam.prompt.PromptConfig` list, one stored SAM answer each.
 
     Returns:
@@ -221,6 +222,7 @@ def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_
     from .datasets import load_samples
     synth = synth or RegionSynthConfig()
     out_root = Path(out_root)
+    pred = predictor if hasattr(predictor, "predict") else None
     stats = {"written": 0, "skipped": 0, "samples": 0}
     for spec in datasets:
         name, k = spec["name"], int(spec["k"])
@@ -241,7 +243,9 @@ def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_
                 raise SamSrError(f"{name}/{item_id}: mask {gt.shape} and image {image.shape[:2]} differ")
             if not gt.any():
                 continue
-            sam_cache.set_predictor_image(predictor, image)
+            if pred is None:
+                pred = predictor()
+            sam_cache.set_predictor_image(pred, image)
             rng = np.random.default_rng(seed_of(seed, name, item_id))
             coarse = []
             if spec.get("layout") == "camvid":
@@ -257,9 +261,9 @@ def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_
                     raise SamSrError(f"unknown coarse protocol {proto!r} (scale_gap_xK)")
                 coarse.append((str(proto), scale_gap(gt, int(str(proto)[11:])).astype(np.float32)))
             for mode in draw_modes(synth, k, rng) if k else []:
-                c, used = synthesize(gt, mode, rng, synth, predictor)
+                c, used = synthesize(gt, mode, rng, synth, pred)
                 coarse.append((used, c))
-            rec = make_records(image, gt, predictor, prompt_cfgs, coarse, image_key(image))
+            rec = make_records(image, gt, pred, prompt_cfgs, coarse, image_key(image))
             write_records(path, rec)
             stats["written"] += 1
             stats["samples"] += len(coarse)

@@ -141,7 +141,8 @@ class Refiner:
             from ..sam.source import LiveSam
             source = LiveSam(load_sam(sam_type or spec.default_sam_type, sam_ckpt, device), cache=sam_cache,
                              points_per_side=sam_points_per_side)
-            sam_inputs = SamInputs(spec.stage(SamSettings(points_per_side=sam_points_per_side)), source)
+            stage = spec.stage(SamSettings(points_per_side=sam_points_per_side)).bind(model)
+            sam_inputs = SamInputs(stage, source)
         return cls(model, device, cascade_config, info, sam_inputs)
 
     def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False,

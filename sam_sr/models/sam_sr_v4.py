@@ -8,73 +8,91 @@ boundaries (SAMRefiner's SAM prompting, CRM's cascade):
 2. The region network (:class:`~sam_sr.models.region.RegionNet`) decides on SAM's 256 x 256 grid
    which cells belong to the object, from the embedding, the coarse mask, SAM's answers and the
    photo: it can add a missing part or drop a wrong region anywhere in the photo.
-3. Its logits, resampled to the photo, replace the coarse mask fed to a CRM refiner
-   (:class:`~sam_sr.models.crm.CRM`), whose cascade re-draws the boundary at full resolution.
+3. Its decisions replace the coarse mask where they differ from it by regions
+   (:func:`sam_sr.sam.region_step.compose`, opening radius ``compose`` grid cells), and the CRM
+   refiner this model also is (:class:`~sam_sr.models.crm.CRM`) re-draws the boundary at full
+   resolution in its cascade.
+
+Steps 1-3 run in the variant's SAM stage (:mod:`sam_sr.variants.v4`); the cascade calls this model's
+CRM interface as for any refiner.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
 from ..errors import SamSrError
+from .base import config_from_dict, config_to_dict
 from .crm import CRM, CRMConfig
 from .region import RegionConfig, RegionNet
 
+#: SAM answers the region step reads (sam_sr.sam.prompt.PromptConfig fields), one per region input.
+DEFAULT_PROMPTS = ({"rounds": 1, "mask": False},   # points + box: SAM's own view of the object
+                   {"rounds": 1})                  # + the coarse mask as dense prompt: SAM reshaping it
+
 
 @dataclass
-class V4Config:
-    """Architecture of a v4 model: the region network, the boundary refiner and SAM's prompt settings.
+class V4Config(CRMConfig):
+    """A CRM refiner's architecture (:class:`CRMConfig` fields) plus the region step's.
 
     Args:
-        region: :class:`RegionConfig` fields. refiner: :class:`CRMConfig` fields.
-        prompts: :class:`~sam_sr.sam.prompt.PromptConfig` field dicts, one SAM answer each (as many
-            as ``region.sam_inputs``).
-        mask: what replaces the coarse mask for the refiner: ``binary`` (the region logits > 0) or
-            ``soft`` (their sigmoid).
+        region: :class:`~sam_sr.models.region.RegionConfig` fields.
+        prompts: :class:`~sam_sr.sam.prompt.PromptConfig` field dicts, one SAM answer each (as many as
+            ``region["sam_inputs"]``, default 2).
+        compose: opening radius, in cells of SAM's 256 grid, of the region step's disagreements with
+            the coarse mask (see :func:`sam_sr.sam.region_step.compose`); 0 = the region mask alone.
+
+    Raises:
+        SamSrError: unknown keys, a bad region config or prompt, a prompt count that is not the
+            region network's ``sam_inputs``, a negative ``compose``.
     """
 
     region: dict[str, Any] = field(default_factory=dict)
-    refiner: dict[str, Any] = field(default_factory=dict)
-    prompts: list[dict[str, Any]] = field(default_factory=lambda: [{"rounds": 1, "mask": False},
-                                                                   {"rounds": 1}])
-    mask: str = "binary"
+    prompts: list[dict[str, Any]] = field(default_factory=lambda: [dict(p) for p in DEFAULT_PROMPTS])
+    compose: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "V4Config":
-        """Build from a dict; raises :class:`SamSrError` on unknown keys or inconsistent settings."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise SamSrError(f"unknown v4 model config keys {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**{k: v for k, v in d.items()})
+        cfg = config_from_dict(cls, d, "v4 model")
         from ..sam.prompt import PromptConfig
-        prompts = [PromptConfig.from_dict(p) for p in cfg.prompts]
-        if len(prompts) != RegionConfig.from_dict(cfg.region).sam_inputs:
-            raise SamSrError("v4 needs one prompt setting per region sam_inputs")
-        if cfg.mask not in ("binary", "soft"):
-            raise SamSrError(f"v4 mask must be binary or soft, got {cfg.mask!r}")
+        region = RegionConfig.from_dict(dict(cfg.region))
+        prompts = [PromptConfig.from_dict(dict(p)) for p in cfg.prompts]
+        if len(prompts) != region.sam_inputs:
+            raise SamSrError(f"v4 needs one prompt setting per region input: {len(prompts)} prompts, "
+                             f"region sam_inputs {region.sam_inputs}")
+        if float(cfg.compose) < 0:
+            raise SamSrError(f"v4 compose must be >= 0 grid cells, got {cfg.compose!r}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return {"region": RegionConfig.from_dict(self.region).to_dict(),
-                "refiner": CRMConfig.from_dict(self.refiner).to_dict(),
-                "prompts": [dict(p) for p in self.prompts], "mask": self.mask}
+        d = config_to_dict(self)
+        d["region"] = RegionConfig.from_dict(dict(self.region)).to_dict()
+        d["prompts"] = [dict(p) for p in self.prompts]
+        return d
+
+    def refiner_dict(self) -> dict[str, Any]:
+        """The CRM fields alone (the boundary refiner's config)."""
+        d = self.to_dict()
+        for k in ("region", "prompts", "compose"):
+            d.pop(k)
+        return d
 
 
-class SamSrV4(nn.Module):
-    """A region network and a CRM boundary refiner (see the module docstring). SAM runs outside
-    the module (its image encoder once per photo, its prompt decoder per prompt)."""
+class SamSrV4(CRM):
+    """A CRM boundary refiner with a region network (see the module docstring). SAM runs outside
+    the module: its image encoder once per photo, its prompt decoder per prompt.
+
+    Attributes:
+        region: the :class:`RegionNet`.
+    """
 
     variant = "v4"
 
     def __init__(self, config: V4Config | None = None):
-        super().__init__()
-        self.config = config or V4Config()
-        self.region = RegionNet(RegionConfig.from_dict(self.config.region))
-        self.refiner = CRM(CRMConfig.from_dict(self.config.refiner))
+        super().__init__(config or V4Config())
+        self.region = RegionNet(RegionConfig.from_dict(dict(self.config.region)))
 
     def prompt_configs(self):
         """The :class:`~sam_sr.sam.prompt.PromptConfig` of each SAM answer the region step reads."""
         from ..sam.prompt import PromptConfig
-        return [PromptConfig.from_dict(p) for p in self.config.prompts]
+        return [PromptConfig.from_dict(dict(p)) for p in self.config.prompts]

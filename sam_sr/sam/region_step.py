@@ -16,8 +16,8 @@ import torch
 from .prompt import LOWRES, PromptConfig, image_to_lowres, lowres_shape, lowres_to_image, sam_prompt
 
 
-def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray,
-                  prompts: Sequence[PromptConfig]) -> dict[str, torch.Tensor]:
+def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Sequence[PromptConfig],
+                  device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     """The region network's inputs for one photo (the predictor's image must be set to ``image``).
 
     Args:
@@ -25,17 +25,17 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray,
         prompts: one SAM answer per entry.
 
     Returns:
-        float32 tensors with a batch of 1, on the predictor's device: ``embedding`` (1, 256, 64, 64),
+        float32 tensors with a batch of 1, on ``device`` (default the predictor's): ``embedding`` (1, 256, 64, 64),
         ``coarse`` (1, 1, 256, 256), ``sam`` (1, S, 256, 256), ``image`` (1, 3, 256, 256) in [0, 1],
         ``valid`` (1, 1, 256, 256).
     """
     from ..data.region_data import frame_grid
     c = np.asarray(coarse, np.float32)
     answers = [sam_prompt(predictor, c >= 0.5, cfg)[0] for cfg in prompts]
-    dev = predictor.device
+    dev = torch.device(device) if device is not None else predictor.device
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)  # noqa: E731
     return {
-        "embedding": predictor.features.float(),
+        "embedding": predictor.features.float().to(dev),
         "coarse": t(image_to_lowres(c))[None, None],
         "sam": t(np.stack(answers))[None],
         "image": t(np.round(frame_grid(image, LOWRES)) / 255).permute(2, 0, 1)[None],
@@ -45,7 +45,8 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray,
 
 @torch.no_grad()
 def region_step(region_net, predictor, image: np.ndarray, coarse: np.ndarray,
-                prompts: Sequence[PromptConfig]) -> tuple[np.ndarray, dict[str, Any]]:
+                prompts: Sequence[PromptConfig], device: torch.device | str | None = None
+                ) -> tuple[np.ndarray, dict[str, Any]]:
     """Corrected mask logits of one photo on SAM's grid and at the photo's size.
 
     Returns:
@@ -53,7 +54,7 @@ def region_step(region_net, predictor, image: np.ndarray, coarse: np.ndarray,
         info ``{"lowres": float32 (256, 256) logits, "changed": share of the photo's low-resolution
         cells whose side of 0 differs from the coarse mask's}``).
     """
-    x = region_inputs(predictor, image, coarse, prompts)
+    x = region_inputs(predictor, image, coarse, prompts, device)
     low = region_net(x["embedding"], x["coarse"], x["sam"], x["image"], x["valid"])[0, 0].float().cpu().numpy()
     h, w = np.asarray(coarse).shape
     lh, lw = lowres_shape(h, w)

@@ -38,11 +38,14 @@ class SamSettings:
         points_per_side: automatic-mask point grid (v1, v2.1).
         n_points: prompt points sampled from the coarse mask (v2.2; a multiple of 3).
         v1: v1's thresholds (:class:`V1Config`).
+        prompt: sam-prompt's prompt settings (:class:`~sam_sr.sam.prompt.PromptConfig` fields; the
+            defaults when empty).
     """
 
     points_per_side: int = 16
     n_points: int = 9
     v1: V1Config = field(default_factory=V1Config)
+    prompt: dict = field(default_factory=dict)
 
 
 class SamStage:
@@ -58,6 +61,11 @@ class SamStage:
 
     def __init__(self, settings: SamSettings | None = None):
         self.settings = settings or SamSettings()
+
+    def bind(self, model) -> "SamStage":
+        """Give the stage the refiner it feeds (a stage with learned parts, such as v4's region
+        network, reads them from it); returns the stage. The base stage needs nothing."""
+        return self
 
     @staticmethod
     def seed(rng: np.random.Generator | None) -> int:

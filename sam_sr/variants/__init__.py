@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import SamSrError
 from ..models.base import RefinerModel
-from . import crm, v1, v2_1, v2_2, v3
+from . import crm, sam_prompt, v1, v2_1, v2_2, v3, v4
 from .spec import VariantSpec
 
 _SPECS: tuple[VariantSpec, ...] = (
@@ -22,6 +22,8 @@ _SPECS: tuple[VariantSpec, ...] = (
     v3.SPEC_32,
     v3.SPEC_33,
     v3.SPEC_34,
+    sam_prompt.SPEC,
+    v4.SPEC,
 )
 
 REGISTRY: dict[str, VariantSpec] = {s.name: s for s in _SPECS}

@@ -1,0 +1,39 @@
+"""sam-prompt: the training-free SAM-SR variant. SAM (the bundled MobileSAM unless another is given) is
+prompted from the coarse mask as SAMRefiner does (:mod:`sam_sr.sam.prompt`); its answer, resampled to
+the photo, replaces the coarse mask, and the CRM cascade re-draws the boundary at full resolution
+(SAM's mask is a 256 x 256 grid: about 14 image pixels per cell at 3.5k). It runs a CRM checkpoint
+(the shipped one by default): nothing of its own is trained.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.crm import CRM, CRMConfig
+from ..sam.prompt import PromptConfig, lowres_to_image, sam_prompt
+from ..sam.stage import SamStage
+from .spec import VariantSpec
+
+
+class PromptStage(SamStage):
+    """SAM's answer to prompts from the coarse mask replaces it; the prompt settings are
+    ``settings.prompt`` (:class:`PromptConfig` fields). ``info`` is :func:`sam_prompt`'s."""
+
+    uses_embedding = True
+
+    def __call__(self, source, image, coarse, rng=None):
+        c = np.asarray(coarse, np.float32) >= 0.5
+        logits, info = sam_prompt(source.predictor(image), c, PromptConfig.from_dict(self.settings.prompt))
+        return lowres_to_image(logits, *c.shape) > 0, None, info
+
+
+class SamPrompt(CRM):
+    """The sam-prompt variant's refiner: a CRM (it runs CRM checkpoints)."""
+
+    variant = "sam-prompt"
+
+
+SPEC = VariantSpec(
+    name="sam-prompt", model=SamPrompt, config=CRMConfig, defaults={"extra_channels": 0},
+    fixed=("extra_channels",), sam_stage=PromptStage, runs_checkpoints_of=("crm",),
+    default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
+    summary="training-free: SAM prompted from the coarse mask (SAMRefiner), then the CRM cascade")
