@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import SamSrError
-from . import evaluate, infer, sam, tools, train
+from . import compare, evaluate, infer, sam, tools, train
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ COMMANDS: dict[str, Command] = {
     "infer": Command(infer.arguments, infer.run, infer.HELP, infer.DESCRIPTION, "infer.py"),
     "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION,
                     "scripts/evaluate.py"),
+    "compare": Command(compare.arguments, compare.run, compare.HELP, compare.DESCRIPTION, "scripts/compare.py"),
     "eval-semantic": Command(evaluate.semantic_arguments, evaluate.semantic_run, evaluate.SEMANTIC_HELP,
                              evaluate.SEMANTIC_DESCRIPTION, "scripts/evaluate_semantic.py"),
     "train": Command(train.arguments, train.run, train.HELP, train.DESCRIPTION, "train.py"),

@@ -93,9 +93,10 @@ def refiner_from_args(args):
     """A :class:`sam_sr.Refiner` from :func:`add_model_args`'s options."""
     from ..inference import Refiner
     cache = None
-    if args.sam_cache and args.sam_checkpoint:
+    if args.sam_cache:   # keyed by the SAM checkpoint: the given one, else the bundled MobileSAM
         from ..sam.cache import SamCache, model_tag
-        cache = SamCache(args.sam_cache, model_tag(args.sam_type or "vit_t", args.sam_checkpoint))
+        from ..sam.loader import BUNDLED_SAM
+        cache = SamCache(args.sam_cache, model_tag(args.sam_type or "vit_t", args.sam_checkpoint or BUNDLED_SAM))
     return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device,
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
                                    sam_cache=cache, sam_points_per_side=args.points_per_side,

@@ -19,6 +19,8 @@ from .cascade import CascadeConfig, cascade_refine
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
+#: The CRM band refiner trained by us (the default until SAM-SR v4; ``--variant crm``).
+CRM_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
 
 #: Masks with fewer foreground (or background) pixels than this come back unchanged (CRM: ~4).
 MIN_PIXELS = 4
@@ -56,9 +58,11 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float |
     return (m >= 0.5).astype(np.float32) if binary else np.clip(m, 0.0, 1.0)
 
 
-def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> CascadeConfig:
-    """CascadeConfig from explicit fields over the checkpoint's ``config["inference"]`` settings."""
-    stored = dict((state.get("config") or {}).get("inference") or {})
+def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path,
+                    variant_settings: dict[str, Any] | None = None) -> CascadeConfig:
+    """CascadeConfig from explicit fields over ``variant_settings`` (a variant's own recommendation
+    when it runs a checkpoint of another variant) over the checkpoint's ``config["inference"]``."""
+    stored = {**dict((state.get("config") or {}).get("inference") or {}), **dict(variant_settings or {})}
     unknown = set(stored) - CascadeConfig.setting_names()
     if unknown:
         raise SamSrError(f"checkpoint {path} has unknown inference settings {sorted(unknown)}")
@@ -129,8 +133,9 @@ class Refiner:
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")
         model, state = load_model(p, variant)
-        cascade_config = _cascade_config(state, cascade, p)   # bad settings fail before SAM loads
         spec = get_variant(variant or state.get("variant", "crm"))
+        own = spec.inference if spec.name != state.get("variant", "crm") else None
+        cascade_config = _cascade_config(state, cascade, p, own)   # bad settings fail before SAM loads
         info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration")}
         sam_inputs = None
         if spec.uses_sam:

@@ -34,6 +34,9 @@ class VariantSpec:
         default_sam_checkpoint: SAM checkpoint used when none is given (a path; relative paths are
             inside the package, e.g. ``weights/mobile_sam.pt``), or None (then one must be given).
         default_sam_type: the SAM type of ``default_sam_checkpoint`` (``vit_t`` = MobileSAM).
+        inference: cascade settings this variant recommends when it runs a checkpoint of another
+            variant (e.g. sam-prompt running a CRM checkpoint, whose stored settings suit coarse masks
+            of another kind); explicit settings still override them.
         summary: one line for ``--help`` and the docs.
     """
 
@@ -47,6 +50,7 @@ class VariantSpec:
     runs_checkpoints_of: tuple[str, ...] = ()
     default_sam_checkpoint: str | None = None
     default_sam_type: str = "vit_t"
+    inference: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
 
     @property
