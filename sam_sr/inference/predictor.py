@@ -111,7 +111,8 @@ class Refiner:
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
-            path: checkpoint file; ``None`` = :data:`DEFAULT_CHECKPOINT`.
+            path: checkpoint file; ``None`` = the variant's own shipped checkpoint when it has one
+                (``variant="crm"``: the CRM band refiner), else :data:`DEFAULT_CHECKPOINT`.
             variant: run as this variant (:mod:`sam_sr.variants`); the checkpoint must be of it or of
                 a variant whose checkpoints it runs (``"v1"`` also runs a CRM checkpoint: v1 only
                 replaces the refiner's coarse-mask input). Default: the checkpoint's variant.
@@ -128,7 +129,15 @@ class Refiner:
             SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, unknown variant or variant
                 mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting.
         """
-        p = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        if path is not None:
+            p = Path(path)
+        elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)
+            p = get_variant(variant).checkpoint()
+            if p is None:
+                raise SamSrError(f"variant {variant} ships no checkpoint: train one (configs/sam_sr/{variant}.yaml) "
+                                 f"and pass it (--checkpoint)")
+        else:
+            p = DEFAULT_CHECKPOINT
         if path is None and not p.is_file():
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")

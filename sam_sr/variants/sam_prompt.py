@@ -64,4 +64,5 @@ SPEC = VariantSpec(
     name="sam-prompt", model=SamPrompt, config=CRMConfig, defaults={"extra_channels": 0},
     fixed=("extra_channels",), sam_stage=PromptStage, runs_checkpoints_of=("crm",),
     default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
+    default_checkpoint="weights/crm_r18.pt", inference={"decode": "contour:4", "margin": 0.0},
     summary="training-free: SAM prompted from the coarse mask (SAMRefiner), then the CRM cascade")
