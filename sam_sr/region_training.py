@@ -12,7 +12,7 @@ A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config conf
    dataset), and never runs SAM.
 3. Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512 grid of the stored
    ground truth and scored with BCE against the area-averaged (soft) ground truth plus a soft-IoU
-   (Jaccard) loss, over the cells the photo covers (``train.loss_weights``: ``bce``, ``iou``).
+   (Jaccard) loss, over the cells the photo covers (``region.loss_weights``: ``bce``, ``iou``).
 
 Resumable and deterministic as :mod:`sam_sr.training`: the state (region network, optimizer,
 scheduler, RNG) is saved with accelerate every ``train.ckpt_every`` iterations and swapped in
@@ -250,7 +250,7 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
         batches = acc.skip_first_batches(loader, skip) if skip else loader
         for batch in batches:
             logits = net(batch["embedding"], batch["coarse"], batch["sam"], batch["image"], batch["valid"])
-            loss, terms = region_loss(logits, batch["gt"], batch["valid"], t.get("loss_weights"))
+            loss, terms = region_loss(logits, batch["gt"], batch["valid"], r.get("loss_weights"))
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
