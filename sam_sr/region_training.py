@@ -47,7 +47,8 @@ class RegionSamples(Dataset):
         SamSrError: no records, or a record whose embedding is not cached.
     """
 
-    def __init__(self, root: str | Path, names: list[str], sam_cache, weights: dict[str, float] | None = None):
+    def __init__(self, root: str | Path, names: list[str], sam_cache, weights: dict[str, float] | None = None,
+                 mode_weights: dict[str, float] | None = None):
         self.records: list[dict[str, np.ndarray]] = []
         self.index: list[tuple[int, int]] = []
         self.embeddings: dict[str, torch.Tensor] = {}
@@ -71,7 +72,9 @@ class RegionSamples(Dataset):
                 self.records.append(rec)
                 for j in range(len(rec["modes"])):
                     self.index.append((r, j))
-                    self.sample_weights.append(float((weights or {}).get(name, 1.0)))
+                    mode = str(rec["modes"][j]).split(":")[0]       # "real:dss" -> "real"
+                    self.sample_weights.append(float((weights or {}).get(name, 1.0))
+                                               * float((mode_weights or {}).get(mode, 1.0)))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -198,7 +201,8 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     model_config = model.config.to_dict()
     records = make_region_records(cfg, model) if acc.is_main_process else {}
     acc.wait_for_everyone()
-    data = RegionSamples(r["records"], list(r["train_on"]), sam_cache_of(cfg), dict(r.get("weights") or {}))
+    data = RegionSamples(r["records"], list(r["train_on"]), sam_cache_of(cfg), dict(r.get("weights") or {}),
+                         dict(r.get("mode_weights") or {}))
     sampler = WeightedEpochSampler(data.sample_weights, int(t["seed"]))
     loader = DataLoader(data, batch_size=int(t["batch_size"]), sampler=sampler, drop_last=True, num_workers=0)
     if len(loader) == 0:

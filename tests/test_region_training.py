@@ -42,6 +42,15 @@ def test_records_hold_the_grids_and_one_sam_answer_per_prompt(records):
         assert z["valid"][:192].all() and not z["valid"][192:].any()
 
 
+def test_sampling_weights_multiply_dataset_and_mode_factors(records):
+    from sam_sr.region_training import RegionSamples
+    root, cache, _, _, _ = records
+    data = RegionSamples(root / "out", ["toy"], cache, {"toy": 2.0}, {"scale_gap": 3.0, "boundary": 0.5})
+    modes = [str(data.records[r]["modes"][j]) for r, j in data.index]
+    want = [2.0 * {"scale_gap": 3.0, "boundary": 0.5}.get(m, 1.0) for m in modes]
+    assert len(modes) == 9 and set(want) != {2.0} and data.sample_weights == want
+
+
 def test_a_rerun_skips_stored_photos(records):
     root, cache, pred, spec, _ = records
     assert build_region_data([spec], root / "out", cache, pred, PROMPTS)["skipped"] == 3
