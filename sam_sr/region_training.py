@@ -217,14 +217,15 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
         old_state.rename(state_dir)   # a save interrupted between its two renames
     acc.wait_for_everyone()
     progress = _read_progress(state_dir) if t["resume"] else None
-    if progress is None:
-        if t["init_checkpoint"]:
-            _init_from(model, t["init_checkpoint"])         # the previous stage: region + refiner
-        elif r.get("refiner"):
-            _init_from(model, r["refiner"])                 # the boundary refiner's weights
-        else:
-            raise SamSrError("a v4 region stage needs region.refiner (a CRM checkpoint) or train.init_checkpoint")
-    elif progress.get("variant") != "v4" or progress.get("model_config") != model_config:
+    # The boundary refiner is not trained here, so it is not in the training state: load it on a
+    # resume too (the region network's weights then come from the state).
+    if t["init_checkpoint"]:
+        _init_from(model, t["init_checkpoint"])             # the previous stage: region + refiner
+    elif r.get("refiner"):
+        _init_from(model, r["refiner"])                     # the boundary refiner's weights
+    else:
+        raise SamSrError("a v4 region stage needs region.refiner (a CRM checkpoint) or train.init_checkpoint")
+    if progress is not None and (progress.get("variant") != "v4" or progress.get("model_config") != model_config):
         raise SamSrError(f"cannot resume from {state_dir}: it was trained with another model config")
     net, opt, loader, sched = acc.prepare(net, opt, loader, sched)
     start = 0

@@ -94,6 +94,9 @@ def refiner_checkpoint(records):
     from tests.conftest import TINY
     torch.manual_seed(0)
     crm = build_model("crm", TINY)
+    with torch.no_grad():            # unlike any fresh initialisation, so a refiner not loaded shows
+        for w in crm.parameters():
+            w.add_(0.25)
     p = records[0] / "crm.pt"
     save_checkpoint(p, crm, "crm", crm.config.to_dict(), iteration=0)
     return p
@@ -134,7 +137,8 @@ def test_region_training_is_deterministic_resumes_exactly_and_keeps_the_refiner(
     assert diff <= 1e-6, diff
     assert float(wa["region.head.weight"].abs().max()) > 0            # the region network learned
     crm = _weights(refiner_checkpoint)
-    assert all(torch.equal(wa[k], crm[k]) for k in crm)                 # the refiner is the given CRM
+    for w in (wa, wc):                                                  # the refiner is the given CRM,
+        assert all(torch.equal(w[k], crm[k]) for k in crm)               # also after a resume
 
 
 def test_a_region_checkpoint_runs_as_the_v4_variant(records, refiner_checkpoint, tmp_path):
