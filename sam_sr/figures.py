@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .data.datasets import Sample
@@ -79,3 +80,38 @@ def ablation_figure(refiners: dict[str, Any], samples: list[Sample], picks: list
         panels = [label(p, f"{s.id} {name}") for p, name in zip(panels, ("coarse", baseline, best))]
         rows.append(side_by_side(panels, height))
     return stack_rows(rows, fill=0)
+
+
+def example_figure(image: np.ndarray, coarse: np.ndarray, refined: dict[str, np.ndarray],
+                   window: tuple[int, int, int, int], height: int = 300) -> np.ndarray:
+    """Before/after of one photo: a row of whole-photo overlays (the coarse contour red, each refined
+    contour green), then a row of the same overlays zoomed into ``window``.
+
+    Args:
+        image: uint8 (H, W, 3). coarse: bool (H, W). refined: {panel title: bool (H, W)} in order.
+        window: (y0, x0, y1, x1) in pixels, the zoomed part. height: panel height in pixels.
+
+    Returns:
+        uint8 (h, w, 3) RGB.
+
+    Raises:
+        SamSrError: an empty window or masks of another size than the image.
+    """
+    y0, x0, y1, x1 = window
+    h, w = image.shape[:2]
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        raise SamSrError(f"window {window} is empty or outside the {w}x{h} image")
+    if any(m.shape != (h, w) for m in [coarse, *refined.values()]):
+        raise SamSrError("the masks of the figure must have the image's size")
+    panels = [("coarse mask", overlay(image, coarse, coarse > 2))]    # (a refined layer that is empty)
+    panels += [(title, overlay(image, coarse, m)) for title, m in refined.items()]
+    full = [label(p.copy(), t) for t, p in panels]
+    for p in full:
+        cv2.rectangle(p, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), max(1, max(h, w) // 400))
+    zoom = []
+    for t, _ in panels:
+        ov = overlay(image[y0:y1, x0:x1], coarse[y0:y1, x0:x1],
+                     (refined[t] if t in refined else np.zeros_like(coarse))[y0:y1, x0:x1], thickness=1)
+        zoom.append(label(cv2.resize(ov, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST), f"{t}, zoomed"))
+    return stack_rows([side_by_side(full, height), side_by_side(zoom, height)])
+

@@ -13,8 +13,23 @@ from tests.conftest import ROOT, SHARED_DATA, needs_shared
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
 
 
-def test_shipped_checkpoint_is_small_and_matches_its_config(data_env):
+def test_the_default_is_sam_sr_v4_with_its_settings_and_the_crm_as_boundary_refiner(data_env):
+    """The default model (sam_sr_v4.pt) is a v4 model whose boundary refiner is the shipped CRM,
+    unchanged, with the settings of configs/recipes/v4.yaml."""
+    import torch
     assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 2**20
+    v4 = Refiner.from_checkpoint(device="cpu")
+    crm = Refiner.from_checkpoint(variant="crm", device="cpu")
+    assert v4.model.variant == "v4" and v4.sam_inputs is not None
+    region = {k for k in v4.model.state_dict() if k.startswith("region.")}
+    theirs = crm.model.state_dict()
+    assert region and all(torch.equal(v, theirs[k]) for k, v in v4.model.state_dict().items() if k not in region)
+    import yaml
+    recipe = yaml.safe_load((ROOT / "configs" / "recipes" / "v4.yaml").read_text())
+    assert all(getattr(v4.cascade, k) == v for k, v in recipe["export"]["inference"].items()), v4.cascade.settings()
+
+
+def test_shipped_checkpoint_is_small_and_matches_its_config(data_env):
     r = Refiner.from_checkpoint(variant="crm", device="cpu")
     last_stage = load_config(ROOT / "configs" / "crm_r18_pixel_sod2.yaml")   # its final training stage
     mine = r.model.config.to_dict()
@@ -34,8 +49,8 @@ def test_shipped_checkpoint_is_small_and_matches_its_config(data_env):
 def test_fast_decoding_agrees_with_full_on_real_photos(mode):
     samples = load_samples({"layout": "generic", "root": SHARED_DATA / "sod",
                             "ids_file": ROOT / "configs/splits/sod_eval.txt"})[:4]
-    full = Refiner.from_checkpoint(device="cpu", decode="full")
-    fast = Refiner.from_checkpoint(device="cpu", decode=mode)
+    full = Refiner.from_checkpoint(variant="crm", device="cpu", decode="full")
+    fast = Refiner.from_checkpoint(variant="crm", device="cpu", decode=mode)
     scores = []
     for s in samples:
         image, coarse = read_image(s.image), read_mask(s.coarse["dss"]) >= 0.5
@@ -48,18 +63,20 @@ def test_fast_decoding_agrees_with_full_on_real_photos(mode):
 
 GOLDEN = ROOT / "tests" / "golden"
 ASSETS = ROOT / "sam_sr" / "assets"
+#: golden outputs per model: the default (SAM-SR v4) and the CRM band refiner (--variant crm)
+MODELS = {"default": {}, "crm": {"variant": "crm"}}
 
 
-def golden_check(refiner) -> dict:
-    """The shipped model's refinement of the bundled example against the committed golden outputs
+def golden_check(refiner, name: str) -> dict:
+    """A shipped model's refinement of the bundled example against its committed golden outputs
     (tests/golden/README.md): ``{"iou", "mba", "fg_delta", "soft_levels", "ok"}``."""
     from PIL import Image
 
     from sam_sr.metrics import boundary_accuracy
     image, coarse = read_image(ASSETS / "coffee.jpg"), read_mask(ASSETS / "coffee_coarse.png")
     binary, soft = refiner.refine(image, coarse, return_soft=True)
-    gold = np.asarray(Image.open(GOLDEN / "coffee_refined.png")) > 0
-    gold_soft = np.asarray(Image.open(GOLDEN / "coffee_refined_soft.png")).astype(int)
+    gold = np.asarray(Image.open(GOLDEN / f"coffee_refined_{name}.png")) > 0
+    gold_soft = np.asarray(Image.open(GOLDEN / f"coffee_refined_{name}_soft.png")).astype(int)
     out = binary > 0
     r = {"iou": iou(out, gold), "mba": boundary_accuracy(out, gold),
          "fg_delta": abs(float(out.mean()) - float(gold.mean())),
@@ -68,23 +85,42 @@ def golden_check(refiner) -> dict:
     return r
 
 
-def test_shipped_model_reproduces_its_golden_output():
-    result = golden_check(Refiner.from_checkpoint(device="cpu"))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MODELS))
+def test_shipped_models_reproduce_their_golden_output(name):
+    result = golden_check(Refiner.from_checkpoint(device="cpu", **MODELS[name]), name)
     assert result["ok"], result
 
 
-@pytest.mark.parametrize("perturb", ["encoder_x1.01", "no_pixel_head"])
-def test_the_golden_check_fails_for_a_slightly_changed_model(perturb):
-    """The check can fail: a 1% change of the encoder's weights, or the pixel head switched off (the
-    shipped model minus its last addition), is caught."""
+@pytest.mark.slow
+@pytest.mark.parametrize("name,perturb", [("crm", "encoder_x1.01"), ("crm", "no_pixel_head"),
+                                          ("default", "encoder_x1.01"), ("default", "region_x1.01")])
+def test_the_golden_check_fails_for_a_slightly_changed_model(name, perturb):
+    """The check can fail: a 1% change of the boundary encoder's or the region network's weights, or
+    the pixel head switched off (the CRM's last addition), is caught."""
     import torch
-    r = Refiner.from_checkpoint(device="cpu")
+    r = Refiner.from_checkpoint(device="cpu", **MODELS[name])
     with torch.no_grad():
-        if perturb == "encoder_x1.01":
-            for p in r.model.encoder.parameters():
-                p.mul_(1.01)
-        else:
+        if perturb == "no_pixel_head":
             r.model.pixel_head.out.weight.zero_()
             r.model.pixel_head.out.bias.zero_()
-    result = golden_check(r)
+        else:
+            part = r.model.region if perturb.startswith("region") else r.model.encoder
+            for p in part.parameters():
+                p.mul_(1.01)
+    result = golden_check(r, name)
     assert not result["ok"], result
+
+
+@pytest.mark.slow
+def test_the_default_corrects_regions_of_the_example():
+    """The example's coarse mask misses the saucer's upper-left rim (scripts/make_example_mask.py):
+    the default model adds it, the CRM band refiner cannot (it only re-draws the contour)."""
+    from PIL import Image
+    coarse = np.asarray(Image.open(ASSETS / "coffee_coarse.png").resize((600, 400), Image.BILINEAR)) >= 128
+    default = np.asarray(Image.open(GOLDEN / "coffee_refined_default.png")) > 0
+    crm = np.asarray(Image.open(GOLDEN / "coffee_refined_crm.png")) > 0
+    rim = np.zeros_like(coarse)
+    rim[90:200, 90:170] = True              # the saucer's upper-left rim, outside the coarse mask
+    assert coarse[rim].mean() < 0.5
+    assert default[rim].mean() - coarse[rim].mean() > 0.2 > crm[rim].mean() - coarse[rim].mean()

@@ -104,7 +104,9 @@ def export_run(args) -> int:
 
 def figure_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--root", default=None, help="dataset folder (default: $SAM_SR_DATA/sod)")
-    ap.add_argument("--ids", required=True, help="comma-separated image ids")
+    ap.add_argument("--ids", default=None, help="comma-separated image ids")
+    ap.add_argument("--example", action="store_true", help="instead: the bundled example's before/after "
+                    "(coarse, --variant crm, the default), whole and zoomed")
     ap.add_argument("--source", default="dss", help="coarse source folder under <root>/coarse, or scale_gap_xK")
     ap.add_argument("--checkpoint", default=None, help="sam-sr checkpoint (default: the shipped model)")
     ap.add_argument("--height", type=int, default=240, help="panel height in pixels")
@@ -113,12 +115,30 @@ def figure_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--force", action="store_true", help="overwrite --out")
 
 
+#: The zoomed window of ``sam-sr figure --example`` (y0, x0, y1, x1): the saucer's upper-left rim,
+#: which the example's coarse mask misses.
+EXAMPLE_WINDOW = (40, 60, 260, 280)
+
+
 def figure_run(args) -> int:
     from ..data import load_samples
-    from ..figures import refinement_figure
+    from ..figures import example_figure, refinement_figure
     from ..inference import Refiner
-    from ..io import check_output_path, write_png
+    from ..io import check_output_path, read_image, read_mask, write_png
     check_output_path(args.out, args.force)
+    if args.example:
+        from ..inference.predictor import prepare_mask
+        from .infer import EXAMPLE_IMAGE, EXAMPLE_MASK
+        assets = Path(__file__).resolve().parent.parent / "assets"
+        image = read_image(assets / EXAMPLE_IMAGE)
+        coarse = prepare_mask(read_mask(assets / EXAMPLE_MASK), image.shape[:2]) >= 0.5
+        outs = {"CRM band refiner (--variant crm)": Refiner.from_checkpoint(variant="crm").refine(image, coarse) > 0,
+                "default (SAM-SR v4)": Refiner.from_checkpoint(args.checkpoint).refine(image, coarse) > 0}
+        write_png(args.out, example_figure(image, coarse, outs, EXAMPLE_WINDOW, args.height))
+        print(f"wrote {args.out}")
+        return 0
+    if not args.ids:
+        raise SamSrError("give --ids (or --example)")
     root = data_or(args.root, "sod", "--root")
     wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
     samples = {s.id: s for s in load_samples({"layout": "generic", "root": root})}

@@ -18,7 +18,7 @@ from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v4.pt"
 #: The CRM band refiner trained by us (the default until SAM-SR v4; ``--variant crm``).
 CRM_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
 

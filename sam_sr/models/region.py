@@ -13,7 +13,7 @@ cells belong to the object. Its inputs:
 
 Layout: a small U-Net over the 256 grid (strides 1, 2, 4) whose stride-4 level (64 x 64, SAM's own
 grid) joins the projected embedding, then dilated residual blocks and one multi-head self-attention
-layer on a 32 x 32 pooling of it for image-wide context. The output logit is the SAM answer's logit
+layer on a 16 x 16 pooling of it for image-wide context. The output logit is the SAM answer's logit
 times a learned scale plus a correction whose last layer starts at zero, so an untrained network
 returns the ``sam-prompt`` answer (up to the scale) and training learns where to depart from it.
 """

@@ -3,7 +3,7 @@
 - ``vit_b``, ``vit_l``, ``vit_h``: ``segment_anything.sam_model_registry`` (official SAM checkpoints).
 - ``vit_t``: MobileSAM from the PyPI package ``mobilesam-mirror`` (module ``mobile_sam``), whose
   prompt encoder and mask decoder are segment_anything's.
-Install with ``pip install "sam-sr[sam]"``. Nothing is downloaded: the checkpoint is a local path.
+The SAM packages (segment-anything, mobilesam-mirror) are dependencies of sam-sr. Nothing is downloaded: the checkpoint is a local path.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _lib(model_type: str):
             else:
                 import segment_anything as lib
     except ImportError as exc:
-        raise SamSrError(f"SAM model {model_type!r} needs the SAM extras: pip install 'sam-sr[sam]' "
+        raise SamSrError(f"SAM model {model_type!r} needs the SAM packages, which sam-sr depends on: pip install segment-anything mobilesam-mirror "
                          f"({exc})") from exc
     return lib
 
