@@ -427,7 +427,13 @@ def summary_line(summary: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def _gt_dataset(gt: str | os.PathLike | dict) -> dict[str, Any]:
+def ground_truth(gt: str | os.PathLike | dict) -> dict[str, Any]:
+    """A COCO annotation file (or dict, copied) with ground-truth instances, checked: ``images``
+    with integer ``id``, ``height`` and ``width``; ``annotations`` and ``categories`` lists.
+
+    Raises:
+        SamSrError: a missing or malformed file, or one without those lists (naming the problem).
+    """
     data = copy.deepcopy(gt) if isinstance(gt, dict) else load_json(gt, "COCO annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or \
             not isinstance(data.get("annotations"), list) or not isinstance(data.get("categories"), list):
@@ -500,7 +506,7 @@ def evaluate_coco(gt: str | os.PathLike | dict, before: str | os.PathLike | list
     from .metrics import boundary_accuracy
 
     mu = _mask_utils()
-    data = _gt_dataset(gt)
+    data = ground_truth(gt)
     sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
     sets = {"coarse": _canonical(load_results(before), sizes, "before")}
     if after is not None:

@@ -3,7 +3,8 @@
 The result holds the weights, the model config, the training config and the iteration, without the
 optimizer; ``inference`` settings (:class:`~sam_sr.inference.cascade.CascadeConfig` fields) are stored
 in its config's ``inference`` section, which :meth:`sam_sr.Refiner.from_checkpoint` uses unless told
-otherwise. The shipped ``sam_sr/weights/crm_r18.pt`` was made this way.
+otherwise, with ``valid_decode``, the decode modes the model is valid for
+(:mod:`sam_sr.inference.decode_validity`). The shipped ``sam_sr/weights/crm_r18.pt`` was made this way.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from .checkpoint import load_model, save_checkpoint
 from .inference.cascade import CascadeConfig
+from .inference.decode_validity import KEY as VALID_DECODE, parse_modes
 from .io import check_output_path
 
 
@@ -20,7 +22,9 @@ def export_checkpoint(src: str | Path, dst: str | Path, inference: dict[str, Any
     """Write the inference checkpoint of ``src`` to ``dst`` (atomically).
 
     Args:
-        inference: recommended cascade settings to store (merged over the ones ``src`` has).
+        inference: recommended cascade settings to store (merged over the ones ``src`` has), and
+            optionally ``valid_decode``: the decode mode names the model is valid for (a list, or a
+            comma-separated string), e.g. ``["contour"]``.
         force: overwrite an existing ``dst``.
 
     Returns:
@@ -34,7 +38,10 @@ def export_checkpoint(src: str | Path, dst: str | Path, inference: dict[str, Any
     model, state = load_model(src)
     keep = {k: state[k] for k in ("iteration", "config") if k in state}
     if inference:
-        CascadeConfig(**inference)   # validates the settings before anything is written
+        inference = dict(inference)
+        if inference.get(VALID_DECODE) is not None:
+            inference[VALID_DECODE] = parse_modes(inference[VALID_DECODE], VALID_DECODE)
+        CascadeConfig(**{k: v for k, v in inference.items() if k != VALID_DECODE})   # validated first
         config = dict(keep.get("config") or {})
         config["inference"] = {**(config.get("inference") or {}), **inference}
         keep["config"] = config

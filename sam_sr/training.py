@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
+from .config import check_values
 from .data import CoarseMaskSynthesizer, EpochSampler, RefinementDataset, concat_samples
 from .data.transforms import train_transform
 from .errors import SamSrError
@@ -243,6 +244,7 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
     Raises:
         SamSrError: bad config, empty dataset, a state of another model config or of an older sam-sr.
     """
+    check_values(cfg)                            # also for configs built in code, not loaded
     if cfg.get("task", "refiner") == "region":   # SAM-SR v4's region step has its own trainer
         from .region_training import train_region
         return train_region(cfg)

@@ -3,8 +3,9 @@ top-level scripts (``infer.py``, ``train.py``, ``scripts/*.py``), which only cal
 
 Every command handles errors the same way (here, once): a bad input ends with one ``error: ...``
 line on stderr and exit status 2, with nothing written (outputs are written atomically); Ctrl-C ends
-with one ``interrupted`` line and status 130, leaving no partial file. A folder run in which some pairs
-failed exits with status 1.
+with one ``interrupted`` line and status 130, leaving no partial file. Option values are checked when
+parsed (:mod:`.types`); a usage error is one ``error:`` line and status 2 too. A folder or COCO run
+reports each bad item, goes on with the rest, prints a summary and exits with status 1 if any failed.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import SamSrError
-from . import evaluate, infer, sam, tools, train
+from . import coco, evaluate, infer, sam, tools, train
+from .types import Parser
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "infer": Command(infer.arguments, infer.run, infer.HELP, infer.DESCRIPTION, "infer.py"),
+    "coco": Command(coco.arguments, coco.run, coco.HELP, coco.DESCRIPTION, "scripts/refine_coco.py"),
     "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION,
                     "scripts/evaluate.py"),
     "eval-semantic": Command(evaluate.semantic_arguments, evaluate.semantic_run, evaluate.SEMANTIC_HELP,
@@ -57,7 +60,7 @@ data folders default to $SAM_SR_DATA (e.g. ../shared/data)."""
 
 def build_parser(prog: str = "sam-sr") -> argparse.ArgumentParser:
     """The ``sam-sr`` parser with one subparser per command."""
-    ap = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    ap = Parser(prog=prog, description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.description)
@@ -97,7 +100,7 @@ def command_main(name: str) -> Callable[[list[str] | None], int]:
     cmd = COMMANDS[name]
 
     def entry(argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(prog=cmd.script, description=cmd.description)
+        parser = Parser(prog=cmd.script, description=cmd.description)
         cmd.arguments(parser)
         parser.set_defaults(run=cmd.run)
         args = _parse(parser, sys.argv[1:] if argv is None else argv)
@@ -109,6 +112,7 @@ def command_main(name: str) -> Callable[[list[str] | None], int]:
 
 
 infer_main = command_main("infer")
+coco_main = command_main("coco")
 eval_main = command_main("eval")
 semantic_eval_main = command_main("eval-semantic")
 train_main = command_main("train")
@@ -119,6 +123,6 @@ export_main = command_main("export")
 figure_main = command_main("figure")
 boundary_alignment_main = command_main("boundary-alignment")
 
-__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "eval_main", "semantic_eval_main",
+__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "coco_main", "eval_main", "semantic_eval_main",
            "train_main", "profile_main", "precompute_main", "ablation_main", "export_main", "figure_main",
            "boundary_alignment_main"]

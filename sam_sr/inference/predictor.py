@@ -16,6 +16,7 @@ from ..models.base import EXTRA_NONE, RefinerModel
 from ..sam.stage import SamInputs, SamSettings
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
+from .decode_validity import KEY as VALID_DECODE, check_decode, valid_modes
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
@@ -57,8 +58,10 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float |
 
 
 def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> CascadeConfig:
-    """CascadeConfig from explicit fields over the checkpoint's ``config["inference"]`` settings."""
+    """CascadeConfig from explicit fields over the checkpoint's ``config["inference"]`` settings
+    (its ``valid_decode`` list is not a setting: see :mod:`.decode_validity`)."""
     stored = dict((state.get("config") or {}).get("inference") or {})
+    stored.pop(VALID_DECODE, None)
     unknown = set(stored) - CascadeConfig.setting_names()
     if unknown:
         raise SamSrError(f"checkpoint {path} has unknown inference settings {sorted(unknown)}")
@@ -103,7 +106,8 @@ class Refiner:
     def from_checkpoint(cls, path: str | os.PathLike | None = None, variant: str | None = None,
                         device: str | torch.device | None = None, sam_type: str | None = None,
                         sam_checkpoint: str | os.PathLike | None = None, sam_cache=None,
-                        sam_points_per_side: int = 16, **cascade: Any) -> "Refiner":
+                        sam_points_per_side: int = 16, allow_any_decode: bool = False,
+                        **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
@@ -115,6 +119,8 @@ class Refiner:
                 default: the variant's own default checkpoint, if it has one.
             sam_cache: optional :class:`sam_sr.sam.cache.SamCache` for SAM masks and embeddings.
             sam_points_per_side: automatic-mask point grid of v1 / v2.1 (SAM's default is 32).
+            allow_any_decode: run a ``decode`` mode the checkpoint was not trained for (logs a
+                warning) instead of refusing it (:mod:`sam_sr.inference.decode_validity`).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
                 Fields not given come from the checkpoint's recommended inference settings (its
                 config's ``inference`` section, e.g. the shipped model's ``decode: contour:W``),
@@ -122,7 +128,9 @@ class Refiner:
 
         Raises:
             SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, unknown variant or variant
-                mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting.
+                mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting, a
+                decode mode the checkpoint is not valid for (the message names the valid ones)
+                without ``allow_any_decode``.
         """
         p = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if path is None and not p.is_file():
@@ -130,8 +138,11 @@ class Refiner:
                              f"or pass a checkpoint")
         model, state = load_model(p, variant)
         cascade_config = _cascade_config(state, cascade, p)   # bad settings fail before SAM loads
+        valid = valid_modes(state)
+        check_decode(cascade_config.decode, valid, f"checkpoint {p}", allow_any_decode)
         spec = get_variant(variant or state.get("variant", "crm"))
-        info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration")}
+        info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration"),
+                "valid_decode": valid}
         sam_inputs = None
         if spec.uses_sam:
             sam_ckpt = spec.sam_checkpoint(sam_checkpoint)
