@@ -83,7 +83,8 @@ def run(args) -> int:
         print(f"wrote {args.summary}")
     evaluation = None
     if args.eval:
-        evaluation = coco.evaluate_coco(args.annotations, results, refined, args.min_iou)
+        evaluation = coco.evaluate_coco(args.annotations, results, refined, args.min_iou,
+                                        exclude=coco.failed_instances(summary))
         print(coco.format_evaluation(evaluation), end="")
         if args.eval_json:
             coco.write_json(args.eval_json, evaluation, indent=1)
