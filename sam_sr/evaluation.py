@@ -32,6 +32,61 @@ def coarse_for(sample: Sample, source: str, gt: np.ndarray) -> np.ndarray:
     return read_mask(sample.coarse[source])
 
 
+def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str]) -> dict[str, Any]:
+    """Score several refiners on the same photos and coarse masks in one pass (each photo is read once).
+
+    Args:
+        refiners: ``{name: refiner}``; a refiner is anything with ``refine(image uint8 (H, W, 3),
+            coarse bool (H, W)) -> (H, W)`` (nonzero = foreground), e.g. :class:`sam_sr.Refiner`.
+        samples, sources: as :func:`evaluate`.
+
+    Returns:
+        ``{source: {"coarse": summary, name: summary, ...}}`` (:meth:`BinaryScores.summary`, in
+        percent); each refiner's summary also has ``share_losing_1pt`` (percentage of photos whose IoU
+        fell by more than 1 point) and ``ious`` (per-photo IoU, in sample order).
+    """
+    names = ["coarse", *refiners]
+    scores = {s: {n: BinaryScores() for n in names} for s in sources}
+    for sample in tqdm(samples, desc="compare", unit="img"):
+        image = read_image(sample.image)
+        gt = read_mask(sample.mask) >= 0.5
+        for src in sources:
+            coarse = coarse_for(sample, src, gt)
+            if coarse.shape != gt.shape:
+                raise SamSrError(f"coarse mask of {sample.id} ({src}) differs in size from its ground truth")
+            cbin = coarse >= 0.5
+            scores[src]["coarse"].add(cbin, gt)
+            for name, refiner in refiners.items():
+                scores[src][name].add(np.asarray(refiner.refine(image, cbin)) > 0, gt)
+    out: dict[str, Any] = {}
+    for s, d in scores.items():
+        out[s] = {n: d[n].summary() for n in names}
+        for n in refiners:
+            drop = np.array(d["coarse"].ious) - np.array(d[n].ious)
+            out[s][n]["share_losing_1pt"] = 100 * float((drop > 0.01).mean()) if len(drop) else float("nan")
+            out[s][n]["ious"] = [round(100 * v, 3) for v in d[n].ious]
+        out[s]["coarse"]["ious"] = [round(100 * v, 3) for v in d["coarse"].ious]
+    return out
+
+
+def format_comparison(results: dict[str, Any]) -> str:
+    """Markdown table: one row per method, IoU mean / mBA per source (gains over the coarse masks in
+    brackets), and the share of photos losing more than 1 IoU point."""
+    sources = list(results)
+    methods = list(results[sources[0]])
+    head = "| method | " + " | ".join(f"{s} IoU / mBA" for s in sources) + " | photos losing > 1 IoU point |"
+    lines = [head, "|" + "---|" * (len(sources) + 2)]
+    for m in methods:
+        cells = []
+        for s in sources:
+            r, c = results[s][m], results[s]["coarse"]
+            gain = "" if m == "coarse" else f" ({r['iou_mean'] - c['iou_mean']:+.2f} / {r['mba'] - c['mba']:+.2f})"
+            cells.append(f"{r['iou_mean']:.2f} / {r['mba']:.2f}{gain}")
+        lose = "-" if m == "coarse" else " / ".join(f"{results[s][m]['share_losing_1pt']:.1f}%" for s in sources)
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {lose} |")
+    return "\n".join(lines) + "\n"
+
+
 def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, Any]:
     """Score coarse and refined masks per source.
 

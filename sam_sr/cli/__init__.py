@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import SamSrError
-from . import coco, evaluate, infer, sam, tools, train
+from . import coco, compare, evaluate, infer, sam, tools, train
 from .types import Parser
 
 
@@ -36,6 +36,7 @@ COMMANDS: dict[str, Command] = {
     "coco": Command(coco.arguments, coco.run, coco.HELP, coco.DESCRIPTION, "scripts/refine_coco.py"),
     "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION,
                     "scripts/evaluate.py"),
+    "compare": Command(compare.arguments, compare.run, compare.HELP, compare.DESCRIPTION, "scripts/compare.py"),
     "eval-semantic": Command(evaluate.semantic_arguments, evaluate.semantic_run, evaluate.SEMANTIC_HELP,
                              evaluate.SEMANTIC_DESCRIPTION, "scripts/evaluate_semantic.py"),
     "train": Command(train.arguments, train.run, train.HELP, train.DESCRIPTION, "train.py"),

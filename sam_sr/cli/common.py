@@ -117,9 +117,10 @@ def refiner_from_args(args, device=None):
     from ..inference import Refiner
     cache = None
     folder = sam_cache_folder(args.sam_cache)
-    if folder is not None and args.sam_checkpoint:
+    if folder is not None:   # keyed by the SAM checkpoint: the given one, else the bundled MobileSAM
         from ..sam.cache import SamCache, model_tag
-        cache = SamCache(folder, model_tag(args.sam_type or "vit_t", args.sam_checkpoint))
+        from ..sam.loader import BUNDLED_SAM
+        cache = SamCache(folder, model_tag(args.sam_type or "vit_t", args.sam_checkpoint or BUNDLED_SAM))
     return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device or device,
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
                                    sam_cache=cache, sam_points_per_side=args.points_per_side,

@@ -20,6 +20,8 @@ from .decode_validity import KEY as VALID_DECODE, check_decode, valid_modes
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
+#: The CRM band refiner trained by us (the default until SAM-SR v4; ``--variant crm``).
+CRM_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
 
 #: Masks with fewer foreground (or background) pixels than this come back unchanged (CRM: ~4).
 MIN_PIXELS = 4
@@ -57,10 +59,12 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float |
     return (m >= 0.5).astype(np.float32) if binary else np.clip(m, 0.0, 1.0)
 
 
-def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> CascadeConfig:
-    """CascadeConfig from explicit fields over the checkpoint's ``config["inference"]`` settings
-    (its ``valid_decode`` list is not a setting: see :mod:`.decode_validity`)."""
-    stored = dict((state.get("config") or {}).get("inference") or {})
+def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path,
+                    variant_settings: dict[str, Any] | None = None) -> CascadeConfig:
+    """CascadeConfig from explicit fields over ``variant_settings`` (a variant's own recommendation
+    when it runs a checkpoint of another variant) over the checkpoint's ``config["inference"]``
+    settings (its ``valid_decode`` list is not a setting: see :mod:`.decode_validity`)."""
+    stored = {**dict((state.get("config") or {}).get("inference") or {}), **dict(variant_settings or {})}
     stored.pop(VALID_DECODE, None)
     unknown = set(stored) - CascadeConfig.setting_names()
     if unknown:
@@ -111,7 +115,8 @@ class Refiner:
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
-            path: checkpoint file; ``None`` = :data:`DEFAULT_CHECKPOINT`.
+            path: checkpoint file; ``None`` = the variant's own shipped checkpoint when it has one
+                (``variant="crm"``: the CRM band refiner), else :data:`DEFAULT_CHECKPOINT`.
             variant: run as this variant (:mod:`sam_sr.variants`); the checkpoint must be of it or of
                 a variant whose checkpoints it runs (``"v1"`` also runs a CRM checkpoint: v1 only
                 replaces the refiner's coarse-mask input). Default: the checkpoint's variant.
@@ -132,15 +137,24 @@ class Refiner:
                 decode mode the checkpoint is not valid for (the message names the valid ones)
                 without ``allow_any_decode``.
         """
-        p = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        if path is not None:
+            p = Path(path)
+        elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)
+            p = get_variant(variant).checkpoint()
+            if p is None:
+                raise SamSrError(f"variant {variant} ships no checkpoint: train one (configs/sam_sr/{variant}.yaml) "
+                                 f"and pass it (--checkpoint)")
+        else:
+            p = DEFAULT_CHECKPOINT
         if path is None and not p.is_file():
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")
         model, state = load_model(p, variant)
-        cascade_config = _cascade_config(state, cascade, p)   # bad settings fail before SAM loads
+        spec = get_variant(variant or state.get("variant", "crm"))
+        own = spec.inference if spec.name != state.get("variant", "crm") else None
+        cascade_config = _cascade_config(state, cascade, p, own)   # bad settings fail before SAM loads
         valid = valid_modes(state)
         check_decode(cascade_config.decode, valid, f"checkpoint {p}", allow_any_decode)
-        spec = get_variant(variant or state.get("variant", "crm"))
         info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration"),
                 "valid_decode": valid}
         sam_inputs = None

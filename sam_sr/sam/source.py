@@ -51,6 +51,7 @@ class LiveSam(SamSource):
         self.points_per_side = int(points_per_side)
         self.mask_kind = f"masks-p{self.points_per_side}"
         self._generator = self._predictor = None
+        self._image_key: str | None = None
 
     def masks(self, image: np.ndarray) -> list[dict[str, Any]]:
         if self._generator is None:
@@ -61,13 +62,20 @@ class LiveSam(SamSource):
         return self._generator.generate(image)
 
     def predictor(self, image: np.ndarray):
+        """The predictor with ``image`` set; the image encoder runs only when the image differs from
+        the last one (by content), e.g. not again for each class of a label map."""
         if self._predictor is None:
             from .loader import predictor
             self._predictor = predictor(self.sam)
+        from .cache import image_key
+        key = image_key(image)
+        if key == self._image_key and self._predictor.is_image_set:
+            return self._predictor
         if self.cache is not None:
             self.cache.set_predictor_image(self._predictor, image)
         else:
             self._predictor.set_image(image)
+        self._image_key = key
         return self._predictor
 
     def embedding(self, image: np.ndarray) -> torch.Tensor:

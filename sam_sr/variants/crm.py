@@ -3,5 +3,5 @@ from ..models.crm import CRM, CRMConfig
 from .spec import VariantSpec
 
 SPEC = VariantSpec(
-    name="crm", model=CRM, config=CRMConfig,
+    name="crm", model=CRM, config=CRMConfig, default_checkpoint="weights/crm_r18.pt",
     summary="CRM: ResNet encoder over image + coarse mask, fusion, implicit decoder, cascade")

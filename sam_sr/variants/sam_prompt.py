@@ -26,6 +26,34 @@ class PromptStage(SamStage):
         return lowres_to_image(logits, *c.shape) > 0, None, info
 
 
+class SamAnswer:
+    """SAM's answer alone, at the photo's size (no boundary step): a baseline with the refiner API,
+    ``refine(image, coarse) -> uint8 (H, W) in {0, 255}``.
+
+    With ``prompt={"rounds": 1, "points": False, "negative": False, "mask": False}`` it is SAM
+    prompted with the coarse mask's box, the candidate chosen by IoU with the coarse mask.
+
+    Args:
+        prompt: :class:`PromptConfig` fields. sam_type, sam_checkpoint: the SAM model (default the
+            bundled MobileSAM). sam_cache: optional :class:`~sam_sr.sam.cache.SamCache`.
+        device: torch device (default CUDA when available, else CPU).
+    """
+
+    def __init__(self, prompt: dict | None = None, sam_type: str = "vit_t", sam_checkpoint=None,
+                 sam_cache=None, device=None):
+        from ..sam import load_sam
+        from ..sam.source import LiveSam
+        self.prompt = PromptConfig.from_dict(prompt)
+        self.source = LiveSam(load_sam(sam_type, sam_checkpoint, device), cache=sam_cache)
+
+    def refine(self, image: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        c = np.asarray(coarse) > 0
+        if not c.any():
+            return c.astype(np.uint8) * 255
+        logits, _ = sam_prompt(self.source.predictor(image), c, self.prompt)
+        return (lowres_to_image(logits, *c.shape) > 0).astype(np.uint8) * 255
+
+
 class SamPrompt(CRM):
     """The sam-prompt variant's refiner: a CRM (it runs CRM checkpoints)."""
 
@@ -36,4 +64,5 @@ SPEC = VariantSpec(
     name="sam-prompt", model=SamPrompt, config=CRMConfig, defaults={"extra_channels": 0},
     fixed=("extra_channels",), sam_stage=PromptStage, runs_checkpoints_of=("crm",),
     default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
+    default_checkpoint="weights/crm_r18.pt", inference={"decode": "contour:4", "margin": 0.0},
     summary="training-free: SAM prompted from the coarse mask (SAMRefiner), then the CRM cascade")

@@ -34,6 +34,12 @@ class VariantSpec:
         default_sam_checkpoint: SAM checkpoint used when none is given (a path; relative paths are
             inside the package, e.g. ``weights/mobile_sam.pt``), or None (then one must be given).
         default_sam_type: the SAM type of ``default_sam_checkpoint`` (``vit_t`` = MobileSAM).
+        default_checkpoint: the checkpoint ``Refiner.from_checkpoint(variant=name)`` loads when no
+            path is given (relative paths inside the package, e.g. ``weights/crm_r18.pt``), or None
+            (then the package's default model, which must be of a variant this one runs).
+        inference: cascade settings this variant recommends when it runs a checkpoint of another
+            variant (e.g. sam-prompt running a CRM checkpoint, whose stored settings suit coarse masks
+            of another kind); explicit settings still override them.
         summary: one line for ``--help`` and the docs.
     """
 
@@ -47,6 +53,8 @@ class VariantSpec:
     runs_checkpoints_of: tuple[str, ...] = ()
     default_sam_checkpoint: str | None = None
     default_sam_type: str = "vit_t"
+    default_checkpoint: str | None = None
+    inference: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
 
     @property
@@ -83,6 +91,13 @@ class VariantSpec:
     def accepts_checkpoint_of(self, variant: str) -> bool:
         """Whether a checkpoint of ``variant`` can run as this variant."""
         return variant == self.name or variant in self.runs_checkpoints_of
+
+    def checkpoint(self) -> Path | None:
+        """The variant's own default checkpoint (see ``default_checkpoint``), or None."""
+        if self.default_checkpoint is None:
+            return None
+        p = Path(self.default_checkpoint)
+        return p if p.is_absolute() else PACKAGE_DIR / p
 
     def sam_checkpoint(self, given: str | Path | None = None) -> Path | None:
         """The SAM checkpoint to load: ``given``, else the default (None if there is none)."""

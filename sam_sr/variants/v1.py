@@ -34,5 +34,5 @@ class SamSrV1(CRM):
 
 SPEC = VariantSpec(
     name="v1", model=SamSrV1, config=CRMConfig, defaults={"extra_channels": 0}, fixed=("extra_channels",),
-    sam_stage=SamUnionStage, runs_checkpoints_of=("crm",),
+    sam_stage=SamUnionStage, runs_checkpoints_of=("crm",), default_checkpoint="weights/crm_r18.pt",
     summary="the union of SAM's automatic masks covered by the coarse mask replaces it (a CRM refiner)")

@@ -1,0 +1,20 @@
+"""A live SAM source: the image encoder runs once per distinct photo."""
+import numpy as np
+
+from sam_sr.sam import build_tiny_sam
+from sam_sr.sam.source import LiveSam
+
+
+def test_the_encoder_runs_once_per_photo_content():
+    source = LiveSam(build_tiny_sam(image_size=256))
+    calls = []
+    pred = source.predictor(np.zeros((32, 48, 3), np.uint8))
+    original = type(pred).set_image
+    pred.set_image = lambda image, fmt="RGB": (calls.append(1), original(pred, image, fmt))[1]
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (32, 48, 3)).astype(np.uint8)
+    b = a.copy()
+    b[0, 0] ^= 1                                     # one pixel differs: another photo
+    for image in (a, a.copy(), b, b):
+        assert source.predictor(image) is pred
+    assert len(calls) == 2
