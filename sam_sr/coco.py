@@ -102,10 +102,14 @@ def image_table(annotations: str | os.PathLike | dict | None = None,
         ``{image_id: {"path": str, "height": int | None, "width": int | None}}``.
 
     Raises:
-        SamSrError: neither argument, a malformed ``images`` list, a duplicate id, no photos.
+        SamSrError: neither argument, ``images_dir`` that is not a folder, a malformed ``images``
+            list, a duplicate id, no photos.
     """
     if annotations is None and images_dir is None:
         raise SamSrError("give an image folder, a COCO annotation file, or both")
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise SamSrError(f"image folder not found: {images_dir}" +
+                         (" (it is a file)" if Path(images_dir).exists() else ""))
     table: dict[int, dict[str, Any]] = {}
     if annotations is not None:
         data = annotations if isinstance(annotations, dict) else load_json(annotations, "COCO annotation file")

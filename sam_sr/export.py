@@ -14,7 +14,7 @@ from typing import Any
 from .checkpoint import load_model, save_checkpoint
 from .inference.cascade import CascadeConfig
 from .inference.decode_validity import KEY as VALID_DECODE, parse_modes
-from .io import check_output_path
+from .io import check_outputs
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, inference: dict[str, Any] | None = None,
@@ -31,10 +31,10 @@ def export_checkpoint(src: str | Path, dst: str | Path, inference: dict[str, Any
         ``{"variant", "iteration", "bytes"}`` of the written file.
 
     Raises:
-        SamSrError: an existing ``dst`` without ``force``, an unreadable ``src``, invalid settings
-            (checked before anything is written).
+        SamSrError: an existing ``dst`` without ``force``, ``dst`` that is ``src`` (even with
+            ``force``), an unreadable ``src``, invalid settings (checked before anything is written).
     """
-    check_output_path(dst, force)
+    check_outputs({"src": src}, {"dst": dst}, force)
     model, state = load_model(src)
     keep = {k: state[k] for k in ("iteration", "config") if k in state}
     if inference:

@@ -77,14 +77,27 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
         return exc.code if isinstance(exc.code, int) else 2
 
 
+def _close_progress_bars() -> None:
+    """Close the tqdm bars an error or Ctrl-C left open (e.g. training's), so that the ``error:`` or
+    ``interrupted`` line starts a line of its own instead of following a bar."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
+            pass
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command with the shared error and Ctrl-C handling (see module docstring)."""
     try:
         return int(args.run(args))
     except SamSrError as exc:
+        _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
 

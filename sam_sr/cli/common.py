@@ -100,15 +100,8 @@ def sam_cache_folder(path: str | None, option: str = "--sam-cache") -> Path | No
     """
     if not path:
         return None
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise SamSrError(f"{option} {p} is a file; it must be a folder (it is created if missing)")
-    from ..io import check_output_path
-    try:
-        check_output_path(p / "x", force=True)
-    except SamSrError as exc:
-        raise SamSrError(f"{option}: {exc}") from None
-    return p
+    from ..io import check_output_folder
+    return check_output_folder(path, option)
 
 
 def refiner_from_args(args, device=None):

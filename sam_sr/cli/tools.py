@@ -125,7 +125,7 @@ def figure_run(args) -> int:
     from ..data import load_samples
     from ..figures import refinement_figure
     from ..inference import Refiner
-    from ..io import check_output_path, write_png
+    from ..io import check_output_path, check_outputs, write_png
     check_output_path(args.out, args.force)
     root = data_or(args.root, "sod", "--root")
     wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
@@ -133,6 +133,12 @@ def figure_run(args) -> int:
     missing = [i for i in wanted if i not in samples]
     if missing:
         raise SamSrError(f"no samples {missing} in {root}")
+    inputs = {"--checkpoint": args.checkpoint}
+    for i in wanted:                   # --out may not be a photo or mask it draws (even with --force)
+        s = samples[i]
+        inputs.update({f"photo {i}": s.image, f"mask {i}": s.mask,
+                       **{f"coarse mask {i} ({k})": v for k, v in s.coarse.items()}})
+    check_outputs(inputs, {"--out": args.out}, args.force, images=("--out",))
     figure = refinement_figure(Refiner.from_checkpoint(args.checkpoint), [samples[i] for i in wanted],
                                args.source, args.height, args.zoom)
     write_png(args.out, figure)

@@ -115,26 +115,14 @@ def int_list(text: str) -> list[int]:
 
 def device(text: str) -> str:
     """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:N`` (N below the number of CUDA
-    devices), ``mps``. Unknown names and absent devices are refused."""
-    import torch
+    devices), ``mps``. Unknown names and absent devices are refused
+    (:func:`sam_sr.devices.check_device`)."""
+    from ..devices import check_device
+    from ..errors import SamSrError
     try:
-        dev = torch.device(str(text).strip())
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r} (cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= n:
-            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {n} CUDA device(s), "
-                                             f"cuda:0..cuda:{n - 1}")
-    elif dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
-    elif dev.type != "cpu":
-        raise argparse.ArgumentTypeError(f"device {text!r} is not supported (cpu, cuda, cuda:N or mps)")
-    return str(dev)
-
+        return str(check_device(text))
+    except SamSrError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("device").lstrip(": ")) from None
 
 
 def decode_mode(text: str) -> str:

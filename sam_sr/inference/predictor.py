@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_model
+from ..devices import check_device
 from ..errors import SamSrError
 from ..io import check_aspect, mask_to_float, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
@@ -29,7 +30,7 @@ MIN_PIXELS = 4
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(None)
 
 
 def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float | None = None) -> np.ndarray:
@@ -97,7 +98,7 @@ class Refiner:
     def __init__(self, model: RefinerModel, device: str | torch.device | None = None,
                  cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
                  sam_inputs: SamInputs | None = None):
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = check_device(device)            # an unknown or absent device: SamSrError
         self.model = model.to(self.device).eval()
         self.cascade = cascade or CascadeConfig()
         self.info = info or {}
@@ -135,8 +136,9 @@ class Refiner:
             SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, unknown variant or variant
                 mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting, a
                 decode mode the checkpoint is not valid for (the message names the valid ones)
-                without ``allow_any_decode``.
+                without ``allow_any_decode``, an unknown or absent ``device``.
         """
+        device = check_device(device)      # before anything is loaded onto it
         if path is not None:
             p = Path(path)
         elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)
