@@ -430,6 +430,32 @@ def _image_table_missing_folder(ws):
     return image_table(ws / "ann.json", ws / "nope")
 
 
+def _soft_masks(ws):
+    """Coarse masks as a faint probability map, 0.4 on the object (mask.png and masks/*): refined as
+    they are, they count as empty (nothing >= 0.5) and come back unchanged; binarised at 0.3 they are
+    the object."""
+    for p in [ws / "mask.png", *sorted((ws / "masks").glob("*.png"))]:
+        Image.fromarray(((_read(p) > 0) * 102).astype(np.uint8)).save(p)
+
+
+def thresholded(out: str, threshold: float, image: str = "photo.png", mask: str = "mask.png"):
+    """The output equals the tiny model's refinement of the coarse mask binarised at ``threshold``,
+    and not its refinement of the soft mask as it is (so the threshold was applied)."""
+    def check(ws: Path, _):
+        from sam_sr.io import read_mask
+        img, soft = _read(ws / image)[..., :3], read_mask(ws / mask)
+        ref = _refine(ws, img, (soft >= threshold).astype(np.uint8) * 255)
+        as_is = _refine(ws, img, soft)
+        got = _read(ws / out)
+        if np.array_equal(ref > 0, as_is > 0):
+            return "the case cannot tell: the soft and the binarised mask refine alike"
+        if not np.array_equal(got > 0, ref > 0):
+            same = np.array_equal(got > 0, as_is > 0)
+            return "the threshold was ignored" if same else "differs from the binarised mask's result"
+        return None
+    return check
+
+
 def _load_config(overrides):
     def call(ws):
         from sam_sr.config import load_config
@@ -692,6 +718,17 @@ def cases() -> list[Case]:
     add(6, "eval-semantic-limit-negative", "error", ["eval-semantic", "--root", "{ws}", "--limit", "-2"])
     for override in ("train.seed=abc", "train.stop_at=-1", "data.num_workers=-1", "data.crop_size=abc"):
         add(6, f"train-{override}", "error", T + [override])
+
+    add(1, "soft-mask-threshold", "ok", I + ["--out", "{ws}/o.png", "--mask-threshold", "0.3"],
+        setup=_soft_masks, check=thresholded("o.png", 0.3))
+    add(1, "folder-soft-masks-threshold", "ok", F + ["--mask-threshold", "0.3"], setup=_soft_masks,
+        check=thresholded("out/p1.png", 0.3, "images/p1.png", "masks/p1.png"))
+    add(6, "coco-mask-threshold-ignored", "error", C + ["--out", "{ws}/o.json", "--mask-threshold", "0.5"])
+    add(6, "labels-mask-threshold-ignored", "error", ["infer", "--image", "{ws}/photo.png", "--labels",
+                                                      "{ws}/label.png", "--num-classes", "3", "--mask-threshold",
+                                                      "0.5", "--out", "{ws}/o.png", "--checkpoint", "{tiny}"])
+    add(6, "mask-fusion-ignored", "error", I + ["--out", "{ws}/o.png", "--fusion", "majority"])
+    add(6, "folder-fusion-ignored", "error", F + ["--fusion", "box"])
 
     add(7, "ctrl-c-then-resume-equals-uninterrupted", "ok", call=_interrupt_training_then_resume,
         check=_resumed_equals_whole, slow=True)

@@ -51,6 +51,9 @@ def _check(args) -> None:
         raise SamSrError("--eval needs --annotations with ground-truth instances")
     if args.eval_json and not args.eval:
         raise SamSrError("--eval-json needs --eval")
+    if args.mask_threshold is not None:
+        raise SamSrError("--mask-threshold does not apply to COCO runs: their masks (RLE or polygons) are "
+                         "binary")
     for option in ("out", "summary", "eval_json"):
         path = getattr(args, option)
         if path and Path(path).suffix.lower() != ".json":

@@ -101,6 +101,8 @@ def run(args) -> int:
         if not args.masks:
             raise SamSrError("a folder run needs --masks DIR (or --labels DIR with --num-classes)")
         _refuse(args, ("num_classes", "ignore_index"), "with --masks")
+        if args.fusion != "refine":
+            raise SamSrError("--fusion is for label maps (--labels); coarse masks are refined by the model")
         return _folder(args)
     _refuse(args, ("gt", "summary", "report"), "with one --image (they are for folder runs: --images)")
     if args.ext != ".png":
@@ -109,6 +111,8 @@ def run(args) -> int:
         raise SamSrError("--masks is a folder for --images; give --mask for one --image")
     if args.labels:
         return _labels(args)
+    if args.fusion != "refine":
+        raise SamSrError("--fusion is for label maps (--labels); a coarse mask is refined by the model")
     if not (args.image and args.mask):
         raise SamSrError("give --image and --mask, --images and --masks, or --example")
     _refuse(args, ("num_classes", "ignore_index"), "without --labels")
@@ -130,7 +134,7 @@ def _labels(args) -> int:
         raise SamSrError("--labels needs --num-classes N")
     if Path(args.labels).is_dir():
         raise SamSrError(f"--labels {args.labels} is a folder: use --images DIR for a folder of label maps")
-    _refuse(args, ("soft",), "with --labels")
+    _refuse(args, ("soft", "mask_threshold"), "with --labels")
     out = check_outputs({"--image": args.image, "--labels": args.labels}, {"--out": args.out}, args.force,
                         images=("--out",))["--out"]
     image = read_image(args.image)
