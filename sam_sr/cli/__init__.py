@@ -102,10 +102,27 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
 
 
+def _parse_and_run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; Ctrl-C while the options are
+    checked (e.g. ``--device`` loads torch) ends like Ctrl-C in the command. The package itself
+    loads torch only on first use, so the start-up before this point takes a fraction of a second."""
+    try:
+        args = _parse(parser, sys.argv[1:] if argv is None else argv)
+        return args if isinstance(args, int) else run_command(args)
+    except KeyboardInterrupt:
+        _close_progress_bars()
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """``sam-sr COMMAND [options]``."""
-    args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
-    return args if isinstance(args, int) else run_command(args)
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return _parse_and_run(parser, argv)
 
 
 def command_main(name: str) -> Callable[[list[str] | None], int]:
@@ -117,8 +134,7 @@ def command_main(name: str) -> Callable[[list[str] | None], int]:
         parser = Parser(prog=cmd.script, description=cmd.description)
         cmd.arguments(parser)
         parser.set_defaults(run=cmd.run)
-        args = _parse(parser, sys.argv[1:] if argv is None else argv)
-        return args if isinstance(args, int) else run_command(args)
+        return _parse_and_run(parser, argv)
 
     entry.__name__ = entry.__qualname__ = f"{name.replace('-', '_')}_main"
     entry.__doc__ = f"``{cmd.script}``: {cmd.help} (= ``sam-sr {name}``)."
