@@ -92,6 +92,8 @@ DEFAULTS: dict[str, Any] = {
         "synth": {},               # RegionSynthConfig fields (coarse masks with region errors)
         "train_on": [],            # dataset names of make.datasets to train on
         "weights": {},             # {dataset: sampling weight per sample}
+        "mode_weights": {},        # {coarse-mask mode: factor on that weight}, e.g. scale_gap: 3 ("real:dss" -> real)
+        "loss_weights": {"bce": 1.0, "iou": 1.0},   # region_loss terms (the refiner's train.loss_weights do not apply)
     },
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
     # stored in its checkpoints and used by Refiner.from_checkpoint unless overridden
@@ -100,8 +102,9 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult", "train.loss_weights",
-         "region.make", "region.synth", "region.weights")
+_FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult", "train.loss_weights", "region.loss_weights",
+         "region.make", "region.synth", "region.weights",
+         "region.mode_weights")
 
 #: The key naming a config's base file.
 EXTENDS = "extends"

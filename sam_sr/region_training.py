@@ -12,7 +12,7 @@ A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config conf
    dataset), and never runs SAM.
 3. Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512 grid of the stored
    ground truth and scored with BCE against the area-averaged (soft) ground truth plus a soft-IoU
-   (Jaccard) loss, over the cells the photo covers (``train.loss_weights``: ``bce``, ``iou``).
+   (Jaccard) loss, over the cells the photo covers (``region.loss_weights``: ``bce``, ``iou``).
 
 Resumable and deterministic as :mod:`sam_sr.training`: the state (region network, optimizer,
 scheduler, RNG) is saved with accelerate every ``train.ckpt_every`` iterations and swapped in
@@ -47,7 +47,8 @@ class RegionSamples(Dataset):
         SamSrError: no records, or a record whose embedding is not cached.
     """
 
-    def __init__(self, root: str | Path, names: list[str], sam_cache, weights: dict[str, float] | None = None):
+    def __init__(self, root: str | Path, names: list[str], sam_cache, weights: dict[str, float] | None = None,
+                 mode_weights: dict[str, float] | None = None):
         self.records: list[dict[str, np.ndarray]] = []
         self.index: list[tuple[int, int]] = []
         self.embeddings: dict[str, torch.Tensor] = {}
@@ -71,7 +72,9 @@ class RegionSamples(Dataset):
                 self.records.append(rec)
                 for j in range(len(rec["modes"])):
                     self.index.append((r, j))
-                    self.sample_weights.append(float((weights or {}).get(name, 1.0)))
+                    mode = str(rec["modes"][j]).split(":")[0]       # "real:dss" -> "real"
+                    self.sample_weights.append(float((weights or {}).get(name, 1.0))
+                                               * float((mode_weights or {}).get(mode, 1.0)))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -198,7 +201,8 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     model_config = model.config.to_dict()
     records = make_region_records(cfg, model) if acc.is_main_process else {}
     acc.wait_for_everyone()
-    data = RegionSamples(r["records"], list(r["train_on"]), sam_cache_of(cfg), dict(r.get("weights") or {}))
+    data = RegionSamples(r["records"], list(r["train_on"]), sam_cache_of(cfg), dict(r.get("weights") or {}),
+                         dict(r.get("mode_weights") or {}))
     sampler = WeightedEpochSampler(data.sample_weights, int(t["seed"]))
     loader = DataLoader(data, batch_size=int(t["batch_size"]), sampler=sampler, drop_last=True, num_workers=0)
     if len(loader) == 0:
@@ -250,7 +254,7 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
         batches = acc.skip_first_batches(loader, skip) if skip else loader
         for batch in batches:
             logits = net(batch["embedding"], batch["coarse"], batch["sam"], batch["image"], batch["valid"])
-            loss, terms = region_loss(logits, batch["gt"], batch["valid"], t.get("loss_weights"))
+            loss, terms = region_loss(logits, batch["gt"], batch["valid"], r.get("loss_weights"))
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()

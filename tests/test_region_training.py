@@ -10,7 +10,7 @@ from sam_sr.data.perturb import mask_iou
 from sam_sr.sam import build_tiny_sam, predictor
 from sam_sr.sam.cache import SamCache
 from sam_sr.sam.prompt import PromptConfig
-from tests.conftest import disk_photo, save_pair
+from tests.conftest import ROOT, disk_photo, save_pair
 
 TINY_REGION = {"widths": [4, 8, 8], "sam_channels": 32, "sam_proj": 8, "hidden": 16, "dilations": [1],
                "heads": 2, "sam_inputs": 2}
@@ -40,6 +40,15 @@ def test_records_hold_the_grids_and_one_sam_answer_per_prompt(records):
         assert z["sam256"].dtype == np.float16 and len(z["modes"]) == 3
         # the 96 x 128 photo fills the top 192 of 256 rows of SAM's frame, the rest is padding
         assert z["valid"][:192].all() and not z["valid"][192:].any()
+
+
+def test_sampling_weights_multiply_dataset_and_mode_factors(records):
+    from sam_sr.region_training import RegionSamples
+    root, cache, _, _, _ = records
+    data = RegionSamples(root / "out", ["toy"], cache, {"toy": 2.0}, {"scale_gap": 3.0, "boundary": 0.5})
+    modes = [str(data.records[r]["modes"][j]) for r, j in data.index]
+    want = [2.0 * {"scale_gap": 3.0, "boundary": 0.5}.get(m, 1.0) for m in modes]
+    assert len(modes) == 9 and set(want) != {2.0} and data.sample_weights == want
 
 
 def test_a_rerun_skips_stored_photos(records):
@@ -100,8 +109,7 @@ def _cfg(root, out, refiner, **train):
                                                         "root": str(root / "data"), "k": 3}]},
                          train_on=["toy"])
     cfg["train"].update({"out_dir": str(out), "iterations": 4, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0,
-                         "warmup": 1, "seed": 0, "log_every": 1, "ckpt_every": 2,
-                         "loss_weights": {"bce": 1.0, "iou": 1.0}, **train})
+                         "warmup": 1, "seed": 0, "log_every": 1, "ckpt_every": 2, **train})
     return cfg
 
 
@@ -157,3 +165,16 @@ def test_missing_records_and_refiner_are_one_clear_error(records, refiner_checkp
     cfg["region"]["refiner"] = None
     with pytest.raises(SamSrError, match="needs region.refiner"):
         train(cfg)
+
+
+def test_the_shipped_region_configs_give_valid_loss_terms(monkeypatch, tmp_path):
+    """Every v4 stage config merges onto the base config; its region loss terms must be ones
+    region_loss knows (the refiner's train.loss_weights must not leak in)."""
+    from sam_sr.config import load_config
+    from sam_sr.region_training import region_loss
+    monkeypatch.setenv("SAM_SR_DATA", str(tmp_path))
+    logits, gt = torch.zeros(1, 1, 256, 256), torch.ones(1, 1, 512, 512)
+    for name in ("region_s1", "region_s2"):
+        cfg = load_config(ROOT / "configs" / "v4" / f"{name}.yaml")
+        total, terms = region_loss(logits, gt, torch.ones(1, 1, 256, 256), cfg["region"]["loss_weights"])
+        assert set(terms) == {"bce", "iou"} and torch.isfinite(total)
