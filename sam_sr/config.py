@@ -116,7 +116,7 @@ VALUE_CHECKS: dict[str, tuple[str, float]] = {
     "train.iterations": ("int", 1), "train.batch_size": ("int", 1), "train.ckpt_every": ("int", 1),
     "train.log_every": ("int", 1), "train.image_every": ("int", 1), "train.seed": ("int", 0),
     "train.warmup": ("int", 0), "train.query_points": ("int", 0), "train.point_band": ("int", 0),
-    "train.stop_at": ("int", 0), "train.lr": ("pos", 0), "train.weight_decay": ("num", 0),
+    "train.stop_at": ("int", 0), "train.lr": ("num", 0), "train.weight_decay": ("num", 0),
     "train.gamma": ("pos", 0), "train.boundary_frac": ("frac", 0),
     "data.crop_size": ("int", 1), "data.num_workers": ("int", 0), "data.soft_prob": ("frac", 0),
     "data.real_coarse_prob": ("frac", 0), "sam.points_per_side": ("int", 1), "sam.n_points": ("int", 1),

@@ -10,6 +10,7 @@ reports each bad item, goes on with the rest, prints a summary and exits with st
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -88,8 +89,30 @@ def _close_progress_bars() -> None:
             pass
 
 
+class _StderrHandler(logging.Handler):
+    """Writes sam-sr's log records (e.g. the ``warning:`` of ``--allow-any-decode``) to the
+    ``sys.stderr`` of the moment, as one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must not end the command
+            self.handleError(record)
+
+
+def _warnings_to_stderr() -> None:
+    """Make sure the command line's warnings reach stderr, whatever the logging set-up (the
+    ``sam_sr`` logger gets one :class:`_StderrHandler`, level WARNING)."""
+    log = logging.getLogger("sam_sr")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)          # (a root handler, if any, also gets the record)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command with the shared error and Ctrl-C handling (see module docstring)."""
+    _warnings_to_stderr()
     try:
         return int(args.run(args))
     except SamSrError as exc:
