@@ -163,7 +163,8 @@ def _mask_scores(coarse: np.ndarray, refined: np.ndarray, gt_path: str | None,
 
 
 def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
-                  progress: bool = True, desc: str = "refine", verbose: bool = True) -> dict[str, Any]:
+                  progress: bool = True, desc: str = "refine", verbose: bool = True,
+                  mask_threshold: float | None = None) -> dict[str, Any]:
     """Refine the jobs of :func:`plan_mask_folder` with ``refiner`` (anything with
     ``refine(image, mask, return_soft=True)``, e.g. :class:`sam_sr.Refiner`).
 
@@ -173,6 +174,8 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
     Args:
         progress: show a tqdm bar (with ETA); ``desc`` labels it.
         verbose: print ``error: <photo>: <reason>`` for each failed item on stderr.
+        mask_threshold: binarise each coarse mask at this value in (0, 1) first (default: binary
+            masks stay binary, soft ones are refined as they are; see ``Refiner.refine``).
 
     Returns:
         The summary (module docstring). Never raises for a bad item.
@@ -185,8 +188,11 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
                       outs, force, images=("out", "soft"))
         image = read_image(job["image"])
         mask = read_mask(job["coarse"])
-        binary, prob = refiner.refine(image, mask, return_soft=True)
-        coarse = prepare_mask(mask, image.shape[:2])
+        if mask_threshold is None:
+            binary, prob = refiner.refine(image, mask, return_soft=True)
+        else:
+            binary, prob = refiner.refine(image, mask, return_soft=True, mask_threshold=mask_threshold)
+        coarse = prepare_mask(mask, image.shape[:2], mask_threshold)
         rec = _mask_scores(coarse, binary > 0, job.get("gt"), image.shape[:2])
         write_mask(job["out"], binary)
         if job.get("soft"):

@@ -102,10 +102,14 @@ def image_table(annotations: str | os.PathLike | dict | None = None,
         ``{image_id: {"path": str, "height": int | None, "width": int | None}}``.
 
     Raises:
-        SamSrError: neither argument, a malformed ``images`` list, a duplicate id, no photos.
+        SamSrError: neither argument, ``images_dir`` that is not a folder, a malformed ``images``
+            list, a duplicate id, no photos.
     """
     if annotations is None and images_dir is None:
         raise SamSrError("give an image folder, a COCO annotation file, or both")
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise SamSrError(f"image folder not found: {images_dir}" +
+                         (" (it is a file)" if Path(images_dir).exists() else ""))
     table: dict[int, dict[str, Any]] = {}
     if annotations is not None:
         data = annotations if isinstance(annotations, dict) else load_json(annotations, "COCO annotation file")
@@ -427,7 +431,13 @@ def summary_line(summary: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def _gt_dataset(gt: str | os.PathLike | dict) -> dict[str, Any]:
+def ground_truth(gt: str | os.PathLike | dict) -> dict[str, Any]:
+    """A COCO annotation file (or dict, copied) with ground-truth instances, checked: ``images``
+    with integer ``id``, ``height`` and ``width``; ``annotations`` and ``categories`` lists.
+
+    Raises:
+        SamSrError: a missing or malformed file, or one without those lists (naming the problem).
+    """
     data = copy.deepcopy(gt) if isinstance(gt, dict) else load_json(gt, "COCO annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or \
             not isinstance(data.get("annotations"), list) or not isinstance(data.get("categories"), list):
@@ -475,7 +485,7 @@ def _ap(coco_gt, dets: list[dict]) -> dict[str, float | None]:
 
 def evaluate_coco(gt: str | os.PathLike | dict, before: str | os.PathLike | list,
                   after: str | os.PathLike | list | None = None, min_iou: float = 0.5,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, exclude: Sequence[int] = ()) -> dict[str, Any]:
     """Mask AP and mean mBA of COCO results, before and (optionally) after refinement.
 
     Args:
@@ -484,9 +494,12 @@ def evaluate_coco(gt: str | os.PathLike | dict, before: str | os.PathLike | list
             :func:`refine_coco` writes them).
         min_iou: mBA pairs need at least this mask IoU between the unrefined detection and its
             ground-truth instance (see the module docstring).
+        exclude: indices of results left out of both lists, e.g. the instances a refinement run
+            failed on (:func:`failed_instances`): they would fail here too.
 
     Returns:
-        ``{"coarse": scores, "refined": scores (with after), "pairs": n, "per_image": {image_id:
+        ``{"coarse": scores, "refined": scores (with after), "pairs": n, "excluded": n,
+        "per_image": {image_id:
         {"n", "mba_coarse", "mba_refined", "iou_coarse", "iou_refined"}}}`` with scores ``{"AP",
         "AP50", "AP75", "mba", "iou", "n_detections"}``, all in percent (``mba``/``iou`` are means
         over the pairs; None without pairs).
@@ -500,11 +513,16 @@ def evaluate_coco(gt: str | os.PathLike | dict, before: str | os.PathLike | list
     from .metrics import boundary_accuracy
 
     mu = _mask_utils()
-    data = _gt_dataset(gt)
+    data = ground_truth(gt)
     sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
-    sets = {"coarse": _canonical(load_results(before), sizes, "before")}
+    skip = set(exclude)
+
+    def kept(results):
+        return [it for k, it in enumerate(load_results(results)) if k not in skip]
+
+    sets = {"coarse": _canonical(kept(before), sizes, "before")}
     if after is not None:
-        sets["refined"] = _canonical(load_results(after), sizes, "after")
+        sets["refined"] = _canonical(kept(after), sizes, "after")
         if len(sets["refined"]) != len(sets["coarse"]):
             raise SamSrError(f"the refined results have {len(sets['refined'])} instances, the "
                              f"unrefined {len(sets['coarse'])}; they must be the same list")
@@ -561,10 +579,16 @@ def evaluate_coco(gt: str | os.PathLike | dict, before: str | os.PathLike | list
             vals = scores[name][key]
             out[name][key] = 100 * float(np.mean(vals)) if vals else None
     out["pairs"] = len(pairs)
+    out["excluded"] = len(skip)
     out["min_iou"] = min_iou
     out["per_image"] = {iid: {"n": len(r["mba_coarse"]), **{k: float(np.mean(v)) for k, v in r.items()}}
                         for iid, r in per_image.items()}
     return out
+
+
+def failed_instances(summary: dict[str, Any]) -> list[int]:
+    """Indices of the instances a refinement run (:func:`run_coco_jobs`' summary) failed on."""
+    return [it["index"] for it in summary["items"] if it["status"] == "failed"]
 
 
 def format_evaluation(ev: dict[str, Any]) -> str:
@@ -583,6 +607,8 @@ def format_evaluation(ev: dict[str, Any]) -> str:
             a, b = ev["coarse"][key], ev["refined"][key]
             gain.append("n/a" if a is None or b is None else f"{b - a:+.2f}")
         lines.append("| gain | " + " | ".join(gain) + " |")
+    if ev.get("excluded"):
+        lines.append(f"({ev['excluded']} instance(s) that could not be read are left out of both rows)")
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ data folder named by the environment variable ``SAM_SR_DATA`` (:mod:`sam_sr.path
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,52 @@ _FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult", "
 EXTENDS = "extends"
 
 
+#: Checked values: dotted key -> (kind, lowest value). Kinds: ``int`` (an integer >= lowest),
+#: ``pos`` (a number > 0), ``num`` (a number >= lowest), ``frac`` (a number in [0, 1]).
+VALUE_CHECKS: dict[str, tuple[str, float]] = {
+    "train.iterations": ("int", 1), "train.batch_size": ("int", 1), "train.ckpt_every": ("int", 1),
+    "train.log_every": ("int", 1), "train.image_every": ("int", 1), "train.seed": ("int", 0),
+    "train.warmup": ("int", 0), "train.query_points": ("int", 0), "train.point_band": ("int", 0),
+    "train.stop_at": ("int", 0), "train.lr": ("num", 0), "train.weight_decay": ("num", 0),
+    "train.gamma": ("pos", 0), "train.boundary_frac": ("frac", 0),
+    "data.crop_size": ("int", 1), "data.num_workers": ("int", 0), "data.soft_prob": ("frac", 0),
+    "data.real_coarse_prob": ("frac", 0), "sam.points_per_side": ("int", 1), "sam.n_points": ("int", 1),
+}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_values(cfg: dict[str, Any]) -> None:
+    """Check the numeric training settings of a loaded config (:data:`VALUE_CHECKS`) and its
+    ``inference.valid_decode``, so a bad value such as ``train.iterations=abc``, ``train.lr=fast``
+    or ``train.batch_size=0`` fails before anything is built, naming the key.
+
+    Raises:
+        SamSrError: ``<key> must be ..., got <value>`` for the first bad value.
+    """
+    for key, (kind, low) in VALUE_CHECKS.items():
+        section, _, name = key.partition(".")
+        if name not in (cfg.get(section) or {}):
+            continue
+        v = cfg[section][name]
+        if kind == "int":
+            ok, want = isinstance(v, int) and not isinstance(v, bool) and v >= low, f"an integer >= {low:g}"
+        elif kind == "pos":
+            ok, want = _number(v) and v > 0, "a number > 0"
+        elif kind == "num":
+            ok, want = _number(v) and v >= low, f"a number >= {low:g}"
+        else:
+            ok, want = _number(v) and 0 <= v <= 1, "a number in [0, 1]"
+        if not ok:
+            raise SamSrError(f"config key {key} must be {want}, got {v!r}")
+    valid = (cfg.get("inference") or {}).get("valid_decode")
+    if valid is not None:
+        from .inference.decode_validity import parse_modes
+        parse_modes(valid, "config key inference.valid_decode")
+
+
 def _data_resolver(rel: str = "") -> str:
     return str(data_path(rel))
 
@@ -167,7 +214,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     Raises:
         SamSrError: missing or invalid YAML, unknown keys, malformed overrides, a ``${data:...}``
-            value without ``SAM_SR_DATA`` set.
+            value without ``SAM_SR_DATA`` set, a bad value (:func:`check_values`, naming the key).
     """
     cfg = _defaults()
     if path is not None:
@@ -182,8 +229,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise SamSrError(f"bad override {item!r}: {str(exc).splitlines()[0]}") from None
         cfg = _merge(cfg, new, f"override {item!r}")
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        out = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         first = str(exc).splitlines()[0]
         _, ours, rest = first.partition("SamSrError raised while resolving interpolation: ")
         raise SamSrError(rest if ours else f"cannot resolve the config: {first}") from None
+    check_values(out)
+    return out

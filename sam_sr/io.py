@@ -256,6 +256,23 @@ def check_output_path(path: str | os.PathLike, force: bool = False) -> Path:
     return p
 
 
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check a folder a run writes into (created when missing) before the run starts.
+
+    Raises:
+        SamSrError naming ``what`` (e.g. ``train.out_dir``): ``path`` is a file, a parent of it is a
+            file, or the folder (or its nearest existing parent) is not writable.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise SamSrError(f"{what} {p} is a file; it must be a folder (it is created if missing)")
+    try:
+        _writable_folder(p / "x")
+    except SamSrError as exc:
+        raise SamSrError(f"{what}: {exc}") from None
+    return p
+
+
 def mask_format(path: str | os.PathLike) -> str:
     """The PIL format an output mask or overlay at ``path`` is written in, from its extension:
     ``"PNG"`` for ``.png``, ``"TIFF"`` for ``.tif``/``.tiff`` (case-insensitive).

@@ -65,7 +65,7 @@ def _broadcast_token(state) -> str:
 def run_sharded(jobs: Sequence[Any], work: Callable[[list, str], dict[str, Any]],
                 summary_path: str | os.PathLike | None = None,
                 merge: Callable[[Sequence[dict[str, Any]]], dict[str, Any]] | None = None,
-                state=None) -> dict[str, Any] | None:
+                state=None, scratch_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """Run ``work`` on this process's share of ``jobs`` and merge the shares' summaries.
 
     Args:
@@ -74,7 +74,8 @@ def run_sharded(jobs: Sequence[Any], work: Callable[[list, str], dict[str, Any]]
         work: ``work(my_jobs, desc) -> summary`` (e.g. ``lambda js, d: run_mask_jobs(refiner, js,
             desc=d)``); ``desc`` labels this process's progress bar.
         summary_path: where the main process writes the merged summary (JSON); part files go next
-            to it. Needed with more than one process.
+            to it. None: no summary file is kept (with more than one process, the part files then go
+            to ``scratch_dir``, e.g. the run's output folder, and are removed after the merge).
         merge: joins the summaries (default :func:`sam_sr.batch.merge_summaries`; COCO:
             :func:`sam_sr.coco.merge_coco_summaries`).
 
@@ -82,15 +83,20 @@ def run_sharded(jobs: Sequence[Any], work: Callable[[list, str], dict[str, Any]]
         The merged summary in the main process, None in the others.
 
     Raises:
-        SamSrError: several processes without ``summary_path``; an error in any process's ``work``
+        SamSrError: several processes without ``summary_path`` or ``scratch_dir``; an error in any
+            process's ``work``
             (in the main process, naming the process; in that process, its own).
     """
     from .batch import merge_summaries
     merge = merge or merge_summaries
     state = state or process_state()
     n, rank = state.num_processes, state.process_index
+    keep = summary_path is not None
     if n > 1 and summary_path is None:
-        raise SamSrError("a run over several processes needs a summary path (for the part files)")
+        if scratch_dir is None:
+            raise SamSrError("a run over several processes needs a summary path or a scratch folder "
+                             "(for the part files)")
+        summary_path = Path(scratch_dir) / ".sam-sr-summary.json"
     desc = f"refine [{rank + 1}/{n}]" if n > 1 else "refine"
     fatal = None
     with state.split_between_processes(list(jobs)) as mine:
@@ -125,7 +131,8 @@ def run_sharded(jobs: Sequence[Any], work: Callable[[list, str], dict[str, Any]]
         if errors:
             raise SamSrError("; ".join(errors))
         merged = merge(parts)
-        atomic_write_bytes(sp, (json.dumps(merged, indent=1) + "\n").encode())
+        if keep:
+            atomic_write_bytes(sp, (json.dumps(merged, indent=1) + "\n").encode())
     if fatal is not None:
         raise SamSrError(fatal)
     return merged

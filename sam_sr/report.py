@@ -138,6 +138,24 @@ table.m td:first-child{text-align:left;color:#555} table.m th{color:#777;font-we
 """
 
 
+def check_report_path(html_path: str | os.PathLike, force: bool = False) -> Path:
+    """Check a report's paths before a run: the HTML file (``.html`` or ``.htm``) and its picture
+    folder ``<stem>_files/``.
+
+    Raises:
+        SamSrError: another extension; either exists (without ``force``); the folder is a file; an
+            unwritable location.
+    """
+    out = Path(html_path)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise SamSrError(f"report {out}: name it .html")
+    check_output_path(out, force)
+    files = out.with_name(f"{out.stem}_files")
+    if files.exists() and not (force and files.is_dir()):
+        raise SamSrError(f"{files} exists" + (" (use --force to overwrite)" if files.is_dir() else " and is a file"))
+    return out
+
+
 def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title: str,
                  header: Sequence[str] = (), failed: Sequence[tuple[str, str]] = (),
                  force: bool = False, max_rows: int = 100, thumb: int = 480, zoom: int = 64,
@@ -154,15 +172,12 @@ def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title:
         The HTML path.
 
     Raises:
-        SamSrError: the HTML file or its picture folder exists (without ``force``), an unwritable
-            path, ``max_rows`` < 1. A row whose files cannot be read is listed as failed instead.
+        SamSrError: see :func:`check_report_path`; ``max_rows`` < 1. A row whose files cannot be read is listed as failed instead.
     """
-    out = check_output_path(html_path, force)
+    out = check_report_path(html_path, force)
     if max_rows < 1:
         raise SamSrError(f"max_rows must be >= 1, got {max_rows}")
     files = out.with_name(f"{out.stem}_files")
-    if files.exists() and not (force and files.is_dir()):
-        raise SamSrError(f"{files} exists" + (" (use --force to overwrite)" if files.is_dir() else " and is a file"))
     ordered = sorted(rows, key=lambda r: (-r.change, r.name))
     shown, failed = ordered[:max_rows], list(failed)
     top = max([r.change for r in shown] + [1e-9])          # bars are relative to the most changed photo
@@ -297,7 +312,7 @@ def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | lis
     Raises:
         SamSrError: see :func:`write_report`; lists of different lengths.
     """
-    from .coco import _gt_dataset, decode_segmentation, load_results
+    from .coco import decode_segmentation, ground_truth, load_results
 
     b, a = load_results(before), load_results(after)
     if len(a) != len(b):
@@ -309,7 +324,7 @@ def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | lis
             by_image.setdefault(it["image_id"], []).append(k)
     gt_by: dict[int, list] = {}
     if gt is not None:
-        for ann in _gt_dataset(gt)["annotations"]:
+        for ann in ground_truth(gt)["annotations"]:
             if not ann.get("iscrowd"):
                 gt_by.setdefault(ann.get("image_id"), []).append(ann["segmentation"])
     per_image = {int(k): v for k, v in ((evaluation or {}).get("per_image") or {}).items()}

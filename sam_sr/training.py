@@ -42,9 +42,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
+from .config import check_values
 from .data import CoarseMaskSynthesizer, EpochSampler, RefinementDataset, concat_samples
 from .data.transforms import train_transform
 from .errors import SamSrError
+from .io import check_output_folder
 from .losses import point_loss, refinement_loss, sample_query_points
 from .variants import build_model, get_variant
 
@@ -241,8 +243,11 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
         over the first/last ``log_every`` iterations of this process's run.
 
     Raises:
-        SamSrError: bad config, empty dataset, a state of another model config or of an older sam-sr.
+        SamSrError: bad config, empty dataset, a state of another model config or of an older sam-sr,
+            a ``train.out_dir`` that is a file or cannot be written.
     """
+    check_values(cfg)                            # also for configs built in code, not loaded
+    check_output_folder(cfg["train"]["out_dir"], "train.out_dir")   # a file or unwritable: fail first
     if cfg.get("task", "refiner") == "region":   # SAM-SR v4's region step has its own trainer
         from .region_training import train_region
         return train_region(cfg)

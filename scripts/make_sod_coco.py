@@ -1,6 +1,7 @@
 """Build a small COCO instance set from the sod photos (ground truth + a real saliency network's maps).
 
-``python scripts/make_sod_coco.py --out /tmp/sod_coco [--ids configs/splits/sod_eval.txt] [--source dss]``
+``python scripts/make_sod_coco.py --out /tmp/sod_coco [--root DIR] [--ids configs/splits/sod_eval.txt]
+[--source dss]`` (``--root`` defaults to ``$SAM_SR_DATA/sod``)
 
 Writes ``OUT/annotations.json`` (ground-truth instances = 8-connected components of each photo's
 ground-truth mask; specks under ``--min-area`` pixels are ``iscrowd`` ignore regions) and
@@ -16,13 +17,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam_sr import SamSrError  # noqa: E402
+from sam_sr.cli.common import data_or  # noqa: E402
 from sam_sr.coco import coco_from_masks  # noqa: E402
 from sam_sr.data.datasets import read_ids  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", default="../shared/data/sod", help="sod folder (images/, masks/, coarse/)")
+    ap.add_argument("--root", default=None, help="sod folder (images/, masks/, coarse/); default $SAM_SR_DATA/sod")
     ap.add_argument("--ids", default="configs/splits/sod_eval.txt", help="file of photo ids ('' = all)")
     ap.add_argument("--limit", type=int, default=0, help="first N ids (sorted) only (0 = all)")
     ap.add_argument("--source", default="dss", help="coarse maps: <root>/coarse/<source>/")
@@ -32,7 +34,7 @@ def main() -> int:
     ap.add_argument("--force", action="store_true", help="overwrite the two JSON files")
     args = ap.parse_args()
     try:
-        root = Path(args.root)
+        root = data_or(args.root, "sod", "--root")
         if not (root / "images").is_dir():
             raise SamSrError(f"no images/ folder in {root}")
         # sorted, as scripts/evaluate.py orders them: --limit N takes the same photos

@@ -197,10 +197,10 @@ def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_c
     for a, b in zip(exported.model.state_dict().values(), source.model.state_dict().values()):
         assert a.equal(b)
     before = dst.read_bytes()
-    again = subprocess.run(cmd[:-4] + ["--decode", "spiral"], capture_output=True, text=True)
-    assert again.returncode != 0 and "exists" in again.stderr and dst.read_bytes() == before
+    again = subprocess.run(cmd[:-4] + ["--decode", "contour:3"], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr and dst.read_bytes() == before
     bad = subprocess.run(cmd[:3] + [str(tmp_path / "x.pt"), "--decode", "spiral"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown decode mode" in bad.stderr and not (tmp_path / "x.pt").exists()
+    assert bad.returncode == 2 and "unknown decode mode" in bad.stderr and not (tmp_path / "x.pt").exists()
 
 
 def test_help_lists_every_command_and_exits_0(capsys):

@@ -129,3 +129,42 @@ def test_single_process_errors_propagate(tmp_path):
     with pytest.raises(SamSrError, match="boom"):
         run_sharded([1], work, tmp_path / "s.json")
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_through_the_command_line_equal_one(tmp_path, skip_checkpoint):
+    """``accelerate launch -m sam_sr infer|coco`` (the real entry point) over 2 CPU processes: the same
+    files and summaries as ``python -m sam_sr`` alone; one merged COCO file; exit status 1 for the
+    photo without a mask and the bad RLE, as in one process."""
+    data = tmp_path / "data"
+    _dataset(data)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    outs = {}
+    for name, prefix in (("one", [sys.executable]), ("two", launch)):
+        out = tmp_path / name
+        folder = ["-m", "sam_sr", "infer", "--images", str(data / "images"), "--masks", str(data / "masks"),
+                  "--out", str(out / "masks"), "--soft", "--summary", str(out / "masks.json"),
+                  "--checkpoint", str(skip_checkpoint)]
+        coco = ["-m", "sam_sr", "coco", "--results", str(data / "results.json"), "--annotations",
+                str(data / "annotations.json"), "--images", str(data / "images"), "--out", str(out / "coco.json"),
+                "--summary", str(out / "coco_summary.json"), "--checkpoint", str(skip_checkpoint)]
+        for argv in (folder, coco):
+            port = ["--main_process_port", str(_free_port())] if name == "two" else []
+            r = subprocess.run(prefix + port + argv, capture_output=True, text=True, env=env, timeout=600)
+            assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]   # one bad item in each run
+            assert r.stdout.count("refined ") == 1, r.stdout                # one summary line, from the main process
+        outs[name] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    one, two = outs["one"], outs["two"]
+    assert sorted(one) == sorted(two) == ["coco.json", "coco_summary.json", "masks.json", "masks/001.png",
+                                          "masks/001_soft.png", "masks/002.png", "masks/002_soft.png",
+                                          "masks/003.png", "masks/003_soft.png", "masks/005.png",
+                                          "masks/005_soft.png"]
+    for name in one:
+        if name.endswith(".json"):
+            a, b = (json.loads(x[name].decode().replace(str(tmp_path / n), "OUT")) for x, n in ((one, "one"), (two, "two")))
+            assert a == b, name
+        else:
+            assert one[name] == two[name], name
+    assert len(json.loads(two["coco.json"])) == 6

@@ -3,18 +3,21 @@ top-level scripts (``infer.py``, ``train.py``, ``scripts/*.py``), which only cal
 
 Every command handles errors the same way (here, once): a bad input ends with one ``error: ...``
 line on stderr and exit status 2, with nothing written (outputs are written atomically); Ctrl-C ends
-with one ``interrupted`` line and status 130, leaving no partial file. A folder run in which some pairs
-failed exits with status 1.
+with one ``interrupted`` line and status 130, leaving no partial file. Option values are checked when
+parsed (:mod:`.types`); a usage error is one ``error:`` line and status 2 too. A folder or COCO run
+reports each bad item, goes on with the rest, prints a summary and exits with status 1 if any failed.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import SamSrError
-from . import compare, evaluate, infer, sam, tools, train
+from . import coco, compare, evaluate, infer, sam, tools, train
+from .types import Parser
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "infer": Command(infer.arguments, infer.run, infer.HELP, infer.DESCRIPTION, "infer.py"),
+    "coco": Command(coco.arguments, coco.run, coco.HELP, coco.DESCRIPTION, "scripts/refine_coco.py"),
     "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION,
                     "scripts/evaluate.py"),
     "compare": Command(compare.arguments, compare.run, compare.HELP, compare.DESCRIPTION, "scripts/compare.py"),
@@ -58,7 +62,7 @@ data folders default to $SAM_SR_DATA (e.g. ../shared/data)."""
 
 def build_parser(prog: str = "sam-sr") -> argparse.ArgumentParser:
     """The ``sam-sr`` parser with one subparser per command."""
-    ap = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    ap = Parser(prog=prog, description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.description)
@@ -74,22 +78,74 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
         return exc.code if isinstance(exc.code, int) else 2
 
 
+def _close_progress_bars() -> None:
+    """Close the tqdm bars an error or Ctrl-C left open (e.g. training's), so that the ``error:`` or
+    ``interrupted`` line starts a line of its own instead of following a bar."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the message
+            pass
+
+
+class _StderrHandler(logging.Handler):
+    """Writes sam-sr's log records (e.g. the ``warning:`` of ``--allow-any-decode``) to the
+    ``sys.stderr`` of the moment, as one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must not end the command
+            self.handleError(record)
+
+
+def _warnings_to_stderr() -> None:
+    """Make sure the command line's warnings reach stderr, whatever the logging set-up (the
+    ``sam_sr`` logger gets one :class:`_StderrHandler`, level WARNING)."""
+    log = logging.getLogger("sam_sr")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)          # (a root handler, if any, also gets the record)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command with the shared error and Ctrl-C handling (see module docstring)."""
+    _warnings_to_stderr()
     try:
         return int(args.run(args))
     except SamSrError as exc:
+        _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parse_and_run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; Ctrl-C while the options are
+    checked (e.g. ``--device`` loads torch) ends like Ctrl-C in the command. The package itself
+    loads torch only on first use, so the start-up before this point takes a fraction of a second."""
+    try:
+        args = _parse(parser, sys.argv[1:] if argv is None else argv)
+        return args if isinstance(args, int) else run_command(args)
+    except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
 
 
 def main(argv: list[str] | None = None) -> int:
     """``sam-sr COMMAND [options]``."""
-    args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
-    return args if isinstance(args, int) else run_command(args)
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return _parse_and_run(parser, argv)
 
 
 def command_main(name: str) -> Callable[[list[str] | None], int]:
@@ -98,11 +154,10 @@ def command_main(name: str) -> Callable[[list[str] | None], int]:
     cmd = COMMANDS[name]
 
     def entry(argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(prog=cmd.script, description=cmd.description)
+        parser = Parser(prog=cmd.script, description=cmd.description)
         cmd.arguments(parser)
         parser.set_defaults(run=cmd.run)
-        args = _parse(parser, sys.argv[1:] if argv is None else argv)
-        return args if isinstance(args, int) else run_command(args)
+        return _parse_and_run(parser, argv)
 
     entry.__name__ = entry.__qualname__ = f"{name.replace('-', '_')}_main"
     entry.__doc__ = f"``{cmd.script}``: {cmd.help} (= ``sam-sr {name}``)."
@@ -110,6 +165,7 @@ def command_main(name: str) -> Callable[[list[str] | None], int]:
 
 
 infer_main = command_main("infer")
+coco_main = command_main("coco")
 eval_main = command_main("eval")
 semantic_eval_main = command_main("eval-semantic")
 train_main = command_main("train")
@@ -120,6 +176,6 @@ export_main = command_main("export")
 figure_main = command_main("figure")
 boundary_alignment_main = command_main("boundary-alignment")
 
-__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "eval_main", "semantic_eval_main",
+__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "coco_main", "eval_main", "semantic_eval_main",
            "train_main", "profile_main", "precompute_main", "ablation_main", "export_main", "figure_main",
            "boundary_alignment_main"]

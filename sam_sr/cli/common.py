@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import SamSrError
 from ..paths import DATA_ENV, data_path
+from . import types
 
 
 def names(text: str, known, what: str) -> list[str]:
@@ -43,61 +44,96 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sam-type", default=None, help="SAM type for SAM-SR variants and --fusion (vit_t = "
                                                      "MobileSAM, vit_b/vit_l/vit_h; default vit_t)")
     ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for SAM-SR variants / --fusion")
-    ap.add_argument("--points-per-side", type=int, default=16,
+    ap.add_argument("--points-per-side", type=types.positive_int, default=16,
                     help="SAM automatic-mask point grid for v1 / v2.1 (SAM's default 32; 16 or less on CPU)")
     ap.add_argument("--sam-cache", default=None,
                     help="folder of cached SAM outputs (sam-sr precompute-sam); read and filled")
-    ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    ap.add_argument("--mask-threshold", type=float, default=None,
+    ap.add_argument("--device", type=types.device, default=None,
+                    help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu; in a "
+                         "data-parallel run, each process's own GPU)")
+    ap.add_argument("--mask-threshold", type=types.float_in(0, 1, True, True), default=None,
                     help="binarise coarse masks at this value in (0, 1) before refining (default: binary masks "
                          "stay binary, soft masks are refined as they are)")
     # cascade settings: unset = the checkpoint's recommended `inference` settings, else CascadeConfig's
-    ap.add_argument("--scales", default=None,
+    ap.add_argument("--scales", type=types.scales, default=None,
                     help="cascade scales in (0, 1], comma-separated (default: the model's, else 0.125,0.25,0.5,1)")
-    ap.add_argument("--min-size", type=int, default=None,
+    ap.add_argument("--min-size", type=types.count, default=None,
                     help="skip cascade scales whose longer side is below this many pixels "
                          "(default: the model's, else 512)")
-    ap.add_argument("--decode", default=None,
+    ap.add_argument("--decode", type=types.decode_mode, default=None,
                     help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N] "
-                         "(default: the model's recommended mode, else full)")
-    ap.add_argument("--margin", type=float, default=None,
+                         "(default: the model's recommended mode, else full); a mode the checkpoint was "
+                         "not trained for is refused (the shipped model: contour only)")
+    ap.add_argument("--allow-any-decode", action="store_true",
+                    help="run a --decode mode the checkpoint was not trained for anyway (with a warning)")
+    ap.add_argument("--margin", type=types.float_in(0, 0.5, high_open=True), default=None,
                     help="confidence margin in [0, 0.5): refined probabilities within it of 0.5 keep the "
                          "coarse mask's value (default: the model's, else 0 = off)")
-    ap.add_argument("--upsample-to", type=int, default=None,
+    ap.add_argument("--upsample-to", type=types.count, default=None,
                     help="refine images whose longer side is below this many pixels at this size and resize "
                          "the result back (default: the model's, else 0 = off)")
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                     help="test-time augmentation: also refine the mirrored image and average (2x time; "
                          "default: the model's, else off)")
-    ap.add_argument("--fusion-patches", type=int, default=None,
+    ap.add_argument("--fusion-patches", type=types.count, default=None,
                     help="run the fusion convolutions in N bands (exact, less memory; 0 = off; default 8)")
-    ap.add_argument("--encoder-tile", type=int, default=None,
-                    help="encode inputs larger than this many pixels in overlapping tiles (0 = off, the default)")
+    ap.add_argument("--encoder-tile", type=types.encoder_tile, default=None,
+                    help="encode inputs larger than this many pixels in overlapping tiles (0 = off, the "
+                         "default; else above twice the tiles' 64 px context)")
 
 
 def cascade_settings(args) -> dict:
     """The cascade settings given on the command line (validated by :class:`CascadeConfig`)."""
     cascade = {}
-    if args.scales is not None:
-        try:
-            cascade["scales"] = tuple(float(s) for s in args.scales.split(",") if s.strip())
-        except ValueError:
-            raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
-    for name in ("decode", "margin", "flip", "min_size", "upsample_to", "fusion_patches", "encoder_tile"):
+    for name in ("scales", "decode", "margin", "flip", "min_size", "upsample_to", "fusion_patches",
+                 "encoder_tile"):
         if getattr(args, name) is not None:
             cascade[name] = getattr(args, name)
     return cascade
 
 
-def refiner_from_args(args):
-    """A :class:`sam_sr.Refiner` from :func:`add_model_args`'s options."""
+def sam_cache_folder(path: str | None, option: str = "--sam-cache") -> Path | None:
+    """``path`` as the SAM cache folder (created when first written).
+
+    Raises:
+        SamSrError: ``path`` (or a parent of it) is a file, or the folder cannot be written.
+    """
+    if not path:
+        return None
+    from ..io import check_output_folder
+    return check_output_folder(path, option)
+
+
+def refiner_from_args(args, device=None):
+    """A :class:`sam_sr.Refiner` from :func:`add_model_args`'s options (``device``: used when
+    ``--device`` is not given, e.g. a data-parallel process's own GPU)."""
     from ..inference import Refiner
     cache = None
-    if args.sam_cache:   # keyed by the SAM checkpoint: the given one, else the bundled MobileSAM
+    folder = sam_cache_folder(args.sam_cache)
+    if folder is not None:   # keyed by the SAM checkpoint: the given one, else the bundled MobileSAM
         from ..sam.cache import SamCache, model_tag
         from ..sam.loader import BUNDLED_SAM
-        cache = SamCache(args.sam_cache, model_tag(args.sam_type or "vit_t", args.sam_checkpoint or BUNDLED_SAM))
-    return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device,
+        cache = SamCache(folder, model_tag(args.sam_type or "vit_t", args.sam_checkpoint or BUNDLED_SAM))
+    return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device or device,
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
                                    sam_cache=cache, sam_points_per_side=args.points_per_side,
-                                   **cascade_settings(args))
+                                   allow_any_decode=args.allow_any_decode, **cascade_settings(args))
+
+
+def run_jobs(args, jobs: list, work, scratch_dir, merge=None):
+    """Run a planned folder or COCO run over the processes of a data-parallel launch
+    (:func:`sam_sr.parallel.run_sharded`; one process under plain ``python``).
+
+    Args:
+        work: ``work(refiner, my_jobs, desc) -> summary``; the refiner is built from ``args`` on this
+            process's device (its own GPU in a multi-GPU run) unless ``--device`` is given.
+        scratch_dir: where the processes' part files go while they are merged (the output folder).
+
+    Returns:
+        The merged summary on the main process, None on the others.
+    """
+    from ..parallel import process_device, process_state, run_sharded
+    state = process_state(cpu=True if args.device and args.device.startswith("cpu") else None)
+    refiner = refiner_from_args(args, device=process_device(state))
+    return run_sharded(jobs, lambda js, desc: work(refiner, js, desc), None, merge, state,
+                       scratch_dir=scratch_dir)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import data_or
+from . import types
+from .common import data_or, sam_cache_folder
 
 HELP = "compare refiners and baselines (IoU, mBA, photos losing IoU) on one dataset in one pass"
 DESCRIPTION = """Score several methods on the same photos and coarse masks (each photo read once):
@@ -24,9 +25,9 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--layout", default="generic")
     ap.add_argument("--ids", default="configs/splits/sod_eval.txt", help="file of ids ('' for all)")
     ap.add_argument("--sources", default="picanet,dss,amulet,scale_gap_x8")
-    ap.add_argument("--limit", type=int, default=0, help="first N photos only (0 = all)")
+    ap.add_argument("--limit", type=types.count, default=0, help="first N photos only (0 = all)")
     ap.add_argument("--sam-cache", default=None, help="folder of cached SAM embeddings (read and filled)")
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--device", type=types.device, default=None)
     ap.add_argument("--json", default=None, help="write the results (with per-photo IoU) here")
 
 
@@ -58,15 +59,14 @@ def run(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or len(set(methods)) != len(methods):
         raise SamSrError(f"--methods needs distinct names, got {args.methods!r}")
-    if args.limit < 0:
-        raise SamSrError(f"--limit must be >= 0, got {args.limit}")
     if args.json:
         check_output_path(args.json, force=True)      # an unwritable path fails before the evaluation
     cache = None
-    if args.sam_cache:
+    folder = sam_cache_folder(args.sam_cache)       # a file or an unwritable folder fails here
+    if folder is not None:
         from ..sam.cache import SamCache, model_tag
         from ..sam.loader import BUNDLED_SAM
-        cache = SamCache(args.sam_cache, model_tag("vit_t", BUNDLED_SAM))
+        cache = SamCache(folder, model_tag("vit_t", BUNDLED_SAM))
     root = data_or(args.root, "sod", "--root")
     samples = load_samples({"layout": args.layout, "root": root, "ids_file": args.ids or None})
     if args.limit:

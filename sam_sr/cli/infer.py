@@ -1,21 +1,26 @@
-"""``sam-sr infer``: refine one image, a folder, or a semantic label map."""
+"""``sam-sr infer``: refine one image, a folder, one label map or a folder of label maps."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SamSrError
-from .common import add_model_args, refiner_from_args
+from . import types
+from .common import add_model_args, refiner_from_args, run_jobs
 
-HELP = "refine coarse masks: one image, a folder, or a label map"
+HELP = "refine coarse masks: one image, a folder, a label map or a folder of label maps"
 DESCRIPTION = """Refine coarse masks with sam-sr: one image (--image --mask --out), a folder (--images
---masks --out), a label map (--image --labels --num-classes --out) or the bundled example (--example).
-Masks of any size (same aspect ratio) and bit depth are accepted and resized to the image; binary
-masks stay binary, soft masks are refined as they are (--mask-threshold binarises them first).
-Outputs are binary PNGs (0/255); --soft also writes <out>_soft.png (the probability x 255)."""
+--masks --out DIR), a label map (--image --labels FILE --num-classes N --out), a folder of label maps
+(--images --labels DIR --num-classes N --out DIR) or the bundled example (--example). Masks of any size
+(same aspect ratio) and bit depth are accepted and resized to the image; binary masks (0/255, or 0/1)
+stay binary, soft masks are refined as they are (--mask-threshold binarises them first). Outputs are
+binary masks (0/255) in the format their extension names (.png, .tif); --soft also writes
+<out>_soft.<ext> (the probability x 255). No output may be an input, even with --force. Folder runs
+match files by stem, check every output path before they start, report each bad item and go on
+(exit status 1 if any failed), show a progress bar, and can write --summary S.json and --report
+R.html; under `accelerate launch` (or torchrun) they are shared out over the processes."""
 
 EXAMPLE_IMAGE = "coffee.jpg"
 EXAMPLE_MASK = "coffee_coarse.png"
@@ -24,61 +29,93 @@ EXAMPLE_MASK = "coffee_coarse.png"
 def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--image", help="input photo")
     ap.add_argument("--mask", help="coarse mask for --image")
-    ap.add_argument("--images", help="folder of photos (folder mode)")
+    ap.add_argument("--images", help="folder of photos (folder modes)")
     ap.add_argument("--masks", help="folder of coarse masks, matched to photos by file stem")
     ap.add_argument("--example", action="store_true", help="refine the example bundled with sam-sr")
-    ap.add_argument("--labels", help="semantic mode: an index or palette PNG label map for --image")
-    ap.add_argument("--num-classes", type=int, help="semantic mode: number of classes")
-    ap.add_argument("--ignore-index", type=int, default=None, help="semantic mode: label left untouched")
+    ap.add_argument("--labels", help="label maps: an index or palette PNG for --image, or a folder of them "
+                                     "(matched by stem) for --images")
+    ap.add_argument("--num-classes", type=types.positive_int, help="label maps: number of classes")
+    ap.add_argument("--ignore-index", type=types.count, default=None, help="label maps: label left untouched")
     ap.add_argument("--fusion", default="refine",
-                    help="semantic mode: refine (per-class refiner), majority (SAM masks, majority vote) "
+                    help="one label map: refine (per-class refiner), majority (SAM masks, majority vote) "
                          "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
-    ap.add_argument("--out", required=True, help="output PNG (single) or output folder (folder mode)")
-    ap.add_argument("--overlay", help="also write an overlay PNG (coarse red, refined green)")
-    ap.add_argument("--soft", action="store_true", help="also write the soft refined map")
-    ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    ap.add_argument("--out", required=True, help="output file (.png or .tif), or output folder (folder modes)")
+    ap.add_argument("--overlay", help="one image: also write an overlay (coarse red, refined green)")
+    ap.add_argument("--soft", action="store_true", help="also write the soft refined map (<out>_soft)")
+    ap.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
+    ap.add_argument("--gt", help="folder modes: ground-truth masks or label maps (by stem), for IoU/mBA in the "
+                                 "summary and the report")
+    ap.add_argument("--ext", default=".png", choices=(".png", ".tif", ".tiff"),
+                    help="folder modes: output format (default .png)")
+    ap.add_argument("--summary", help="folder modes: write the run's summary (per-photo status, change, "
+                                      "IoU/mBA) to this JSON file")
+    ap.add_argument("--report", help="folder modes: write an HTML report (overlays sorted by change)")
     add_model_args(ap)
 
 
 def _soft_path(out: Path) -> Path:
-    return out.with_name(f"{out.stem}_soft.png")
+    return out.with_name(f"{out.stem}_soft{out.suffix}")
 
 
 def refine_file(refiner, image_path, mask_path, out_path: Path, soft: bool, overlay_path: Path | None,
                 force: bool, mask_threshold: float | None = None) -> None:
-    """Validate everything first, then refine and write atomically (no partial outputs)."""
+    """Refine one photo: check every output path first (none may be an input, even with
+    ``force``; they must differ; lossless extensions), then refine and write atomically."""
     from ..inference.predictor import prepare_mask
-    from ..io import check_output_path, read_image, read_mask, write_png
+    from ..io import check_outputs, read_image, read_mask, write_mask
     from ..visualize import overlay
 
-    targets = [out_path] + ([_soft_path(out_path)] if soft else []) + ([overlay_path] if overlay_path else [])
-    for t in targets:
-        check_output_path(t, force)
+    outs = check_outputs({"--image": image_path, "--mask": mask_path},
+                         {"--out": out_path, "--soft": _soft_path(out_path) if soft else None,
+                          "--overlay": overlay_path}, force, images=("--out", "--soft", "--overlay"))
     image = read_image(image_path)
     mask = read_mask(mask_path)
     binary, prob = refiner.refine(image, mask, return_soft=True, mask_threshold=mask_threshold)
-    write_png(out_path, binary)
+    write_mask(outs["--out"], binary)
     if soft:
-        write_png(_soft_path(out_path), (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
+        write_mask(outs["--soft"], (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
     if overlay_path:
-        write_png(overlay_path, overlay(image, prepare_mask(mask, image.shape[:2], mask_threshold) >= 0.5, binary))
+        write_mask(outs["--overlay"],
+                   overlay(image, prepare_mask(mask, image.shape[:2], mask_threshold) >= 0.5, binary))
+
+
+def _refuse(args, names: tuple[str, ...], mode: str) -> None:
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False)]
+    if given:
+        raise SamSrError(f"{', '.join(given)} cannot be used {mode}")
 
 
 def run(args) -> int:
-    folder = args.images is not None or args.masks is not None
+    folder = args.images is not None
     if args.example:
-        if args.image or args.mask or folder:
-            raise SamSrError("--example takes no --image/--mask/--images/--masks")
+        if args.image or args.mask or folder or args.masks or args.labels:
+            raise SamSrError("--example takes no --image/--mask/--images/--masks/--labels")
         assets = Path(__file__).resolve().parent.parent / "assets"
         args.image, args.mask = str(assets / EXAMPLE_IMAGE), str(assets / EXAMPLE_MASK)
+    if folder:
+        if args.image or args.mask:
+            raise SamSrError("--images (a folder run) takes no --image/--mask")
+        _refuse(args, ("overlay",), "in a folder run")
+        if args.labels:
+            return _label_folder(args)
+        if not args.masks:
+            raise SamSrError("a folder run needs --masks DIR (or --labels DIR with --num-classes)")
+        _refuse(args, ("num_classes", "ignore_index"), "with --masks")
+        if args.fusion != "refine":
+            raise SamSrError("--fusion is for label maps (--labels); coarse masks are refined by the model")
+        return _folder(args)
+    _refuse(args, ("gt", "summary", "report"), "with one --image (they are for folder runs: --images)")
+    if args.ext != ".png":
+        raise SamSrError("--ext is for folder runs; name --out .png or .tif")
+    if args.masks:
+        raise SamSrError("--masks is a folder for --images; give --mask for one --image")
     if args.labels:
         return _labels(args)
-    if folder:
-        if not (args.images and args.masks) or args.image or args.mask:
-            raise SamSrError("folder mode needs both --images and --masks (and no --image/--mask)")
-        return _folder(args)
+    if args.fusion != "refine":
+        raise SamSrError("--fusion is for label maps (--labels); a coarse mask is refined by the model")
     if not (args.image and args.mask):
         raise SamSrError("give --image and --mask, --images and --masks, or --example")
+    _refuse(args, ("num_classes", "ignore_index"), "without --labels")
     refiner = refiner_from_args(args)
     refine_file(refiner, args.image, args.mask, Path(args.out), args.soft,
                 Path(args.overlay) if args.overlay else None, args.force, args.mask_threshold)
@@ -87,26 +124,31 @@ def run(args) -> int:
 
 
 def _labels(args) -> int:
-    """Semantic mode: read a label map, refine or fuse it, write it with the input's palette."""
-    from ..io import check_output_path, read_image, read_label_map, write_png
-    from ..semantic import refine_semantic
+    """One label map: read it, refine or fuse it, write it with the input's palette."""
+    from ..io import check_outputs, read_image, read_label_map, write_mask
+    from ..semantic import check_label_values, refine_semantic
 
-    if not args.image or args.mask or args.images:
-        raise SamSrError("--labels needs --image (and no --mask/--images)")
-    if not args.num_classes or args.num_classes < 1:
+    if not args.image or args.mask:
+        raise SamSrError("--labels needs --image (and no --mask)")
+    if not args.num_classes:
         raise SamSrError("--labels needs --num-classes N")
-    out = check_output_path(args.out, args.force)
+    if Path(args.labels).is_dir():
+        raise SamSrError(f"--labels {args.labels} is a folder: use --images DIR for a folder of label maps")
+    _refuse(args, ("soft", "mask_threshold"), "with --labels")
+    out = check_outputs({"--image": args.image, "--labels": args.labels}, {"--out": args.out}, args.force,
+                        images=("--out",))["--out"]
     image = read_image(args.image)
     labels, palette = read_label_map(args.labels)
     if labels.shape != image.shape[:2]:
         raise SamSrError(f"label map {labels.shape} and image {image.shape[:2]} differ in size")
+    check_label_values(labels, args.num_classes, args.ignore_index, f"label map {args.labels}")
     if args.fusion == "refine":
         result = refine_semantic(refiner_from_args(args), image, labels, args.num_classes, args.ignore_index)
     else:
         from ..sam import load_sam, mask_generator, predictor
         from ..sam.label_fusion import PROMPTS, majority_vote, prompt_fusion
         if args.fusion not in ("majority",) + PROMPTS:
-            raise SamSrError(f"unknown --fusion {args.fusion!r}")
+            raise SamSrError(f"unknown --fusion {args.fusion!r}; choose from refine, majority, {', '.join(PROMPTS)}")
         if not args.sam_checkpoint:
             raise SamSrError("--fusion with SAM needs --sam-checkpoint")
         sam = load_sam(args.sam_type or "vit_t", args.sam_checkpoint, args.device)
@@ -114,38 +156,64 @@ def _labels(args) -> int:
             result = majority_vote(labels, mask_generator(sam).generate(image), args.ignore_index)
         else:
             result = prompt_fusion(predictor(sam), image, labels, args.fusion, args.ignore_index)
-    write_png(out, result.astype(labels.dtype), palette=palette)
+    write_mask(out, result.astype(labels.dtype), palette=palette)
     print(f"wrote {out}")
     return 0
 
 
+def _folder_outputs(args) -> None:
+    """Check --summary and --report before a folder run starts."""
+    from ..io import check_outputs
+    from ..report import check_report_path
+    if args.summary and Path(args.summary).suffix.lower() != ".json":
+        raise SamSrError(f"--summary {args.summary}: name it .json")
+    check_outputs({}, {"--summary": args.summary, "--report": args.report}, args.force)
+    if args.report:
+        check_report_path(args.report, args.force)
+
+
+def _finish(args, summary, report) -> int:
+    """On the main process: the summary line, the --summary file and the report; the exit status."""
+    from ..batch import summary_line
+    if summary is None:                 # another process of a data-parallel run: the main one reports
+        return 0
+    print(summary_line(summary, args.out))
+    if args.summary:
+        from ..coco import write_json
+        write_json(args.summary, summary, indent=1)
+        print(f"wrote {args.summary}")
+    if args.report:
+        report(summary)
+        print(f"wrote {args.report}")
+    return 1 if summary["failed"] else 0
+
+
 def _folder(args) -> int:
-    from tqdm.auto import tqdm
+    """A folder of photos and coarse masks (:mod:`sam_sr.batch`), sharded over the processes."""
+    from ..batch import plan_mask_folder, run_mask_jobs
+    from ..report import folder_report
+    jobs = plan_mask_folder(args.images, args.masks, args.out, args.ext, args.soft, args.gt)
+    _folder_outputs(args)
+    summary = run_jobs(args, jobs, lambda refiner, js, desc: run_mask_jobs(
+        refiner, js, args.force, desc=desc, mask_threshold=args.mask_threshold), args.out)
+    return _finish(args, summary, lambda s: folder_report(s, args.report, force=args.force))
 
-    from ..io import IMAGE_EXTS, list_images
 
-    images = list_images(args.images)
-    mask_dir = Path(args.masks)
-    if not mask_dir.is_dir():
-        raise SamSrError(f"folder not found: {mask_dir}")
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SamSrError(f"--out must be a folder in folder mode: {out_dir}")
-    if not images:
-        raise SamSrError(f"no images in {args.images}")
-    refiner = refiner_from_args(args)
-    failed = 0
-    for img in tqdm(images, desc="refine", unit="img"):
-        cands = [mask_dir / f"{img.stem}{e}" for e in (".png",) + IMAGE_EXTS]
-        mask = next((c for c in cands if c.is_file()), None)
-        try:
-            if mask is None:
-                raise SamSrError(f"no coarse mask for {img.name} in {mask_dir}")
-            refine_file(refiner, img, mask, out_dir / f"{img.stem}.png", args.soft, None, args.force,
-                        args.mask_threshold)
-        except SamSrError as exc:
-            failed += 1
-            print(f"error: {img.name}: {exc}", file=sys.stderr)
-    print(f"refined {len(images) - failed} of {len(images)} images into {out_dir}"
-          + (f"; {failed} failed" if failed else ""))
-    return 1 if failed else 0
+def _label_folder(args) -> int:
+    """A folder of photos and label maps, refined class by class (:mod:`sam_sr.batch`)."""
+    from ..batch import plan_label_folder, run_label_jobs
+    from ..report import folder_report
+    if not args.num_classes:
+        raise SamSrError("--labels DIR needs --num-classes N")
+    if args.masks:
+        raise SamSrError("give --masks DIR or --labels DIR, not both")
+    if args.fusion != "refine":
+        raise SamSrError("--fusion works on one --image; a folder of label maps is refined class by class")
+    _refuse(args, ("soft", "mask_threshold"), "with --labels")
+    if not Path(args.labels).is_dir():
+        raise SamSrError(f"--labels {args.labels} must be a folder with --images (or use --image FILE)")
+    jobs = plan_label_folder(args.images, args.labels, args.out, args.ext, args.gt)
+    _folder_outputs(args)
+    summary = run_jobs(args, jobs, lambda refiner, js, desc: run_label_jobs(
+        refiner, js, args.num_classes, args.ignore_index, args.force, desc=desc), args.out)
+    return _finish(args, summary, lambda s: folder_report(s, args.report, force=args.force))

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamSrError
+from . import types
 from .common import data_or, names, plain_args
 
 PROFILE_HELP = "latency, peak memory and decoded points of inference settings on high-resolution photos"
@@ -35,26 +36,27 @@ def profile_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--highres", default=None, help="folder with aeroplane.jpg (default: $SAM_SR_DATA/highres)")
     ap.add_argument("--image", help="profile this image instead (with --mask)")
     ap.add_argument("--mask")
-    ap.add_argument("--sizes", default="2048,3840,6000",
+    ap.add_argument("--sizes", type=types.int_list, default="2048,3840,6000",
                     help="also resize the image to these long sides (2k/4k/6k); '' for none")
     ap.add_argument("--skip-native", action="store_true", help="profile only the resized copies")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated from {list(CONFIGS)}")
-    ap.add_argument("--runs", type=int, default=3, help="timed runs per configuration (median)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads in each run (0 = default)")
+    ap.add_argument("--runs", type=types.positive_int, default=3, help="timed runs per configuration (median)")
+    ap.add_argument("--warmup", type=types.count, default=1, help="untimed runs first")
+    ap.add_argument("--threads", type=types.count, default=0, help="torch threads in each run (0 = default)")
     ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the shipped model)")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--json", default="benchmarks/results/profile.json", help="write rows here")
+    ap.add_argument("--device", type=types.device, default=None)
+    ap.add_argument("--json", default="benchmarks/results/profile.json",
+                    help="write rows here (replaced; its folder is checked before profiling)")
 
 
 def profile_run(args) -> int:
     from ..evaluation import write_json
     from ..profiling import CONFIGS, default_items, format_table, profile
+    from ..io import check_output_path
     configs = names(args.configs, CONFIGS, "configs")
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise SamSrError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+    sizes = args.sizes
+    if args.json:
+        check_output_path(args.json, force=True)
     if args.image:
         if not args.mask:
             raise SamSrError("--image needs --mask")
@@ -85,10 +87,16 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("src", help="training checkpoint, e.g. runs/crm_r18_pixel_sod2/final.pt")
     ap.add_argument("dst", help="inference checkpoint to write")
     ap.add_argument("--force", action="store_true", help="overwrite DST")
-    ap.add_argument("--decode", default=None, help="recommended query selection, e.g. contour:8")
-    ap.add_argument("--min-size", type=int, default=None, help="recommended cascade min_size (px)")
-    ap.add_argument("--margin", type=float, default=None, help="recommended confidence margin")
-    ap.add_argument("--upsample-to", type=int, default=None, help="recommended upsample_to (px)")
+    ap.add_argument("--decode", type=types.decode_mode, default=None,
+                    help="recommended query selection, e.g. contour:8")
+    ap.add_argument("--valid-decode", default=None,
+                    help="the decode modes the model was trained for, comma-separated names (e.g. contour); "
+                         "others are refused at inference unless --allow-any-decode (default: the source's "
+                         "declaration, else the recommended mode only)")
+    ap.add_argument("--min-size", type=types.count, default=None, help="recommended cascade min_size (px)")
+    ap.add_argument("--margin", type=types.float_in(0, 0.5, high_open=True), default=None,
+                    help="recommended confidence margin")
+    ap.add_argument("--upsample-to", type=types.count, default=None, help="recommended upsample_to (px)")
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                     help="recommended test-time mirror averaging")
 
@@ -96,7 +104,7 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
 def export_run(args) -> int:
     from ..export import export_checkpoint
     given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
-             "upsample_to": args.upsample_to, "flip": args.flip}
+             "upsample_to": args.upsample_to, "flip": args.flip, "valid_decode": args.valid_decode}
     out = export_checkpoint(args.src, args.dst, {k: v for k, v in given.items() if v is not None}, args.force)
     print(f"wrote {args.dst}: {out['variant']} at iteration {out['iteration']}, {out['bytes'] / 1e6:.1f} MB")
     return 0
@@ -109,8 +117,8 @@ def figure_arguments(ap: argparse.ArgumentParser) -> None:
                     "(coarse, --variant crm, the default), whole and zoomed")
     ap.add_argument("--source", default="dss", help="coarse source folder under <root>/coarse, or scale_gap_xK")
     ap.add_argument("--checkpoint", default=None, help="sam-sr checkpoint (default: the shipped model)")
-    ap.add_argument("--height", type=int, default=240, help="panel height in pixels")
-    ap.add_argument("--zoom", type=int, default=0, help="add a pixel-level panel of this window size (px)")
+    ap.add_argument("--height", type=types.positive_int, default=240, help="panel height in pixels")
+    ap.add_argument("--zoom", type=types.count, default=0, help="add a pixel-level panel of this window size (px)")
     ap.add_argument("--out", required=True, help="output PNG")
     ap.add_argument("--force", action="store_true", help="overwrite --out")
 
@@ -124,7 +132,7 @@ def figure_run(args) -> int:
     from ..data import load_samples
     from ..figures import example_figure, refinement_figure
     from ..inference import Refiner
-    from ..io import check_output_path, read_image, read_mask, write_png
+    from ..io import check_output_path, check_outputs, read_image, read_mask, write_png
     check_output_path(args.out, args.force)
     if args.example:
         from ..inference.predictor import prepare_mask
@@ -145,6 +153,12 @@ def figure_run(args) -> int:
     missing = [i for i in wanted if i not in samples]
     if missing:
         raise SamSrError(f"no samples {missing} in {root}")
+    inputs = {"--checkpoint": args.checkpoint}
+    for i in wanted:                   # --out may not be a photo or mask it draws (even with --force)
+        s = samples[i]
+        inputs.update({f"photo {i}": s.image, f"mask {i}": s.mask,
+                       **{f"coarse mask {i} ({k})": v for k, v in s.coarse.items()}})
+    check_outputs(inputs, {"--out": args.out}, args.force, images=("--out",))
     figure = refinement_figure(Refiner.from_checkpoint(args.checkpoint), [samples[i] for i in wanted],
                                args.source, args.height, args.zoom)
     write_png(args.out, figure)
@@ -155,7 +169,7 @@ def figure_run(args) -> int:
 def alignment_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dataset", action="append", help="ROOT or ROOT:IDS_FILE (repeatable; default: "
                                                        "sod's training photos and horse)")
-    ap.add_argument("--max-distance", type=int, default=4, help="report distances -D..-1, 1..D px")
+    ap.add_argument("--max-distance", type=types.positive_int, default=4, help="report distances -D..-1, 1..D px")
     ap.add_argument("--json", default=None, help="also write the profiles here")
     ap.add_argument("--force", action="store_true", help="overwrite --json")
 

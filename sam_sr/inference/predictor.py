@@ -10,12 +10,14 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_model
+from ..devices import check_device
 from ..errors import SamSrError
 from ..io import check_aspect, mask_to_float, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
 from ..sam.stage import SamInputs, SamSettings
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
+from .decode_validity import KEY as VALID_DECODE, check_decode, valid_modes
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v4.pt"
@@ -28,7 +30,7 @@ MIN_PIXELS = 4
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(None)
 
 
 def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float | None = None) -> np.ndarray:
@@ -61,8 +63,10 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float |
 def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path,
                     variant_settings: dict[str, Any] | None = None) -> CascadeConfig:
     """CascadeConfig from explicit fields over ``variant_settings`` (a variant's own recommendation
-    when it runs a checkpoint of another variant) over the checkpoint's ``config["inference"]``."""
+    when it runs a checkpoint of another variant) over the checkpoint's ``config["inference"]``
+    settings (its ``valid_decode`` list is not a setting: see :mod:`.decode_validity`)."""
     stored = {**dict((state.get("config") or {}).get("inference") or {}), **dict(variant_settings or {})}
+    stored.pop(VALID_DECODE, None)
     unknown = set(stored) - CascadeConfig.setting_names()
     if unknown:
         raise SamSrError(f"checkpoint {path} has unknown inference settings {sorted(unknown)}")
@@ -94,7 +98,7 @@ class Refiner:
     def __init__(self, model: RefinerModel, device: str | torch.device | None = None,
                  cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
                  sam_inputs: SamInputs | None = None):
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = check_device(device)            # an unknown or absent device: SamSrError
         self.model = model.to(self.device).eval()
         self.cascade = cascade or CascadeConfig()
         self.info = info or {}
@@ -107,7 +111,8 @@ class Refiner:
     def from_checkpoint(cls, path: str | os.PathLike | None = None, variant: str | None = None,
                         device: str | torch.device | None = None, sam_type: str | None = None,
                         sam_checkpoint: str | os.PathLike | None = None, sam_cache=None,
-                        sam_points_per_side: int = 16, **cascade: Any) -> "Refiner":
+                        sam_points_per_side: int = 16, allow_any_decode: bool = False,
+                        **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
@@ -120,6 +125,8 @@ class Refiner:
                 default: the variant's own default checkpoint, if it has one.
             sam_cache: optional :class:`sam_sr.sam.cache.SamCache` for SAM masks and embeddings.
             sam_points_per_side: automatic-mask point grid of v1 / v2.1 (SAM's default is 32).
+            allow_any_decode: run a ``decode`` mode the checkpoint was not trained for (logs a
+                warning) instead of refusing it (:mod:`sam_sr.inference.decode_validity`).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
                 Fields not given come from the checkpoint's recommended inference settings (its
                 config's ``inference`` section, e.g. the shipped model's ``decode: contour:W``),
@@ -127,8 +134,11 @@ class Refiner:
 
         Raises:
             SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, unknown variant or variant
-                mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting.
+                mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting, a
+                decode mode the checkpoint is not valid for (the message names the valid ones)
+                without ``allow_any_decode``, an unknown or absent ``device``.
         """
+        device = check_device(device)      # before anything is loaded onto it
         if path is not None:
             p = Path(path)
         elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)
@@ -145,7 +155,10 @@ class Refiner:
         spec = get_variant(variant or state.get("variant", "crm"))
         own = spec.inference if spec.name != state.get("variant", "crm") else None
         cascade_config = _cascade_config(state, cascade, p, own)   # bad settings fail before SAM loads
-        info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration")}
+        valid = valid_modes(state)
+        check_decode(cascade_config.decode, valid, f"checkpoint {p}", allow_any_decode)
+        info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration"),
+                "valid_decode": valid}
         sam_inputs = None
         if spec.uses_sam:
             sam_ckpt = spec.sam_checkpoint(sam_checkpoint)

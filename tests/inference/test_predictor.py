@@ -98,7 +98,9 @@ def test_checkpoint_inference_settings_are_defaults_and_overridable(tmp_path, ti
                     config={"inference": {"decode": "contour:4", "min_size": 64, "scales": [0.5, 1.0]}})
     r = Refiner.from_checkpoint(p, device="cpu")
     assert (r.cascade.decode, r.cascade.min_size, r.cascade.scales) == ("contour:4", 64, (0.5, 1.0))
-    assert Refiner.from_checkpoint(p, device="cpu", decode="full").cascade.decode == "full"
+    assert Refiner.from_checkpoint(p, device="cpu", decode="contour:9").cascade.decode == "contour:9"
+    # another mode than the recommended one runs only when allowed (sam_sr.inference.decode_validity)
+    assert Refiner.from_checkpoint(p, device="cpu", decode="full", allow_any_decode=True).cascade.decode == "full"
     # contour decoding keeps the coarse mask outside the band: far pixels are unchanged
     img, mask = disk_photo(96, 96)
     out = r.refine(img, mask)

@@ -1,0 +1,149 @@
+"""Option types for argparse (``type=``): each checks a value when the command line is parsed and
+raises :class:`argparse.ArgumentTypeError` naming what is wrong, so a bad value ends in one
+``error: argument --NAME: ...`` line and exit status 2 before anything runs.
+
+:class:`Parser` is the ``argparse.ArgumentParser`` every command uses: a usage error is one line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable, NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one ``error: ...`` line (exit status 2) that
+    points to ``--help``, as every other error of sam-sr's command line is."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):      # e.g. --scales -1,0.5 (taken for an option)
+            message += "; write a value that starts with '-' as --option=VALUE"
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(low: int, note: str = "") -> Callable[[str], int]:
+    """An integer >= ``low`` (``note``, e.g. ``"0 = off"``, is added to the error)."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}{f' ({note})' if note else ''}, "
+                                             f"got {text!r}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+#: Common integer options.
+positive_int = int_at_least(1)
+count = int_at_least(0)
+
+
+def float_in(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """A finite number in the interval from ``low`` to ``high`` (open ends as given)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        value = _float(text)
+        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text!r}")
+        return value
+    parse.__name__ = f"number in {interval}"
+    return parse
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def scales(text: str) -> tuple[float, ...]:
+    """Comma-separated cascade scales, each a fraction of full size in (0, 1] (e.g.
+    ``0.125,0.25,0.5,1``). NaN, infinities, 0, negatives and values above 1 are refused."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1], got {text!r}")
+    out = []
+    for p in parts:
+        if not p:
+            continue
+        try:
+            v = float(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not (math.isfinite(v) and 0 < v <= 1):
+            raise argparse.ArgumentTypeError(f"each scale must be a fraction of full size in (0, 1], "
+                                             f"got {p!r} in {text!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated positive integers (e.g. image sizes ``2048,3840``); ``''`` is the empty list."""
+    out = []
+    for p in (s.strip() for s in str(text).split(",")):
+        if not p:
+            continue
+        try:
+            v = int(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"each value must be >= 1, got {p!r} in {text!r}")
+        out.append(v)
+    return out
+
+
+def device(text: str) -> str:
+    """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:N`` (N below the number of CUDA
+    devices), ``mps``. Unknown names and absent devices are refused
+    (:func:`sam_sr.devices.check_device`)."""
+    from ..devices import check_device
+    from ..errors import SamSrError
+    try:
+        return str(check_device(text))
+    except SamSrError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("device").lstrip(": ")) from None
+
+
+def decode_mode(text: str) -> str:
+    """A decode mode: ``full``, ``bbox[:P]``, ``contour[:W]``, ``strided:N``, ``hierarchical[:N]``
+    (:class:`sam_sr.inference.query.DecodeMode`)."""
+    from ..errors import SamSrError
+    from ..inference.query import DecodeMode
+    try:
+        return str(DecodeMode.parse(text))
+    except SamSrError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def encoder_tile(text: str) -> int:
+    """Encoder tile size in pixels: 0 (off) or larger than twice the tiles' context
+    (:class:`sam_sr.inference.cascade.CascadeConfig` checks it)."""
+    from ..errors import SamSrError
+    from ..inference.cascade import CascadeConfig
+    value = count(text)
+    try:
+        CascadeConfig(encoder_tile=value)
+    except SamSrError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("CascadeConfig.encoder_tile", "the tile")) from None
+    return value
