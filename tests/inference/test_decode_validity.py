@@ -71,14 +71,15 @@ def test_the_shipped_model_refuses_the_modes_that_give_garbage_with_it(mode):
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
 def test_the_shipped_model_s_full_mode_is_garbage_on_the_example():
-    """Why the shipped model declares contour only: on the bundled example, full decoding marks far
-    more pixels as foreground than the coarse mask and the contour mode do."""
+    """Why the CRM band refiner (the default's boundary step) declares contour only: on the bundled
+    example, full decoding marks far more pixels as foreground than the coarse mask and the contour
+    mode do."""
     from sam_sr.io import read_image, read_mask
     from tests.conftest import ROOT
     image = read_image(ROOT / "sam_sr/assets/coffee.jpg")
     coarse = read_mask(ROOT / "sam_sr/assets/coffee_coarse.png")
-    default = Refiner.from_checkpoint(device="cpu").refine(image, coarse)
-    full = Refiner.from_checkpoint(device="cpu", decode="full", allow_any_decode=True).refine(image, coarse)
+    default = Refiner.from_checkpoint(variant="crm", device="cpu").refine(image, coarse)
+    full = Refiner.from_checkpoint(variant="crm", device="cpu", decode="full", allow_any_decode=True).refine(image, coarse)
     share = {name: float((m > 0).mean()) for name, m in (("coarse", coarse >= 0.5), ("default", default), ("full", full))}
     assert abs(share["default"] - share["coarse"]) < 0.02, share
     assert share["full"] > share["default"] + 0.2, share
