@@ -32,6 +32,23 @@ def coarse_for(sample: Sample, source: str, gt: np.ndarray) -> np.ndarray:
     return read_mask(sample.coarse[source])
 
 
+def _coarse_pairs(samples: list[Sample], sources: list[str], desc: str):
+    """Each sample's image once and, per source, its binary coarse mask and ground truth:
+    yields (uint8 (H, W, 3), source, bool (H, W), bool (H, W)), with a tqdm bar named ``desc``.
+
+    Raises:
+        SamSrError: a coarse mask whose size differs from its ground truth's.
+    """
+    for sample in tqdm(samples, desc=desc, unit="img"):
+        image = read_image(sample.image)
+        gt = read_mask(sample.mask) >= 0.5
+        for src in sources:
+            coarse = coarse_for(sample, src, gt)
+            if coarse.shape != gt.shape:
+                raise SamSrError(f"coarse mask of {sample.id} ({src}) differs in size from its ground truth")
+            yield image, src, coarse >= 0.5, gt
+
+
 def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str]) -> dict[str, Any]:
     """Score several refiners on the same photos and coarse masks in one pass (each photo is read once).
 
@@ -47,17 +64,10 @@ def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str])
     """
     names = ["coarse", *refiners]
     scores = {s: {n: BinaryScores() for n in names} for s in sources}
-    for sample in tqdm(samples, desc="compare", unit="img"):
-        image = read_image(sample.image)
-        gt = read_mask(sample.mask) >= 0.5
-        for src in sources:
-            coarse = coarse_for(sample, src, gt)
-            if coarse.shape != gt.shape:
-                raise SamSrError(f"coarse mask of {sample.id} ({src}) differs in size from its ground truth")
-            cbin = coarse >= 0.5
-            scores[src]["coarse"].add(cbin, gt)
-            for name, refiner in refiners.items():
-                scores[src][name].add(np.asarray(refiner.refine(image, cbin)) > 0, gt)
+    for image, src, cbin, gt in _coarse_pairs(samples, sources, "compare"):
+        scores[src]["coarse"].add(cbin, gt)
+        for name, refiner in refiners.items():
+            scores[src][name].add(np.asarray(refiner.refine(image, cbin)) > 0, gt)
     out: dict[str, Any] = {}
     for s, d in scores.items():
         out[s] = {n: d[n].summary() for n in names}
@@ -101,17 +111,10 @@ def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, An
         ``share_losing_1pt``: the percentage of images whose IoU fell by more than 1 point.
     """
     scores = {s: {"coarse": BinaryScores(), "refined": BinaryScores()} for s in sources}
-    for sample in tqdm(samples, desc="evaluate", unit="img"):
-        image = read_image(sample.image)
-        gt = read_mask(sample.mask) >= 0.5
-        for src in sources:
-            coarse = coarse_for(sample, src, gt)
-            if coarse.shape != gt.shape:
-                raise SamSrError(f"coarse mask of {sample.id} ({src}) differs in size from its ground truth")
-            cbin = coarse >= 0.5
-            scores[src]["coarse"].add(cbin, gt)
-            if refiner is not None:
-                scores[src]["refined"].add(refiner.refine(image, cbin) > 0, gt)
+    for image, src, cbin, gt in _coarse_pairs(samples, sources, "evaluate"):
+        scores[src]["coarse"].add(cbin, gt)
+        if refiner is not None:
+            scores[src]["refined"].add(refiner.refine(image, cbin) > 0, gt)
     out = {s: {k: v.summary() for k, v in d.items() if k == "coarse" or refiner is not None}
            for s, d in scores.items()}
     if refiner is not None:

@@ -103,7 +103,8 @@ def example_figure(image: np.ndarray, coarse: np.ndarray, refined: dict[str, np.
         raise SamSrError(f"window {window} is empty or outside the {w}x{h} image")
     if any(m.shape != (h, w) for m in [coarse, *refined.values()]):
         raise SamSrError("the masks of the figure must have the image's size")
-    panels = [("coarse mask", overlay(image, coarse, coarse > 2))]    # (a refined layer that is empty)
+    none = np.zeros_like(coarse)                       # the coarse panel has no refined contour
+    panels = [("coarse mask", overlay(image, coarse, none))]
     panels += [(title, overlay(image, coarse, m)) for title, m in refined.items()]
     full = [label(p.copy(), t) for t, p in panels]
     for p in full:
@@ -111,7 +112,7 @@ def example_figure(image: np.ndarray, coarse: np.ndarray, refined: dict[str, np.
     zoom = []
     for t, _ in panels:
         ov = overlay(image[y0:y1, x0:x1], coarse[y0:y1, x0:x1],
-                     (refined[t] if t in refined else np.zeros_like(coarse))[y0:y1, x0:x1], thickness=1)
+                     refined.get(t, none)[y0:y1, x0:x1], thickness=1)
         zoom.append(label(cv2.resize(ov, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST), f"{t}, zoomed"))
     return stack_rows([side_by_side(full, height), side_by_side(zoom, height)])
 

@@ -187,7 +187,7 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from .checkpoint import save_checkpoint
-    from .training import _init_from, _read_progress, _save_state, build_schedule, end_iteration
+    from .training import _init_from, _read_progress, _save_state, _state_dir, build_schedule, end_iteration
     from .variants import build_model
 
     if cfg["variant"] != "v4":
@@ -211,11 +211,7 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
     sched = build_schedule(opt, t)
 
-    state_dir = out / "state"
-    old_state = state_dir.with_name(state_dir.name + ".old")
-    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
-        old_state.rename(state_dir)   # a save interrupted between its two renames
-    acc.wait_for_everyone()
+    state_dir = _state_dir(acc, out)
     progress = _read_progress(state_dir) if t["resume"] else None
     # The boundary refiner is not trained here, so it is not in the training state: load it on a
     # resume too (the region network's weights then come from the state).

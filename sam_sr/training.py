@@ -189,6 +189,17 @@ def _read_progress(state_dir: Path) -> dict[str, Any] | None:
         raise SamSrError(f"cannot read {p}: {exc}; delete {state_dir} to start again") from exc
 
 
+def _state_dir(acc: Accelerator, out: Path) -> Path:
+    """``out/state``, the run's resumable state; a save interrupted between the two renames of
+    :func:`_save_state` (only ``state.old`` left) is put back first."""
+    state_dir = out / "state"
+    old_state = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
+        old_state.rename(state_dir)
+    acc.wait_for_everyone()
+    return state_dir
+
+
 def _save_state(acc: Accelerator, state_dir: Path, progress: dict[str, Any]) -> None:
     """accelerate's ``save_state`` into a fresh folder, then swapped in: an interruption leaves the
     previous state whole."""
@@ -272,11 +283,7 @@ def train(cfg: dict[str, Any], accelerator: Accelerator | None = None) -> dict[s
     opt = _optimizer(model, t)
     sched = build_schedule(opt, t)
 
-    state_dir = out / "state"
-    old_state = state_dir.with_name(state_dir.name + ".old")
-    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
-        old_state.rename(state_dir)   # a save interrupted between its two renames
-    acc.wait_for_everyone()
+    state_dir = _state_dir(acc, out)
     progress = _read_progress(state_dir) if t["resume"] else None
     if progress is None and t["resume"] and (out / "last.pt").is_file():
         raise SamSrError(f"{out / 'last.pt'} has no resumable state beside it ({state_dir}; an older sam-sr "
