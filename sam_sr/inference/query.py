@@ -130,8 +130,8 @@ class _Decoder:
         rx = self.model.query_cells(self._coords(q.cols, self.x0, self.dx), fw)
         if q.kind == "grid":
             return self.proj.tiles_of_grid(ry, rx)
-        return torch.unique(torch.cat([self.proj.tiles_of_points(ry[a], rx[b])
-                                       for a in (0, 1) for b in (0, 1)]), dim=0)
+        return self.proj.tiles_of_points(torch.stack([ry[0], ry[0], ry[1], ry[1]]),
+                                         torch.stack([rx[0], rx[1], rx[0], rx[1]]))
 
     def _prefetch(self, q: Queries) -> None:
         """Compute a sparse feature map's tiles for ``q`` in one go (dense maps: nothing to do)."""

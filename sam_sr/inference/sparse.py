@@ -4,12 +4,15 @@ At 2k-6k the decoded pixels (the ``contour`` band) are a small share of the imag
 and fusion cost follow the area they run over. :class:`SparseFeatures` stands in for the step's
 feature map (:meth:`RefinerModel.encode` of the padded input, float (1, K, hp/2, wp/2)): the frame is
 cut into ``tile`` px square tiles; a tile is computed the first time a query reads one of its cells
-(:meth:`SparseFeatures.ensure` plans all of a decode's tiles at once). Horizontally adjacent tiles
-are merged into one window (up to :data:`MAX_RUN` tiles), each window is given the model's
+(:meth:`SparseFeatures.ensure` plans all of a decode's tiles at once). The tiles to compute are
+grouped into rectangles (:func:`rectangles`): horizontal runs of adjacent tiles, then greedily merged
+while one window over the merged rectangle costs fewer pixels than the separate windows (their
+context overlaps). Each rectangle's window is given the model's
 :attr:`~sam_sr.models.base.RefinerModel.context` px of input on every side (or the frame's edge,
-where the dense path zero-pads too) and encoded with :meth:`~sam_sr.models.base.RefinerModel.encode_window`;
-windows of equal shape run as one batch. Every computed cell equals the dense map's up to float
-rounding (the context holds the whole receptive field; tested in tests/inference/test_sparse.py).
+where the dense path zero-pads too) and encoded with
+:meth:`~sam_sr.models.base.RefinerModel.encode_window`; windows of equal shape run as one batch.
+Every computed cell equals the dense map's up to float rounding (the context holds the whole
+receptive field; tested in tests/inference/test_sparse.py).
 
 Computed tiles are kept in an atlas (S, t, t, K) (t = tile / 2 cells), so the memory follows the
 band too; the decoder reads it through ``points`` and ``grid`` (see
@@ -20,32 +23,63 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..models.base import ALIGN, RefinerModel
 from .padding import PadGeometry, padded_window
 
-#: Longest run of horizontally adjacent tiles encoded as one window.
-MAX_RUN = 8
 #: Window pixels encoded per batch (bounds the encoder's activation memory: about 100 MB per
-#: million window pixels for the shipped ResNet-18).
+#: million window pixels for the shipped ResNet-18). Also the largest merged window
+#: (:func:`rectangles`) unless a single tile's window is larger.
 BATCH_PIXELS = 1 << 21
 
 
-def runs(tiles: torch.Tensor, max_run: int = MAX_RUN) -> list[tuple[int, int, int]]:
-    """Horizontal runs (ty, tx0, tx1) of tiles, tx1 exclusive, at most ``max_run`` long.
+def _window_area(r: np.ndarray, tile: int, context: int, hp: int, wp: int) -> np.ndarray:
+    """Frame pixels of the windows of rectangles ``r`` int64 (N, 4) (ty0, ty1, tx0, tx1)."""
+    hgt = np.minimum(hp, r[:, 1] * tile + context) - np.maximum(0, r[:, 0] * tile - context)
+    wid = np.minimum(wp, r[:, 3] * tile + context) - np.maximum(0, r[:, 2] * tile - context)
+    return hgt * wid
+
+
+def rectangles(tiles: torch.Tensor, tile: int, context: int, hp: int, wp: int,
+               max_pixels: int = BATCH_PIXELS) -> list[tuple[int, int, int, int]]:
+    """Rectangles of tiles (ty0, ty1, tx0, tx1), ends exclusive, that cover ``tiles`` and whose
+    windows (each rectangle plus ``context`` px, clipped to the hp x wp frame) cost few pixels.
+
+    Starts from the horizontal runs of adjacent tiles and repeatedly merges the pair of rectangles
+    whose bounding rectangle's window saves the most pixels against their two windows, while any
+    merge saves pixels and the merged window has at most ``max_pixels`` pixels. A merged rectangle
+    may hold tiles not asked for (they are computed too).
 
     Args:
         tiles: int64 (M, 2) distinct (ty, tx).
+        tile, context, hp, wp: tile side, context and frame size in frame pixels.
     """
-    out: list[tuple[int, int, int]] = []
+    rects: list[list[int]] = []
     for ty, tx in sorted(map(tuple, tiles.tolist())):
-        if out and out[-1][0] == ty and out[-1][2] == tx and tx - out[-1][1] < max_run:
-            out[-1] = (ty, out[-1][1], tx + 1)
+        if rects and rects[-1][0] == ty and rects[-1][3] == tx:
+            rects[-1][3] = tx + 1
         else:
-            out.append((ty, tx, tx + 1))
-    return out
+            rects.append([ty, ty + 1, tx, tx + 1])
+    r = np.array(rects, dtype=np.int64).reshape(-1, 4)
+    area = _window_area(r, tile, context, hp, wp)
+    while len(r) > 1:
+        u = np.stack([np.minimum(r[:, None, 0], r[None, :, 0]), np.maximum(r[:, None, 1], r[None, :, 1]),
+                      np.minimum(r[:, None, 2], r[None, :, 2]), np.maximum(r[:, None, 3], r[None, :, 3])], -1)
+        ua = _window_area(u.reshape(-1, 4), tile, context, hp, wp).reshape(len(r), len(r))
+        gain = area[:, None] + area[None, :] - ua
+        gain[ua > max_pixels] = 0
+        np.fill_diagonal(gain, 0)
+        i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
+        if gain[i, j] <= 0:
+            break
+        keep = np.ones(len(r), bool)
+        keep[[i, j]] = False
+        r = np.concatenate([r[keep], u[i, j][None]])
+        area = np.concatenate([area[keep], ua[i, j][None]])
+    return [tuple(int(v) for v in row) for row in r]
 
 
 class SparseFeatures:
@@ -97,8 +131,13 @@ class SparseFeatures:
 
     def tiles_of_points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Distinct tiles int64 (M, 2) holding cells (rows[i], cols[i]) (int64 (..., N) each)."""
-        t = torch.stack([rows.reshape(-1) // self.t, cols.reshape(-1) // self.t], 1)
-        return torch.unique(t, dim=0)
+        return self._distinct(rows.reshape(-1) // self.t, cols.reshape(-1) // self.t)
+
+    def _distinct(self, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
+        """Distinct (ty, tx) pairs int64 (M, 2) of equal-length int64 tile rows and columns (a 1-D
+        unique of flat indices: much faster than ``unique(dim=0)``)."""
+        flat = torch.unique(ty * self.ntx + tx)
+        return torch.stack([flat // self.ntx, flat % self.ntx], 1)
 
     def tiles_of_grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Distinct tiles int64 (M, 2) holding the cells rows x cols (int64 each)."""
@@ -107,11 +146,11 @@ class SparseFeatures:
 
     def windows(self, tiles: torch.Tensor) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
         """The windows that compute ``tiles``: ((y0, y1, x0, x1) window, (y0, y1, x0, x1) core), frame
-        pixels, one per run of adjacent tiles (:func:`runs`)."""
+        pixels, one per rectangle of tiles (:func:`rectangles`)."""
         T, c, g = self.tile, self.context, self.g
         out = []
-        for ty, tx0, tx1 in runs(tiles):
-            cy0, cy1 = ty * T, min(g.hp, (ty + 1) * T)
+        for ty0, ty1, tx0, tx1 in rectangles(tiles, T, c, g.hp, g.wp):
+            cy0, cy1 = ty0 * T, min(g.hp, ty1 * T)
             cx0, cx1 = tx0 * T, min(g.wp, tx1 * T)
             out.append(((max(0, cy0 - c), min(g.hp, cy1 + c), max(0, cx0 - c), min(g.wp, cx1 + c)),
                         (cy0, cy1, cx0, cx1)))
@@ -156,16 +195,21 @@ class SparseFeatures:
         with self.autocast:
             proj = self.model.encode_window(batch[0], batch[1], batch[2] if len(batch) > 2 else None, rel)
         self.encoded_pixels += sum((w[1] - w[0]) * (w[3] - w[2]) for w, _ in items)
-        t = self.t
+        t, T = self.t, self.tile
         flat = []
         for j, (_, (cy0, cy1, cx0, cx1)) in enumerate(items):
-            ty, tx0 = cy0 // self.tile, cx0 // self.tile
-            for k, tx in enumerate(range(tx0, -(-cx1 // self.tile))):
-                block = proj[j, :, :, k * t:(k + 1) * t]                     # (K, <=t, <=t)
-                block = F.pad(block, (0, t - block.shape[-1], 0, t - block.shape[-2]))
-                flat.append(block.permute(1, 2, 0).reshape(t * t, self.k))
-                self.slot[ty, tx] = self.tiles_computed
-                self.tiles_computed += 1
+            for ty in range(cy0 // T, -(-cy1 // T)):
+                for tx in range(cx0 // T, -(-cx1 // T)):
+                    if self.slot[ty, tx] >= 0:      # computed before (a merged rectangle's extra tile)
+                        continue
+                    r0, c0 = ty * t - cy0 // 2, tx * t - cx0 // 2
+                    block = proj[j, :, r0:r0 + t, c0:c0 + t]                  # (K, <=t, <=t)
+                    block = F.pad(block, (0, t - block.shape[-1], 0, t - block.shape[-2]))
+                    flat.append(block.permute(1, 2, 0).reshape(t * t, self.k))
+                    self.slot[ty, tx] = self.tiles_computed
+                    self.tiles_computed += 1
+        if not flat:
+            return
         self._parts.append(torch.cat(flat).float())
         self._atlas = None
 
@@ -182,7 +226,7 @@ class SparseFeatures:
         slot = self.slot[ty, tx]
         if bool((slot < 0).any()):
             sel = slot < 0
-            self.ensure(torch.unique(torch.stack([ty.expand_as(slot)[sel], tx.expand_as(slot)[sel]], 1), dim=0))
+            self.ensure(self._distinct(ty.expand_as(slot)[sel], tx.expand_as(slot)[sel]))
             slot = self.slot[ty, tx]
         return slot * (t * t) + (iy % t) * t + ix % t
 
@@ -199,4 +243,4 @@ class SparseFeatures:
         return self._flat().index_select(0, idx.reshape(-1)).view(1, len(iy), len(ix), self.k)
 
 
-__all__ = ["SparseFeatures", "runs", "MAX_RUN", "BATCH_PIXELS"]
+__all__ = ["SparseFeatures", "rectangles", "BATCH_PIXELS"]

@@ -13,7 +13,7 @@ from sam_sr.errors import SamSrError
 from sam_sr.inference import cascade
 from sam_sr.inference.cascade import CascadeConfig, cascade_refine
 from sam_sr.inference.padding import pad_geometry, pad_inputs, padded_window
-from sam_sr.inference.sparse import SparseFeatures, runs
+from sam_sr.inference.sparse import SparseFeatures, rectangles
 from sam_sr.models.receptive import receptive_field, window_is_exact
 from sam_sr.variants import build_model
 from sam_sr.data import load_samples
@@ -62,10 +62,18 @@ def test_padded_window_equals_a_slice_of_the_padded_input(hw, pad):
         assert torch.equal(padded_window(t, g, y0, y1, x0, x1), padded[..., y0:y1, x0:x1])
 
 
-def test_runs_merge_adjacent_tiles_up_to_the_limit():
-    tiles = torch.tensor([[0, 0], [0, 1], [0, 2], [0, 4], [1, 1], [0, 3]])
-    assert runs(tiles, max_run=8) == [(0, 0, 5), (1, 1, 2)]
-    assert runs(tiles, max_run=2) == [(0, 0, 2), (0, 2, 4), (0, 4, 5), (1, 1, 2)]
+def test_rectangles_cover_the_tiles_and_merge_only_when_windows_shrink():
+    tiles = torch.tensor([[0, 0], [0, 1], [0, 2], [1, 1], [5, 9]])
+    # no context: merging never saves pixels, the runs stay apart
+    assert sorted(rectangles(tiles, 32, 0, 1000, 1000)) == [(0, 1, 0, 3), (1, 2, 1, 2), (5, 6, 9, 10)]
+    # with context the two close runs share one window; the far tile keeps its own
+    r = rectangles(tiles, 32, 64, 1000, 1000)
+    assert sorted(r) == [(0, 2, 0, 3), (5, 6, 9, 10)]
+    # a cap on the merged window's pixels keeps them apart
+    assert len(rectangles(tiles, 32, 64, 1000, 1000, max_pixels=100)) == 3
+    for rects in (r, rectangles(tiles, 8, 200, 64, 64)):
+        covered = {(ty, tx) for a, b, c, d in rects for ty in range(a, b) for tx in range(c, d)}
+        assert {tuple(t) for t in tiles.tolist()} <= covered
 
 
 @pytest.mark.parametrize("arch", [TINY, SHIPPED_ARCH], ids=["tiny", "shipped"])
