@@ -73,6 +73,11 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
                     help="run the fusion convolutions in N bands (exact, less memory; 0 = off; default 8)")
     ap.add_argument("--encoder-tile", type=int, default=None,
                     help="encode inputs larger than this many pixels in overlapping tiles (0 = off, the default)")
+    ap.add_argument("--sparse-tile", type=int, default=None,
+                    help="at steps whose decoded pixels are known first (contour, bbox), encode only the "
+                         "tiles of this many px they read (a multiple of 8; exact; 0 = whole inputs; default 128)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                    help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
 
 
 def cascade_settings(args) -> dict:
@@ -83,7 +88,8 @@ def cascade_settings(args) -> dict:
             cascade["scales"] = tuple(float(s) for s in args.scales.split(",") if s.strip())
         except ValueError:
             raise SamSrError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
-    for name in ("decode", "margin", "flip", "min_size", "upsample_to", "fusion_patches", "encoder_tile"):
+    for name in ("decode", "margin", "flip", "min_size", "upsample_to", "fusion_patches", "encoder_tile",
+                 "sparse_tile", "precision"):
         if getattr(args, name) is not None:
             cascade[name] = getattr(args, name)
     return cascade

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from ..models.base import ALIGN, RefinerModel
 from .padding import PadGeometry, padded_window
 
-#: Window pixels encoded per batch (bounds the encoder's activation memory: about 100 MB per
-#: million window pixels for the shipped ResNet-18). Also the largest merged window
+#: Window pixels encoded per batch (bounds the encoder's activation memory: about 0.5 GB per
+#: million window pixels for the shipped ResNet-18, its fusion included). Also the largest merged window
 #: (:func:`rectangles`) unless a single tile's window is larger.
-BATCH_PIXELS = 1 << 21
+BATCH_PIXELS = 1 << 20
 
 
 def _window_area(r: np.ndarray, tile: int, context: int, hp: int, wp: int) -> np.ndarray:
@@ -124,6 +124,7 @@ class SparseFeatures:
         self.slot = torch.full((self.nty, self.ntx), -1, dtype=torch.long, device=device)
         self._parts: list[torch.Tensor] = []      # (n * t * t, K) per computed batch
         self._atlas: torch.Tensor | None = None   # their concatenation
+        self._store = None                        # (block, first slot, wanted tiles) while ensure() runs
         self.encoded_pixels = 0
         self.tiles_computed = 0
 
@@ -171,10 +172,18 @@ class SparseFeatures:
 
     @torch.no_grad()
     def ensure(self, tiles: torch.Tensor) -> None:
-        """Compute the tiles of ``tiles`` (int64 (M, 2)) not computed yet, batched by window shape."""
+        """Compute the tiles of ``tiles`` (int64 (M, 2)) not computed yet, batched by window shape.
+
+        Only those tiles are stored (a merged rectangle's other tiles are computed but dropped), in one
+        new block of the atlas allocated up front."""
         missing = self._missing(tiles)
         if len(missing) == 0:
             return
+        t = self.t
+        start = self.tiles_computed
+        self.slot[missing[:, 0], missing[:, 1]] = torch.arange(start, start + len(missing), device=self.slot.device)
+        block = torch.empty(len(missing) * t * t, self.k, device=self.device)
+        self._store = (block, start, {tuple(v) for v in missing.tolist()})
         groups: dict[tuple, list] = {}
         for win, core in self.windows(missing):
             y0, y1, x0, x1 = win
@@ -184,9 +193,13 @@ class SparseFeatures:
             per = max(1, BATCH_PIXELS // (wh * ww))
             for i in range(0, len(items), per):
                 self._encode(items[i:i + per], rel)
+        self._store = None
+        self.tiles_computed += len(missing)
+        self._parts.append(block)
+        self._atlas = None
 
     def _encode(self, items: list, rel: tuple[int, int, int, int]) -> None:
-        """Encode windows of one shape as a batch; store their tiles."""
+        """Encode windows of one shape as a batch; write the wanted tiles into the block being filled."""
         cut = [[padded_window(x, self.g, *win) for win, _ in items] if x is not None else None
                for x in self.inputs]
         batch = [torch.cat(parts) if parts is not None else None for parts in cut]
@@ -194,24 +207,20 @@ class SparseFeatures:
             batch = [b.contiguous(memory_format=torch.channels_last) if b is not None else None for b in batch]
         with self.autocast:
             proj = self.model.encode_window(batch[0], batch[1], batch[2] if len(batch) > 2 else None, rel)
+        del batch, cut
         self.encoded_pixels += sum((w[1] - w[0]) * (w[3] - w[2]) for w, _ in items)
         t, T = self.t, self.tile
-        flat = []
+        block, start, wanted = self._store
         for j, (_, (cy0, cy1, cx0, cx1)) in enumerate(items):
             for ty in range(cy0 // T, -(-cy1 // T)):
                 for tx in range(cx0 // T, -(-cx1 // T)):
-                    if self.slot[ty, tx] >= 0:      # computed before (a merged rectangle's extra tile)
+                    if (ty, tx) not in wanted:      # a merged rectangle's extra tile, or computed before
                         continue
                     r0, c0 = ty * t - cy0 // 2, tx * t - cx0 // 2
-                    block = proj[j, :, r0:r0 + t, c0:c0 + t]                  # (K, <=t, <=t)
-                    block = F.pad(block, (0, t - block.shape[-1], 0, t - block.shape[-2]))
-                    flat.append(block.permute(1, 2, 0).reshape(t * t, self.k))
-                    self.slot[ty, tx] = self.tiles_computed
-                    self.tiles_computed += 1
-        if not flat:
-            return
-        self._parts.append(torch.cat(flat).float())
-        self._atlas = None
+                    part = proj[j, :, r0:r0 + t, c0:c0 + t]                   # (K, <=t, <=t)
+                    part = F.pad(part, (0, t - part.shape[-1], 0, t - part.shape[-2]))
+                    k = int(self.slot[ty, tx]) - start
+                    block[k * t * t:(k + 1) * t * t] = part.permute(1, 2, 0).reshape(t * t, self.k)
 
     def _flat(self) -> torch.Tensor:
         if self._atlas is None:

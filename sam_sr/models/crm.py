@@ -59,6 +59,10 @@ class CRMConfig:
         return config_to_dict(self)
 
 
+#: :meth:`CRM.encode_window` runs the fusion in bands of about this many stride-2 rows (the
+#: concatenated and fused 128-channel maps at stride 2 are most of a window's activation memory).
+WINDOW_FUSION_ROWS = 32
+
 #: context (or None) per encoder architecture (backbone, out_indices, output_stride, extra_channels)
 _CONTEXTS: dict[tuple, int | None] = {}
 
@@ -168,5 +172,9 @@ class CRM(RefinerModel):
             raise SamSrError(f"encode_window: core {core} must lie in the {h}x{w} window, in multiples of {ALIGN}")
         x = self.normalise(image, mask, extra if self.config.extra_channels else None)
         feats, (a0, a1, b0, b1) = self.encoder.forward_window(x, (y0, y1, x0, x1), self.context or 0, ALIGN)
-        proj = self.decoder.prepare(self.fusion(feats))
+        rows = feats[0].shape[-2]
+        if rows > 2 * WINDOW_FUSION_ROWS:   # fusion in bands: its stride-2 maps are the largest
+            proj = self.fusion.forward_patched(feats, rows // WINDOW_FUSION_ROWS, post=self.decoder.prepare)
+        else:
+            proj = self.decoder.prepare(self.fusion(feats))
         return proj[..., (y0 - a0) // 2:(y1 - a0) // 2, (x0 - b0) // 2:(x1 - b0) // 2]
