@@ -4,12 +4,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, disk_photo
 
 
+@pytest.mark.slow
 def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_checkpoint):
     img, mask = disk_photo(120, 160)
     Image.fromarray(img).save(tmp_path / "p.png")
