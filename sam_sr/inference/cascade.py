@@ -87,11 +87,13 @@ class CascadeConfig:
             exact up to float rounding; 0 = every step dense). The run's ``encoded_fraction``
             reports the share of the steps' input pixels encoded (context included).
         channels_last: on the CPU, run the encoder in channels-last memory format (the model's
-            convolution weights are converted in place: same values, about 1.2x faster on 2 cores);
-            ignored on other devices.
+            convolution weights are converted in place: equal output within float rounding; on
+            the aeroplane, 2 cores, 19.7 s of CPU time against 23.6 s, median of 3); ignored on
+            other devices.
         precision: ``"fp32"``, or ``"bf16"``: encoder, fusion and projection under bfloat16 autocast
-            (the decoder stays fp32). Faster on CPUs with bf16 instructions and on GPUs, but not
-            equal to fp32 (see the README's performance section); fp32 is the default.
+            (the decoder stays fp32). Not equal to fp32, and on this 2-core AMD EPYC (AVX512-BF16)
+            no faster (20.6 s of CPU time against 19.7 s on the aeroplane); meant for GPUs
+            (scripts/profile_gpu.py measures both). fp32 is the default.
 
     Raises:
         SamSrError: any invalid field, named in the message (checked at construction).

@@ -170,7 +170,9 @@ class Refiner:
                 as they are (see :func:`prepare_mask`); ``mask_threshold`` binarises any mask first.
             return_soft: also return the refined probability map.
             return_info: also return this call's information: ``decoded_points``, ``steps``
-                ((h, w) per cascade step), ``pixel_fraction`` (models with a pixel head) and, with
+                ((h, w) per cascade step), ``sparse_steps`` (per step: whether it encoded only the
+                tiles its decoded pixels read), ``encoded_fraction`` (input pixels encoded over the
+                steps' padded input pixels), ``pixel_fraction`` (models with a pixel head) and, with
                 SAM inputs, ``sam`` (the stage's info, e.g. v1's ``used_sam``).
 
         Returns:
