@@ -162,6 +162,34 @@ def _mask_scores(coarse: np.ndarray, refined: np.ndarray, gt_path: str | None,
     return out
 
 
+class _Prefetch:
+    """``read(job)`` of a list of jobs, the next job's read running in a background thread while the
+    caller refines the current one (image decoding overlaps the refinement's compute; the JPEG and PNG
+    decoders release the GIL). ``get(job)`` returns ``read(job)`` or raises its error."""
+
+    def __init__(self, jobs: Sequence[dict[str, Any]], read: Callable[[dict[str, Any]], Any]):
+        from concurrent.futures import ThreadPoolExecutor
+        self.jobs, self.read = list(jobs), read
+        self.pos = {id(j): i for i, j in enumerate(self.jobs)}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="sam-sr-read")
+        self.pending: dict[int, Any] = {}
+
+    def _submit(self, i: int) -> None:
+        if i < len(self.jobs) and i not in self.pending and not self.jobs[i].get("missing"):
+            self.pending[i] = self.pool.submit(self.read, self.jobs[i])
+
+    def get(self, job: dict[str, Any]) -> Any:
+        i = self.pos.get(id(job))
+        if i is None:                       # not one of the planned jobs: read it here
+            return self.read(job)
+        self._submit(i)
+        self._submit(i + 1)
+        return self.pending.pop(i).result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
                   progress: bool = True, desc: str = "refine", verbose: bool = True,
                   mask_threshold: float | None = None) -> dict[str, Any]:
@@ -182,12 +210,13 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
     """
     from .inference.predictor import prepare_mask
 
+    reads = _Prefetch(jobs, lambda job: (read_image(job["image"]), read_mask(job["coarse"])))
+
     def work(job):
         outs = {"out": job["out"], "soft": job.get("soft")}
         check_outputs({"image": job["image"], "coarse mask": job["coarse"], "ground truth": job["gt"]},
                       outs, force, images=("out", "soft"))
-        image = read_image(job["image"])
-        mask = read_mask(job["coarse"])
+        image, mask = reads.get(job)
         if mask_threshold is None:
             binary, prob = refiner.refine(image, mask, return_soft=True)
         else:
@@ -199,7 +228,10 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
             write_mask(job["soft"], (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
         return rec
 
-    return _run(jobs, work, "masks", progress, desc, verbose)
+    try:
+        return _run(jobs, work, "masks", progress, desc, verbose)
+    finally:
+        reads.close()
 
 
 def run_label_jobs(refiner, jobs: Sequence[dict[str, Any]], num_classes: int,

@@ -168,3 +168,29 @@ def test_label_run_checks_num_classes_first(tmp_path):
     jobs = plan_label_folder(tmp_path / "images", tmp_path / "labels", tmp_path / "out")
     with pytest.raises(SamSrError, match="num_classes"):
         run_label_jobs(ClassRefiner(), jobs, num_classes=0)
+
+
+def test_prefetch_reads_the_next_job_while_the_current_one_runs_and_keeps_errors_per_job():
+    import threading
+
+    from sam_sr.batch import _Prefetch
+    jobs = [{"name": str(i)} for i in range(3)]
+    started = {str(i): threading.Event() for i in range(3)}
+
+    def read(job):
+        if job["name"] in started:
+            started[job["name"]].set()
+        if job["name"] == "1":
+            raise ValueError("unreadable 1")
+        return job["name"]
+
+    p = _Prefetch(jobs, read)
+    try:
+        assert p.get(jobs[0]) == "0"
+        assert started["1"].wait(10)               # job 1's read began before job 0's result was used
+        with pytest.raises(ValueError, match="unreadable 1"):
+            p.get(jobs[1])
+        assert p.get(jobs[2]) == "2"
+        assert p.get({"name": "other"}) == "other"   # a job not in the plan is read in place
+    finally:
+        p.close()

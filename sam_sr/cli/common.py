@@ -80,13 +80,18 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--encoder-tile", type=types.encoder_tile, default=None,
                     help="encode inputs larger than this many pixels in overlapping tiles (0 = off, the "
                          "default; else above twice the tiles' 64 px context)")
+    ap.add_argument("--sparse-tile", type=types.sparse_tile, default=None,
+                    help="at steps whose decoded pixels are known first (contour, bbox), encode only the "
+                         "tiles of this many px they read (a multiple of 8; exact; 0 = whole inputs; default 128)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                    help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
 
 
 def cascade_settings(args) -> dict:
     """The cascade settings given on the command line (validated by :class:`CascadeConfig`)."""
     cascade = {}
     for name in ("scales", "decode", "margin", "flip", "min_size", "upsample_to", "fusion_patches",
-                 "encoder_tile"):
+                 "encoder_tile", "sparse_tile", "precision"):
         if getattr(args, name) is not None:
             cascade[name] = getattr(args, name)
     return cascade

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..errors import SamSrError
@@ -32,14 +33,15 @@ means the masks run beyond the object's edge. Default datasets: $SAM_SR_DATA/sod
 
 
 def profile_arguments(ap: argparse.ArgumentParser) -> None:
-    from ..profiling import CONFIGS
+    from ..profiling import BASELINES, CONFIGS
     ap.add_argument("--highres", default=None, help="folder with aeroplane.jpg (default: $SAM_SR_DATA/highres)")
     ap.add_argument("--image", help="profile this image instead (with --mask)")
     ap.add_argument("--mask")
     ap.add_argument("--sizes", type=types.int_list, default="2048,3840,6000",
                     help="also resize the image to these long sides (2k/4k/6k); '' for none")
     ap.add_argument("--skip-native", action="store_true", help="profile only the resized copies")
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated from {list(CONFIGS)}")
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help=f"comma-separated from {list(CONFIGS)} and the peers {list(BASELINES)}")
     ap.add_argument("--runs", type=types.positive_int, default=3, help="timed runs per configuration (median)")
     ap.add_argument("--warmup", type=types.count, default=1, help="untimed runs first")
     ap.add_argument("--threads", type=types.count, default=0, help="torch threads in each run (0 = default)")
@@ -51,9 +53,9 @@ def profile_arguments(ap: argparse.ArgumentParser) -> None:
 
 def profile_run(args) -> int:
     from ..evaluation import write_json
-    from ..profiling import CONFIGS, default_items, format_table, profile
+    from ..profiling import BASELINES, CONFIGS, default_items, format_summary, format_table, profile
     from ..io import check_output_path
-    configs = names(args.configs, CONFIGS, "configs")
+    configs = names(args.configs, {**CONFIGS, **BASELINES}, "configs")
     sizes = args.sizes
     if args.json:
         check_output_path(args.json, force=True)
@@ -77,8 +79,14 @@ def profile_run(args) -> int:
                 raise SamSrError(f"{key} not found: {it[key]}")
     rows = profile(items, configs, args.checkpoint, args.device, args.runs, args.warmup, args.threads)
     print(format_table(rows))
+    summary = format_summary(rows)
+    if summary:
+        print(summary)
     if args.json:
-        write_json(args.json, {"args": plain_args(args), "rows": rows})
+        import platform
+        write_json(args.json, {"args": plain_args(args), "rows": rows,
+                               "machine": {"cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
+                                           "platform": platform.platform()}})
         print(f"wrote {args.json}")
     return 0
 

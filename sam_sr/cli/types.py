@@ -147,3 +147,16 @@ def encoder_tile(text: str) -> int:
     except SamSrError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace("CascadeConfig.encoder_tile", "the tile")) from None
     return value
+
+
+def sparse_tile(text: str) -> int:
+    """Sparse-step tile side in pixels: 0 (off) or a positive multiple of 8
+    (:class:`sam_sr.inference.cascade.CascadeConfig` checks it)."""
+    from ..errors import SamSrError
+    from ..inference.cascade import CascadeConfig
+    value = count(text)
+    try:
+        CascadeConfig(sparse_tile=value)
+    except SamSrError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("CascadeConfig.sparse_tile", "the tile")) from None
+    return value

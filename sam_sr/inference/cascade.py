@@ -4,24 +4,46 @@ Shen et al. 2022: at each scale s the image and the current mask are resized to 
 encoder runs on the resized (reflect-padded) inputs, and the implicit decoder is queried. Ours decodes
 each step directly at the next step's resolution (the last at full resolution), since the next step
 would resize it there anyway, and needs no ground truth or CUDA. Memory and speed options (patched
-fusion, encoder tiles, query-selection modes) are in :class:`CascadeConfig`.
+fusion, encoder tiles, query-selection modes, sparse steps) are in :class:`CascadeConfig`.
+
+What runs where at each step (image H x W resized to the step's size, output at the next step's):
+
+- The pixels decoded: the query-selection mode's (:mod:`sam_sr.inference.query`); the default
+  ``contour:W`` decodes a band of W px around the previous step's boundary.
+- The features they read (encoder, fusion, the decoder's projection): dense, over the whole padded
+  input (:meth:`RefinerModel.encode`), or sparse, only in the ``sparse_tile`` px tiles the decoded
+  pixels read, each with the model's whole receptive field as context, batched
+  (:mod:`sam_sr.inference.sparse`; equal to dense up to float rounding). A step goes sparse when the
+  mode knows its pixels before decoding (``bbox``, ``contour``) and the tiles' windows cover at most
+  :data:`SPARSE_SHARE` of the input, or when the mode is ``hierarchical`` after the first step
+  (its coarse levels then read the previous step's output, see :func:`decode_step`).
+- The pixel head (models that have one): only in the ``pixel_tile`` px tiles holding decoded pixels
+  (:class:`~sam_sr.models.pixel_head.LazyPixelMap`).
+- Each resized copy of the image is made once and shared by the steps that read it.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import SamSrError
-from ..models.base import EXTRA_CHANNELS, EXTRA_EMBEDDING, RefinerModel, resize_image, resize_mask
+from ..models.base import ALIGN, EXTRA_CHANNELS, EXTRA_EMBEDDING, RefinerModel, resize_image, resize_mask
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
 from ..sam.features import features_for_step
-from .encode import ALIGN, encode_tiled
-from .query import DecodeMode, decode_step
+from .encode import encode_tiled
+from .padding import pad_geometry, pad_inputs  # noqa: F401  (pad_inputs: part of this module's API)
+from .query import DecodeMode, decode_step, plan_tiles, select_queries
+from .sparse import SparseFeatures
+
+#: A step encodes sparsely when its tiles' windows (context included) cover at most this share of
+#: the padded input's pixels (the fusion then also runs on little more than the tiles' cores).
+SPARSE_SHARE = 0.9
+PRECISIONS = ("fp32", "bf16")
 
 
 def _int(name: str, value: Any, low: int) -> int:
@@ -61,6 +83,17 @@ class CascadeConfig:
         pixel_tile: for models with a pixel head and a ``decode`` mode other than ``full``, compute the
             head only in the ``pixel_tile`` px square tiles that hold decoded pixels (exact; 0 = over
             the whole output in row bands). The run's ``pixel_fraction`` reports the share computed.
+        sparse_tile: tile side in px of sparse steps (see the module docstring; a multiple of 8;
+            exact up to float rounding; 0 = every step dense). The run's ``encoded_fraction``
+            reports the share of the steps' input pixels encoded (context included).
+        channels_last: on the CPU, run the encoder in channels-last memory format (the model's
+            convolution weights are converted in place: equal output within float rounding; on
+            the aeroplane, 2 cores, 19.7 s of CPU time against 23.6 s, median of 3); ignored on
+            other devices.
+        precision: ``"fp32"``, or ``"bf16"``: encoder, fusion and projection under bfloat16 autocast
+            (the decoder stays fp32). Not equal to fp32, and on this 2-core AMD EPYC (AVX512-BF16)
+            no faster (20.6 s of CPU time against 19.7 s on the aeroplane); meant for GPUs
+            (scripts/profile_gpu.py measures both). fp32 is the default.
 
     Raises:
         SamSrError: any invalid field, named in the message (checked at construction).
@@ -77,7 +110,10 @@ class CascadeConfig:
     margin: float = 0.0
     upsample_to: int = 0
     flip: bool = False
-    pixel_tile: int = 256
+    pixel_tile: int = 32
+    sparse_tile: int = 128
+    channels_last: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         scales = self.scales
@@ -90,7 +126,8 @@ class CascadeConfig:
                                  f"got {self.scales!r}")
         object.__setattr__(self, "scales", tuple(float(s) for s in scales))
         for name, low in (("min_size", 0), ("pad", 0), ("chunk", 1), ("fusion_patches", 0),
-                          ("encoder_tile", 0), ("tile_overlap", 0), ("upsample_to", 0), ("pixel_tile", 0)):
+                          ("encoder_tile", 0), ("tile_overlap", 0), ("upsample_to", 0), ("pixel_tile", 0),
+                          ("sparse_tile", 0)):
             object.__setattr__(self, name, _int(name, getattr(self, name), low))
         if not isinstance(self.decode, (str, DecodeMode)):
             raise SamSrError(f"CascadeConfig.decode must be a mode name such as 'contour:2', got {self.decode!r}")
@@ -100,8 +137,14 @@ class CascadeConfig:
             raise SamSrError(f"CascadeConfig.decode: {exc}") from None
         if isinstance(self.margin, bool) or not isinstance(self.margin, Real) or not 0.0 <= self.margin < 0.5:
             raise SamSrError(f"CascadeConfig.margin must be in [0, 0.5), got {self.margin!r}")
-        if not isinstance(self.flip, bool):
-            raise SamSrError(f"CascadeConfig.flip must be true or false, got {self.flip!r}")
+        for name in ("flip", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise SamSrError(f"CascadeConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.sparse_tile % ALIGN:
+            raise SamSrError(f"CascadeConfig.sparse_tile must be a multiple of {ALIGN} px (0 = off), "
+                             f"got {self.sparse_tile}")
+        if self.precision not in PRECISIONS:
+            raise SamSrError(f"CascadeConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.encoder_tile:
             tile, overlap = self.encoder_tile // ALIGN * ALIGN, -(-self.tile_overlap // ALIGN) * ALIGN
             if tile <= 2 * overlap:
@@ -128,21 +171,6 @@ class CascadeConfig:
         return s + [1.0]
 
 
-def pad_inputs(tensors: list[torch.Tensor], pad: int, multiple: int = ALIGN):
-    """Reflect-pad tensors of equal (H, W) by ``pad`` px plus up to a multiple of ``multiple``.
-
-    Returns (padded tensors, (top, left, padded_h, padded_w)). Falls back to replicate padding when
-    the image is too small to reflect.
-    """
-    h, w = tensors[0].shape[-2:]
-    hp = -(-(h + 2 * pad) // multiple) * multiple
-    wp = -(-(w + 2 * pad) // multiple) * multiple
-    top, left = (hp - h) // 2, (wp - w) // 2
-    spec = (left, wp - w - left, top, hp - h - top)
-    mode = "reflect" if max(spec[0], spec[1]) < w and max(spec[2], spec[3]) < h else "replicate"
-    return [F.pad(t, spec, mode=mode) for t in tensors], (top, left, hp, wp)
-
-
 @torch.no_grad()
 def cascade_refine(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor,
                    config: CascadeConfig | None = None, extra: torch.Tensor | None = None,
@@ -159,9 +187,11 @@ def cascade_refine(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor,
 
     Returns:
         float32 (1, 1, H, W) refined soft mask in [0, 1]; with ``return_info``, ``(mask, info)`` where
-        info is ``{"decoded_points": int, "steps": [(h, w), ...]}`` (both passes' points with
-        ``flip``), plus, for a model with a pixel head, ``"pixel_fraction"``: the share of the output
-        pixels (over all steps) where the head was computed, in [0, 1].
+        info is ``{"decoded_points": int, "steps": [(h, w), ...], "sparse_steps": [bool, ...],
+        "encoded_fraction": float}`` (both passes' points with ``flip``; ``encoded_fraction``: input
+        pixels encoded, context included, over the steps' padded input pixels), plus, for a model with
+        a pixel head, ``"pixel_fraction"``: the share of the output pixels (over all steps) where the
+        head was computed, in [0, 1].
 
     Raises:
         SamSrError: ``flip`` or encoder tiles with a model whose extra input is SAM's embedding, or
@@ -182,6 +212,30 @@ def cascade_refine(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor,
     return (out, info) if return_info else out
 
 
+class _Pyramid:
+    """Resized copies of one image, each made once (the encoder at one step and the pixel head at the
+    step before read the same size)."""
+
+    def __init__(self, image: torch.Tensor):
+        self.image, self.copies = image, {}
+
+    def __call__(self, size: tuple[int, int]) -> torch.Tensor:
+        size = tuple(size)
+        if size not in self.copies:
+            self.copies[size] = resize_image(self.image, size)
+        return self.copies[size]
+
+
+def _encode_context(model: RefinerModel, cfg: CascadeConfig, device: torch.device):
+    """The layout and autocast the encoder runs under: (channels_last, autocast context)."""
+    cl = cfg.channels_last and device.type == "cpu"
+    if cl:
+        model.to(memory_format=torch.channels_last)   # conv weights only; no-op once converted
+    if cfg.precision == "bf16":
+        return cl, torch.autocast(device.type, dtype=torch.bfloat16)
+    return cl, contextlib.nullcontext()
+
+
 def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, cfg: CascadeConfig,
                   extra: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One cascade pass (:func:`cascade_refine` without test-time augmentation)."""
@@ -200,43 +254,79 @@ def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, 
     h, w = image.shape[-2:]
     steps = cfg.steps(h, w)
     sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in steps[:-1]] + [(h, w)]
+    pyramid = _Pyramid(image)
+    extras = _Pyramid(extra) if channels else None
+    cl, autocast = _encode_context(model, cfg, image.device)
+    sparse_ok = bool(cfg.sparse_tile) and not embedding and not cfg.encoder_tile and mode.name != "full"
     current = mask
     decoded = 0
     head_pixels = head_total = 0   # pixel-head outputs computed / output pixels, over the steps
+    encoded = frame_total = 0      # input pixels encoded / padded input pixels, over the steps
+    sparse_steps = []
     for i, size in enumerate(sizes):
-        inputs = [resize_image(image, size), resize_mask(current, size)]
-        if channels:
-            inputs.append(resize_image(extra, size))
-        padded, (top, left, hp, wp) = pad_inputs(inputs, cfg.pad)
-        if embedding:  # SAM embedding read at the padded input's stride-8 cells (SAM-SR v3)
-            ex = features_for_step(extra, (h, w), size, top, left, (hp, wp)).to(image.device)
+        inputs = [pyramid(size), resize_mask(current, size), extras(size) if channels else None]
+        g = pad_geometry(*size, cfg.pad)
+        out_hw = sizes[i + 1] if i + 1 < len(sizes) else (h, w)
+        previous = resize_mask(current, out_hw)[0, 0]
+        seeded = i > 0 and mode.name == "hierarchical"
+        queries = select_queries(previous, mode)
+        proj = None
+        if sparse_ok and (queries is not None or seeded) and g.hp * g.wp > 4 * cfg.sparse_tile ** 2 \
+                and model.context is not None:
+            sparse = SparseFeatures(model, inputs, g, cfg.sparse_tile, cl, autocast)
+            if seeded:
+                proj = sparse   # tiles are computed level by level as the decoder reads them
+            else:
+                tiles = plan_tiles(model, sparse, out_hw, g.bounds, queries)
+                if sparse.window_pixels(tiles) <= SPARSE_SHARE * g.hp * g.wp:
+                    sparse.ensure(tiles)
+                    proj = sparse
+        if proj is None:
+            proj = _encode_dense(model, inputs, g, cfg, extra if embedding else None, (h, w), cl, autocast)
+        pixel = None
+        if model.has_pixel_head:  # full-resolution head at the output size
+            head_in = (pyramid(out_hw), previous[None, None])
+            if cfg.pixel_tile and mode.name != "full":   # only the tiles holding decoded pixels
+                pixel = model.pixel_map(*head_in, cfg.pixel_tile)
+            else:
+                pixel = model.pixel_logits(*head_in)[0, 0]
+        prob, n = decode_step(model, proj, out_hw, g.bounds, previous, mode, cfg.chunk, pixel, cfg.margin,
+                              queries=queries, seeded=seeded)
+        decoded += n
+        frame_total += g.hp * g.wp
+        if isinstance(proj, SparseFeatures):
+            encoded += proj.encoded_pixels
+            sparse_steps.append(True)
         else:
-            ex = padded[2] if channels else None
+            encoded += g.hp * g.wp
+            sparse_steps.append(False)
+        if pixel is not None:
+            head_total += out_hw[0] * out_hw[1]
+            head_pixels += pixel.computed_pixels if isinstance(pixel, LazyPixelMap) else out_hw[0] * out_hw[1]
+        current = prob[None, None]
+        del proj, inputs
+    info: dict[str, Any] = {"decoded_points": decoded, "steps": sizes, "sparse_steps": sparse_steps,
+                            "encoded_fraction": encoded / max(1, frame_total)}
+    if head_total:
+        info["pixel_fraction"] = head_pixels / head_total
+    return resize_mask(current, full_hw), info
+
+
+def _encode_dense(model: RefinerModel, inputs: list, g, cfg: CascadeConfig, embedding: torch.Tensor | None,
+                  hw: tuple[int, int], cl: bool, autocast) -> torch.Tensor:
+    """The features of a step's whole padded input (patched fusion, encoder tiles as configured)."""
+    image, mask, ex = inputs
+    padded, _ = pad_inputs([t for t in inputs if t is not None], cfg.pad)
+    if cl:
+        padded = [t.contiguous(memory_format=torch.channels_last) for t in padded]
+    if embedding is not None:  # SAM embedding read at the padded input's stride-8 cells (SAM-SR v3)
+        ex = features_for_step(embedding, hw, tuple(image.shape[-2:]), g.top, g.left, (g.hp, g.wp)).to(image.device)
+    else:
+        ex = padded[2] if ex is not None else None
+    with autocast:
         if cfg.encoder_tile:
             proj = encode_tiled(model, padded[0], padded[1], ex, cfg.encoder_tile, cfg.tile_overlap,
                                 cfg.fusion_patches)
         else:
             proj = model.encode(padded[0], padded[1], ex, cfg.fusion_patches)
-        del padded, inputs
-        out_hw = sizes[i + 1] if i + 1 < len(sizes) else (h, w)
-        bounds = (-1 + 2 * top / hp, -1 + 2 * left / wp,
-                  -1 + 2 * (top + size[0]) / hp, -1 + 2 * (left + size[1]) / wp)
-        previous = resize_mask(current, out_hw)[0, 0]
-        pixel = None
-        if model.has_pixel_head:  # full-resolution head at the output size
-            head_in = (resize_image(image, out_hw), previous[None, None])
-            if cfg.pixel_tile and mode.name != "full":   # only the tiles holding decoded pixels
-                pixel = model.pixel_map(*head_in, cfg.pixel_tile)
-            else:
-                pixel = model.pixel_logits(*head_in)[0, 0]
-        prob, n = decode_step(model, proj, out_hw, bounds, previous, mode, cfg.chunk, pixel, cfg.margin)
-        decoded += n
-        if pixel is not None:
-            head_total += out_hw[0] * out_hw[1]
-            head_pixels += pixel.computed_pixels if isinstance(pixel, LazyPixelMap) else out_hw[0] * out_hw[1]
-        current = prob[None, None]
-        del proj
-    info: dict[str, Any] = {"decoded_points": decoded, "steps": sizes}
-    if head_total:
-        info["pixel_fraction"] = head_pixels / head_total
-    return resize_mask(current, full_hw), info
+    return proj.float()

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-#: Inputs, padded sizes and tile geometry are multiples of this (the encoder's output stride).
-ALIGN = 8
+from ..models.base import ALIGN  # noqa: F401  (inputs, padded sizes and tiles are multiples of it)
 
 
 def _spans(n: int, core: int, overlap: int) -> list[tuple[int, int, int, int]]:

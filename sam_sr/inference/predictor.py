@@ -183,7 +183,9 @@ class Refiner:
                 as they are (see :func:`prepare_mask`); ``mask_threshold`` binarises any mask first.
             return_soft: also return the refined probability map.
             return_info: also return this call's information: ``decoded_points``, ``steps``
-                ((h, w) per cascade step), ``pixel_fraction`` (models with a pixel head) and, with
+                ((h, w) per cascade step), ``sparse_steps`` (per step: whether it encoded only the
+                tiles its decoded pixels read), ``encoded_fraction`` (input pixels encoded over the
+                steps' padded input pixels), ``pixel_fraction`` (models with a pixel head) and, with
                 SAM inputs, ``sam`` (the stage's info, e.g. v1's ``used_sam``).
 
         Returns:
@@ -212,7 +214,7 @@ class Refiner:
                     extra = extra_in.to(self.device)
                 elif extra_in is not None:
                     extra = torch.from_numpy(np.ascontiguousarray(extra_in.transpose(2, 0, 1)))[None].to(self.device)
-            x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+            x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)  # one float copy
             m = torch.from_numpy(coarse).to(self.device)[None, None].float()
             out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
             soft = out[0, 0].cpu().numpy()

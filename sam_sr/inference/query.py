@@ -13,10 +13,16 @@ Modes (``DecodeMode.parse``):
   boundary length rather than the image area.
 Pixels outside the decoded set take the value implied by the previous cascade step (its soft output,
 or the coarse mask at the first step, resized to the output size).
+
+``full``, ``bbox`` and ``contour`` know their pixels before decoding (:func:`select_queries`), so the
+cascade can encode only the feature tiles those pixels read (:mod:`sam_sr.inference.sparse`); the
+strided modes choose them while decoding, and a sparse feature map then computes its tiles as they
+are read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +72,39 @@ class DecodeMode:
         return self.name if self.name == "full" else f"{self.name}:{self.param}"
 
 
+@dataclass(frozen=True)
+class Queries:
+    """The output pixels a step decodes, known before decoding: ``kind`` ``"grid"`` (every pixel of
+    ``rows`` x ``cols``) or ``"points"`` (pixels (rows[i], cols[i])); int64 index tensors on the CPU."""
+
+    kind: str
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.cols) if self.kind == "grid" else len(self.rows)
+
+
+def select_queries(previous: torch.Tensor, mode: DecodeMode) -> Queries | None:
+    """The pixels ``mode`` decodes given the previous step's value float (H, W), or None for the
+    modes that choose them while decoding (``strided``, ``hierarchical``)."""
+    h, w = previous.shape[-2:]
+    if mode.name == "full":
+        return Queries("grid", torch.arange(h), torch.arange(w))
+    if mode.name not in ("bbox", "contour"):
+        return None
+    prev_bin = (previous >= 0.5).cpu().numpy().astype(np.uint8)
+    if mode.name == "bbox":
+        ys, xs = np.nonzero(prev_bin.any(1))[0], np.nonzero(prev_bin.any(0))[0]
+        if len(ys) == 0:
+            return Queries("grid", torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+        p = mode.param
+        return Queries("grid", torch.arange(max(0, ys.min() - p), min(h, ys.max() + p + 1)),
+                       torch.arange(max(0, xs.min() - p), min(w, xs.max() + p + 1)))
+    rr, cc = np.nonzero(contour_band(prev_bin, mode.param))
+    return Queries("points", torch.from_numpy(rr.astype(np.int64)), torch.from_numpy(cc.astype(np.int64)))
+
+
 class _Decoder:
     """Decodes pixels of one ``out_h x out_w`` output grid of one image (batch 1) through the refiner
     interface (:meth:`RefinerModel.logits_grid`, :meth:`RefinerModel.logits_at`)."""
@@ -84,6 +123,21 @@ class _Decoder:
     def _coords(self, idx: torch.Tensor, origin: float, step: float) -> torch.Tensor:
         return origin + (idx.to(self.proj.device, torch.float32) + 0.5) * step
 
+    def tiles(self, q: Queries) -> torch.Tensor:
+        """The sparse feature map's tiles int64 (M, 2) that decoding ``q`` reads."""
+        _, _, fh, fw = self.proj.shape
+        ry = self.model.query_cells(self._coords(q.rows, self.y0, self.dy), fh)
+        rx = self.model.query_cells(self._coords(q.cols, self.x0, self.dx), fw)
+        if q.kind == "grid":
+            return self.proj.tiles_of_grid(ry, rx)
+        return self.proj.tiles_of_points(torch.stack([ry[0], ry[0], ry[1], ry[1]]),
+                                         torch.stack([rx[0], rx[1], rx[0], rx[1]]))
+
+    def _prefetch(self, q: Queries) -> None:
+        """Compute a sparse feature map's tiles for ``q`` in one go (dense maps: nothing to do)."""
+        if not isinstance(self.proj, torch.Tensor) and len(q):
+            self.proj.ensure(self.tiles(q))
+
     def _read(self, at, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The previous mask and the pixel head's logits at the decoded pixels (``at(map)``)."""
         prev = at(self.previous).to(device) if self.previous is not None else None
@@ -93,6 +147,7 @@ class _Decoder:
     def grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Probabilities float (len(rows), len(cols)) at the outer product of pixel indices."""
         self.count += len(rows) * len(cols)
+        self._prefetch(Queries("grid", rows, cols))
         ys, xs = self._coords(rows, self.y0, self.dy), self._coords(cols, self.x0, self.dx)
         prev, pixel = self._read(lambda t: t.grid(rows, cols) if isinstance(t, LazyPixelMap)
                                  else t[rows.to(t.device)][:, cols.to(t.device)], self.proj.device)
@@ -104,6 +159,7 @@ class _Decoder:
         self.count += len(rows)
         if len(rows) == 0:
             return torch.zeros(0, device=self.proj.device)
+        self._prefetch(Queries("points", rows, cols))
         coord = torch.stack([self._coords(rows, self.y0, self.dy),
                              self._coords(cols, self.x0, self.dx)], dim=-1)
         cell = torch.tensor([self.dy, self.dx], device=self.proj.device)
@@ -127,10 +183,11 @@ def _levels(n: int, stride: int) -> torch.Tensor:
 
 
 def _refine_level(dec: _Decoder, out: torch.Tensor, known_r: torch.Tensor, known_c: torch.Tensor,
-                  new_r: torch.Tensor, new_c: torch.Tensor) -> None:
-    """Fill ``out`` at the grid new_r x new_c from the decoded grid known_r x known_c (a sub-grid of
-    it): pixels whose four enclosing known neighbours agree take their bilinear interpolation, the
-    others are decoded. ``out`` is float (H, W) on the decoder's device, modified in place."""
+                  new_r: torch.Tensor, new_c: torch.Tensor, interpolate: bool = True) -> None:
+    """Fill ``out`` at the grid new_r x new_c from the known grid known_r x known_c (a sub-grid of
+    it): pixels whose four enclosing known neighbours disagree (some >= 0.5, some below) are decoded;
+    the others take the neighbours' bilinear interpolation (``interpolate``) or keep their value in
+    ``out``. ``out`` is float (H, W) on the decoder's device, modified in place."""
     dev = out.device
     kr, kc, nr, nc = (t.to(dev) for t in (known_r, known_c, new_r, new_c))
     i1 = torch.searchsorted(kr, nr).clamp_(1, len(kr) - 1) if len(kr) > 1 else torch.zeros_like(nr)
@@ -138,33 +195,36 @@ def _refine_level(dec: _Decoder, out: torch.Tensor, known_r: torch.Tensor, known
     i0 = (i1 - 1).clamp_(min=0)
     j0 = (j1 - 1).clamp_(min=0)
     r0, r1, c0, c1 = kr[i0], kr[i1], kc[j0], kc[j1]
-    wy = ((nr - r0).float() / (r1 - r0).clamp(min=1).float())[:, None]
-    wx = ((nc - c0).float() / (c1 - c0).clamp(min=1).float())[None, :]
     v00 = out[r0][:, c0]
     v01 = out[r0][:, c1]
     v10 = out[r1][:, c0]
     v11 = out[r1][:, c1]
     b = [(v >= 0.5) for v in (v00, v01, v10, v11)]
     agree = (b[0] == b[1]) & (b[0] == b[2]) & (b[0] == b[3])
-    interp = (v00 * (1 - wy) * (1 - wx) + v01 * (1 - wy) * wx + v10 * wy * (1 - wx) + v11 * wy * wx)
     rr = nr[:, None].expand(-1, len(nc))
     cc = nc[None, :].expand(len(nr), -1)
     known = torch.zeros(out.shape, dtype=torch.bool, device=dev)
     known[kr[:, None], kc[None, :]] = True
-    todo = ~agree & ~known[rr, cc]
-    fill = agree & ~known[rr, cc]
-    out[rr[fill], cc[fill]] = interp[fill]
+    new = ~known[rr, cc]
+    todo = ~agree & new
+    if interpolate:
+        wy = ((nr - r0).float() / (r1 - r0).clamp(min=1).float())[:, None]
+        wx = ((nc - c0).float() / (c1 - c0).clamp(min=1).float())[None, :]
+        interp = (v00 * (1 - wy) * (1 - wx) + v01 * (1 - wy) * wx + v10 * wy * (1 - wx) + v11 * wy * wx)
+        fill = agree & new
+        out[rr[fill], cc[fill]] = interp[fill]
     out[rr[todo], cc[todo]] = dec.points(rr[todo], cc[todo])
 
 
-def decode_step(model: RefinerModel, proj: torch.Tensor, out_hw: tuple[int, int], bounds,
+def decode_step(model: RefinerModel, proj: Any, out_hw: tuple[int, int], bounds,
                 previous: torch.Tensor, mode: DecodeMode, chunk: int = DEFAULT_CHUNK,
-                pixel: torch.Tensor | None = None, margin: float = 0.0) -> tuple[torch.Tensor, int]:
+                pixel: torch.Tensor | None = None, margin: float = 0.0,
+                queries: Queries | None = None, seeded: bool = False) -> tuple[torch.Tensor, int]:
     """Decode one cascade step's output with a query-selection mode.
 
     Args:
         model, proj: the refiner and its features for this step (:meth:`RefinerModel.encode`),
-            float (1, K, h, w).
+            float (1, K, h, w), or a :class:`~sam_sr.inference.sparse.SparseFeatures` of them.
         out_hw: output size (H, W) in pixels.
         bounds: the output's outer edges (y0, x0, y1, x1) in the feature map's normalised frame.
         previous: float (H, W) in [0, 1], the value implied by the previous cascade step (also the
@@ -173,6 +233,10 @@ def decode_step(model: RefinerModel, proj: torch.Tensor, out_hw: tuple[int, int]
         pixel: optional float (H, W) logits added at every decoded point (the model's pixel head),
             or a :class:`~sam_sr.models.pixel_head.LazyPixelMap` computing them where read.
         margin: decoded probabilities within this of 0.5 keep ``previous`` (0 = off).
+        queries: ``select_queries(previous, mode)`` when the caller has it already.
+        seeded: for ``hierarchical``: ``previous`` is the previous cascade step's output (its features
+            decoded at this step's pixels), so the stride-N grid takes its values instead of being
+            decoded, and pixels whose neighbours agree keep ``previous`` (see :mod:`sam_sr.inference.query`).
 
     Returns:
         (probabilities float32 (H, W) in [0, 1], number of decoded query points).
@@ -180,31 +244,34 @@ def decode_step(model: RefinerModel, proj: torch.Tensor, out_hw: tuple[int, int]
     h, w = out_hw
     dec = _Decoder(model, proj, out_hw, bounds, chunk, previous, pixel, margin)
     dev = proj.device
+    q = queries if queries is not None else select_queries(previous, mode)
     if mode.name == "full":
-        return dec.grid(torch.arange(h), torch.arange(w)), dec.count
+        return dec.grid(q.rows, q.cols), dec.count
     out = previous.to(dev, torch.float32).clone()
-    prev_bin = (previous >= 0.5).cpu().numpy().astype(np.uint8)
-    if mode.name == "bbox":
-        ys, xs = np.nonzero(prev_bin)
-        if len(ys) == 0:
+    if q is not None:
+        if len(q) == 0:
             return out, 0
-        p = mode.param
-        r0, r1 = max(0, ys.min() - p), min(h, ys.max() + p + 1)
-        c0, c1 = max(0, xs.min() - p), min(w, xs.max() + p + 1)
-        out[r0:r1, c0:c1] = dec.grid(torch.arange(r0, r1), torch.arange(c0, c1))
+        if q.kind == "grid":
+            out[q.rows.to(dev)[:, None], q.cols.to(dev)[None, :]] = dec.grid(q.rows, q.cols)
+        else:
+            out[q.rows.to(dev), q.cols.to(dev)] = dec.points(q.rows, q.cols)
         return out, dec.count
-    if mode.name == "contour":
-        band = contour_band(prev_bin, mode.param)
-        rr, cc = (torch.from_numpy(a.astype(np.int64)) for a in np.nonzero(band))
-        out[rr.to(dev), cc.to(dev)] = dec.points(rr, cc)
-        return out, dec.count
-    # strided / hierarchical: start from the decoded stride-N grid
+    # strided / hierarchical: start from the stride-N grid (decoded, or the previous step's when seeded)
     n = mode.param
     kr, kc = _levels(h, n), _levels(w, n)
-    out[kr.to(dev)[:, None], kc.to(dev)[None, :]] = dec.grid(kr, kc)
+    seeded = seeded and mode.name == "hierarchical"
+    if not seeded:
+        out[kr.to(dev)[:, None], kc.to(dev)[None, :]] = dec.grid(kr, kc)
     strides = [1] if mode.name == "strided" else [n >> i for i in range(1, n.bit_length())]
     for s in strides:
         nr, nc = _levels(h, s), _levels(w, s)
-        _refine_level(dec, out, kr, kc, nr, nc)
+        _refine_level(dec, out, kr, kc, nr, nc, interpolate=not seeded)
         kr, kc = nr, nc
     return out, dec.count
+
+
+def plan_tiles(model: RefinerModel, features: Any, out_hw: tuple[int, int], bounds,
+               queries: Queries) -> torch.Tensor:
+    """The tiles int64 (M, 2) of a :class:`~sam_sr.inference.sparse.SparseFeatures` that decoding
+    ``queries`` at ``out_hw`` (output edges ``bounds``, as for :func:`decode_step`) reads."""
+    return _Decoder(model, features, out_hw, bounds, DEFAULT_CHUNK).tiles(queries)

@@ -29,6 +29,10 @@ from ..errors import SamSrError
 from .implicit_decoder import DEFAULT_CHUNK
 from .pixel_head import LazyPixelMap, PixelHead
 
+#: Input sizes, padded sizes and encoding windows are multiples of this many pixels (the encoders'
+#: output stride), so that every window's feature cells line up with the whole input's.
+ALIGN = 8
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -124,6 +128,36 @@ class RefinerModel(nn.Module):
         """
         raise NotImplementedError
 
+    @property
+    def context(self) -> int | None:
+        """Input pixels of context, on each side of a window's core, that make :meth:`encode_window`
+        exact (a multiple of :data:`ALIGN` covering the features' receptive field), or None when this
+        model cannot encode windows exactly (the cascade then always encodes whole inputs). Default:
+        None."""
+        return None
+
+    def encode_window(self, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None,
+                      core: tuple[int, int, int, int]) -> torch.Tensor:
+        """:meth:`encode`'s features of the ``core`` box of a batch of windows.
+
+        Equal (up to float rounding) to the features of a larger input at the same cells when each
+        window holds :attr:`context` pixels of that input on every side of its core, or reaches the
+        larger input's own edge on that side (where both zero-pad).
+
+        Args:
+            image: float32 (B, 3, H, W) in [0, 1]; mask: float32 (B, 1, H, W) in [0, 1]; extra: as for
+                :meth:`encode` (windows of the same place), or None.
+            core: (y0, y1, x0, x1) in window pixels, multiples of :data:`ALIGN`.
+
+        Returns:
+            float (B, K, (y1 - y0) / 2, (x1 - x0) / 2).
+
+        The default encodes the whole window and crops; models may compute less (CRM runs its fusion
+        only around the core).
+        """
+        y0, y1, x0, x1 = core
+        return self.encode(image, mask, extra)[..., y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+
     def final_logits(self, logits: torch.Tensor, mask_at: torch.Tensor | None,
                      pixel_at: torch.Tensor | None = None) -> torch.Tensor:
         """The final logit: the decoder's ``logits`` + ``s * (2 m - 1)`` (mask skip, with the mask m
@@ -153,6 +187,11 @@ class RefinerModel(nn.Module):
             chunk: points decoded at a time.
         """
         return self.final_logits(self.decoder.query_chunked(features, coord, cell, chunk), mask_at, pixel_at)
+
+    def query_cells(self, c: torch.Tensor, n: int) -> torch.Tensor:
+        """The feature cells the decoder reads for query coordinates ``c`` (N,) along an axis of ``n``
+        cells: int64 (2, N) (see :meth:`ImplicitDecoder.cells`); what a sparse feature map must hold."""
+        return self.decoder.cells(c, n)
 
     def logits_grid(self, features: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell,
                     mask_at: torch.Tensor | None = None, pixel_at: torch.Tensor | None = None,
@@ -201,8 +240,9 @@ class RefinerModel(nn.Module):
             raise SamSrError("this model has no pixel head (model.pixel_head: 0)")
 
         @torch.no_grad()
-        def window(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-            return self.pixel_logits(image[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1])
+        def window(boxes: list[tuple[int, int, int, int]]) -> torch.Tensor:
+            crop = lambda t: torch.cat([t[..., y0:y1, x0:x1] for y0, y1, x0, x1 in boxes])  # noqa: E731
+            return self.pixel_logits(crop(image), crop(mask))
 
         return LazyPixelMap(window, tuple(image.shape[-2:]), self.pixel_head.radius, tile, image.device)
 
@@ -267,6 +307,6 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          align_corners=None if shrink else False)
 
 
-__all__ = ["RefinerModel", "EXTRA_NONE", "EXTRA_CHANNELS", "EXTRA_EMBEDDING", "IMAGENET_MEAN",
+__all__ = ["ALIGN", "RefinerModel", "EXTRA_NONE", "EXTRA_CHANNELS", "EXTRA_EMBEDDING", "IMAGENET_MEAN",
            "IMAGENET_STD", "config_from_dict", "config_to_dict", "pixel_coords", "resize_image",
            "resize_mask", "signed"]

@@ -11,11 +11,12 @@ from typing import Any
 import torch
 
 from ..errors import SamSrError
-from .base import EXTRA_CHANNELS, EXTRA_NONE, RefinerModel, config_from_dict, config_to_dict
+from .base import ALIGN, EXTRA_CHANNELS, EXTRA_NONE, RefinerModel, config_from_dict, config_to_dict
 from .encoder import MaskEncoder
 from .fusion import FeatureFusion
 from .implicit_decoder import ImplicitDecoder
 from .pixel_head import PixelHead
+from .receptive import receptive_field
 
 @dataclass
 class CRMConfig:
@@ -58,6 +59,14 @@ class CRMConfig:
         return config_to_dict(self)
 
 
+#: :meth:`CRM.encode_window` runs the fusion in bands of about this many stride-2 rows (the
+#: concatenated and fused 128-channel maps at stride 2 are most of a window's activation memory).
+WINDOW_FUSION_ROWS = 32
+
+#: context (or None) per encoder architecture (backbone, out_indices, output_stride, extra_channels)
+_CONTEXTS: dict[tuple, int | None] = {}
+
+
 class CRM(RefinerModel):
     """Continuous Refinement Model (see :class:`~sam_sr.models.base.RefinerModel` for the interface).
 
@@ -94,6 +103,11 @@ class CRM(RefinerModel):
     def extra_input(self) -> str:
         return EXTRA_CHANNELS if self.config.extra_channels else EXTRA_NONE
 
+    def _check_extra(self, image: torch.Tensor, extra: torch.Tensor | None) -> None:
+        n = self.config.extra_channels
+        if n and (extra is None or extra.shape[1] != n or extra.shape[-2:] != image.shape[-2:]):
+            raise SamSrError(f"this model needs {n} extra input channels matching the image")
+
     def encode(self, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None,
                fusion_patches: int = 0) -> torch.Tensor:
         """Encoder + fusion + the decoder's per-cell projection: float (B, hidden[0], H/2, W/2).
@@ -105,10 +119,62 @@ class CRM(RefinerModel):
             SamSrError: mismatched spatial sizes or channel counts (see :meth:`normalise`), missing or
                 mis-shaped extra channels.
         """
-        n = self.config.extra_channels
-        if n and (extra is None or extra.shape[1] != n or extra.shape[-2:] != image.shape[-2:]):
-            raise SamSrError(f"this model needs {n} extra input channels matching the image")
-        feats = self.encoder(self.normalise(image, mask, extra if n else None))
+        self._check_extra(image, extra)
+        feats = self.encoder(self.normalise(image, mask, extra if self.config.extra_channels else None))
         if fusion_patches > 0:
             return self.fusion.forward_patched(feats, fusion_patches, post=self.decoder.prepare)
         return self.decoder.prepare(self.fusion(feats))
+
+    @property
+    def context(self) -> int | None:
+        """Context in input pixels that makes :meth:`encode_window` exact (see
+        :meth:`RefinerModel.context`): the encoder's receptive field (:func:`receptive_field`), plus
+        the fusion's reach (the coarsest maps are resampled bilinearly to stride 2, reading up to one
+        coarse cell (``stride`` px) beyond the nearest, and the 3x3 fusion convolution reads one
+        stride-2 cell, 2 px, beyond), rounded up to a multiple of :data:`ALIGN` (tests/inference/test_sparse.py checks it
+        numerically with :func:`~sam_sr.models.receptive.window_is_exact`). None for encoders whose field a window cannot hold (e.g.
+        squeeze-and-excitation blocks pool over the whole input) or whose coarsest stride exceeds
+        :data:`ALIGN` (e.g. ``output_stride: 16``). For the ResNet-18 of the shipped model: 120 px.
+        The context depends on the architecture only; it is found once per architecture and process
+        (one forward pass over a 64 px probe).
+        """
+        if "_context" not in self.__dict__:
+            c = self.config
+            key = (c.backbone, tuple(c.out_indices), c.output_stride, c.extra_channels)
+            if key not in _CONTEXTS:
+                _CONTEXTS[key] = self._find_context()
+            self.__dict__["_context"] = _CONTEXTS[key]
+        return self.__dict__["_context"]
+
+    def _find_context(self) -> int | None:
+        rf = receptive_field(self.encoder, self.encoder.in_channels)
+        if rf is None or rf.stride > ALIGN or max(self.encoder.reductions) > ALIGN:
+            return None
+        reach = max(rf.before, rf.after) + rf.stride + 2
+        return -(-reach // ALIGN) * ALIGN
+
+    def encode_window(self, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None,
+                      core: tuple[int, int, int, int]) -> torch.Tensor:
+        """:meth:`RefinerModel.encode_window`, computing each part only where the core's features read
+        it: the fusion and the decoder's projection over the core and one coarse cell (:data:`ALIGN`
+        px) around it (the fusion is about 40% of the shipped model's encoding cost per pixel), and
+        each encoder stage over what the later ones read (:meth:`MaskEncoder.forward_window`: for the
+        shipped ResNet-18, layer2 and layer3 run on 96 and 64 px around the core, not 120).
+
+        Raises:
+            SamSrError: as :meth:`encode`; a core box that is not a multiple of :data:`ALIGN` or not
+                inside the window.
+        """
+        self._check_extra(image, extra)
+        h, w = image.shape[-2:]
+        y0, y1, x0, x1 = (int(v) for v in core)
+        if any(v % ALIGN for v in (y0, y1, x0, x1, h, w)) or not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise SamSrError(f"encode_window: core {core} must lie in the {h}x{w} window, in multiples of {ALIGN}")
+        x = self.normalise(image, mask, extra if self.config.extra_channels else None)
+        feats, (a0, a1, b0, b1) = self.encoder.forward_window(x, (y0, y1, x0, x1), self.context or 0, ALIGN)
+        rows = feats[0].shape[-2]
+        if rows > 2 * WINDOW_FUSION_ROWS:   # fusion in bands: its stride-2 maps are the largest
+            proj = self.fusion.forward_patched(feats, rows // WINDOW_FUSION_ROWS, post=self.decoder.prepare)
+        else:
+            proj = self.decoder.prepare(self.fusion(feats))
+        return proj[..., (y0 - a0) // 2:(y1 - a0) // 2, (x0 - b0) // 2:(x1 - b0) // 2]

@@ -14,9 +14,15 @@ from typing import Sequence
 
 import timm
 import torch
+from timm.models._features import FeatureDictNet
 from torch import nn
 
 from ..errors import SamSrError
+from .receptive import stage_reach
+
+#: Window crops are at multiples of this many pixels (the encoder's coarsest stride, 8; the same
+#: value as :data:`sam_sr.models.base.ALIGN`).
+_ALIGN = 8
 
 
 class MaskEncoder(nn.Module):
@@ -113,3 +119,72 @@ class MaskEncoder(nn.Module):
         if x.shape[1] != self.in_channels:
             raise SamSrError(f"encoder expects {self.in_channels} input channels, got {x.shape[1]}")
         return self.body(x)
+
+    def _window_plan(self, context: int, keep: int) -> list[tuple[str, int | None]] | None:
+        """Per stage of the timm body (a ``FeatureDictNet``, whose stages run in order), the margin in
+        px (a multiple of 8) its output is cropped to around a window's core, or None (no crop);
+        None for other bodies. A stage's output is cropped to what the later stages and the features
+        (``keep`` px around the core) read, when that is still exact: within ``context`` px minus
+        the receptive-field reach of the stages so far."""
+        key = ("_plan", context, keep)
+        if key in self.__dict__:
+            return self.__dict__[key]
+        plan = None
+        if isinstance(self.body, FeatureDictNet):
+            names = list(self.body.keys())
+            reach = stage_reach(self.body, names, self.in_channels)
+            if reach is not None:
+                need, m = {}, 0
+                for name in reversed(names):
+                    if name in self.body.return_layers:
+                        m = max(m, keep)
+                    need[name] = m
+                    m += reach[name]
+                plan, used = [], 0
+                for name in names:
+                    used += reach[name]
+                    crop = -(-need[name] // _ALIGN) * _ALIGN
+                    plan.append((name, crop if crop <= context - used else None))
+        self.__dict__[key] = plan
+        return plan
+
+    def forward_window(self, x: torch.Tensor, core: tuple[int, int, int, int], context: int,
+                       keep: int) -> tuple[list[torch.Tensor], tuple[int, int, int, int]]:
+        """The features of a window's core and ``keep`` px around it, computing later stages only
+        over what they need (equal to :meth:`forward`'s over the same pixels when the window holds
+        ``context`` px around its core, or reaches the input's own edge, on each side).
+
+        Args:
+            x: float32 (B, in_channels, H, W), normalised; H, W multiples of 8.
+            core: (y0, y1, x0, x1) window px, multiples of 8. context, keep: px, multiples of 8.
+
+        Returns:
+            (one map per ``out_indices``, each covering the same box of window px; that box
+            (y0 - keep, y1 + keep, x0 - keep, x1 + keep) clipped to the window).
+        """
+        if x.shape[1] != self.in_channels:
+            raise SamSrError(f"encoder expects {self.in_channels} input channels, got {x.shape[1]}")
+        box = (0, x.shape[-2], 0, x.shape[-1])
+        plan = self._window_plan(context, keep)
+        if plan is None:
+            out = [_crop(f, box, core, keep) for f in self.body(x)]
+            return [f for f, _ in out], out[0][1]
+        feats, fbox = [], box
+        for name, crop in plan:
+            x = self.body[name](x)
+            if crop is not None:
+                x, box = _crop(x, box, core, crop)
+            if name in self.body.return_layers:
+                f, fbox = _crop(x, box, core, keep)
+                feats.append(f)
+        return feats, fbox
+
+
+def _crop(x: torch.Tensor, box: tuple[int, int, int, int], core: tuple[int, int, int, int],
+          margin: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """``x`` (covering window px ``box``) cropped to ``core`` +- ``margin`` px within ``box``."""
+    new = (max(box[0], core[0] - margin), min(box[1], core[1] + margin),
+           max(box[2], core[2] - margin), min(box[3], core[3] + margin))
+    ry, rx = (box[1] - box[0]) // x.shape[-2], (box[3] - box[2]) // x.shape[-1]
+    return x[..., (new[0] - box[0]) // ry:(new[1] - box[0]) // ry,
+             (new[2] - box[2]) // rx:(new[3] - box[2]) // rx], new

@@ -9,6 +9,12 @@ weights (each area swapped with its diagonal opposite, then normalised).
 Implementation note: the MLP's first layer is linear in its input, so its feature part is applied once
 per feature cell as a 1x1 convolution (``prepare``) and only ``hidden[0]`` channels are gathered per
 query. This is the same function as concatenating the full feature vector, at a fraction of the memory.
+
+The projected features (``proj``) are a float tensor (B, K, h, w), or a sparse feature map computed
+only where it is read (:class:`sam_sr.inference.sparse.SparseFeatures`): any object with ``shape``
+(B, K, h, w), ``dtype``, ``device``, ``points(iy, ix)`` -> (B, N, K) for int64 (B, N) cell indices
+and ``grid(iy, ix)`` -> (B, R, C, K) for int64 (R,) rows and (C,) columns. :meth:`ImplicitDecoder.cells`
+names the cells a query reads.
 """
 from __future__ import annotations
 
@@ -81,7 +87,8 @@ class ImplicitDecoder(nn.Module):
             coord = coord.unsqueeze(0).expand(b, -1, -1)
         n = coord.shape[1]
         cell = cell.to(coord).reshape(-1, 1, 2).expand(b, n, 2)
-        flat = proj.flatten(2).transpose(1, 2)  # (B, h*w, K)
+        dense = isinstance(proj, torch.Tensor)
+        flat = proj.flatten(2).transpose(1, 2) if dense else None  # (B, h*w, K)
         size = torch.tensor([h, w], device=coord.device, dtype=coord.dtype)
         cy, cx = coord[..., 0], coord[..., 1]
         preds, areas = [], []
@@ -91,8 +98,10 @@ class ImplicitDecoder(nn.Module):
                 ix = torch.floor((cx + dx / w + 1e-6 + 1) * 0.5 * w).clamp_(0, w - 1)
                 rel_y = (cy - (-1 + (2 * iy + 1) / h)) * h
                 rel_x = (cx - (-1 + (2 * ix + 1) / w)) * w
-                idx = (iy * w + ix).long().unsqueeze(-1).expand(-1, -1, k)
-                feat = torch.gather(flat, 1, idx)
+                if dense:
+                    feat = torch.gather(flat, 1, (iy * w + ix).long().unsqueeze(-1).expand(-1, -1, k))
+                else:
+                    feat = proj.points(iy.long(), ix.long())
                 geo = torch.cat([torch.stack([rel_y, rel_x], -1), coord, cell * size], dim=-1)
                 hid = feat + self.coord_proj(geo)
                 preds.append(self.mlp(hid).squeeze(-1))
@@ -106,6 +115,13 @@ class ImplicitDecoder(nn.Module):
         """Nearest cell index and relative coordinate (x feature size) along one axis."""
         i = torch.floor((c + d / n + 1e-6 + 1) * 0.5 * n).clamp_(0, n - 1)
         return i.long(), (c - (-1 + (2 * i + 1) / n)) * n
+
+    def cells(self, c: torch.Tensor, n: int) -> torch.Tensor:
+        """The feature cells a query reads along one axis: int64 (2, N), the cells before and after
+        coordinates ``c`` (N,) (in the [-1, 1] frame of an axis of ``n`` cells). A point
+        (y, x) reads the four cells of ``cells(y, h)`` x ``cells(x, w)``; a grid, all of the
+        rows' cells x all of the columns'."""
+        return torch.stack([self._axis(c, d, n)[0] for d in (-1.0, 1.0)])
 
     def query_grid(self, proj: torch.Tensor, out_h: int, out_w: int,
                    bounds: Sequence[float] = (-1.0, -1.0, 1.0, 1.0),
@@ -151,10 +167,11 @@ class ImplicitDecoder(nn.Module):
             preds, areas = [], []
             for dy in (-1.0, 1.0):
                 iy, ry = self._axis(yc, dy, h)
-                row_feat = proj.index_select(2, iy)  # (B, K, r, w)
+                row_feat = proj.index_select(2, iy) if isinstance(proj, torch.Tensor) else None  # (B, K, r, w)
                 row_term = ry[:, None] * wgt[:, 0] + yc[:, None] * wgt[:, 2] + const  # (r, K)
                 for ix, rx, col_term in cols:
-                    feat = row_feat.index_select(3, ix).permute(0, 2, 3, 1)  # (B, r, C, K)
+                    feat = (row_feat.index_select(3, ix).permute(0, 2, 3, 1) if row_feat is not None
+                            else proj.grid(iy, ix))  # (B, r, C, K)
                     hid = feat + (row_term[:, None, :] + col_term[None, :, :]).to(dt)
                     preds.append(self.mlp(hid).squeeze(-1))
                     areas.append((ry[:, None] * rx[None, :]).abs().to(dt) + 1e-9)

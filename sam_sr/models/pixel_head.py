@@ -70,10 +70,12 @@ class LazyPixelMap:
     then only needs the tiles that hold decoded pixels. Each tile is computed from the inputs with a
     halo of ``head.radius`` pixels (clipped only at the output's own border, where the head zero-pads
     anyway), so every value equals the whole-map :meth:`PixelHead.forward` up to float rounding.
+    The tiles one read needs are computed together, those of equal window size as one batch.
 
     Args:
-        fn: ``fn(y0, y1, x0, x1) -> float (1, 1, y1 - y0, x1 - x0)``: the head's logits over that
-            window of the inputs (each window's borders are its own zero padding).
+        fn: ``fn(boxes) -> float (N, 1, y1 - y0, x1 - x0)``: the head's logits over N windows
+            ``(y0, y1, x0, x1)`` of the inputs, all of one size (each window's borders are its own
+            zero padding).
         out_hw: output size (H, W) in pixels.
         radius: the head's receptive-field radius in pixels (its number of 3x3 layers).
         tile: tile side in pixels (> 0).
@@ -82,6 +84,9 @@ class LazyPixelMap:
     Raises:
         SamSrError: a tile side below 1.
     """
+
+    #: Window pixels computed per batch.
+    BATCH_PIXELS = 1 << 20
 
     def __init__(self, fn, out_hw: tuple[int, int], radius: int, tile: int = 256, device=None):
         if int(tile) < 1:
@@ -95,16 +100,23 @@ class LazyPixelMap:
     def _compute(self, tiles: torch.Tensor) -> None:
         """Compute the (ty, tx) tiles of ``tiles`` (int64 (N, 2)) not computed yet."""
         t, r = self.tile, self.radius
+        groups: dict[tuple[int, int], list] = {}
         for ty, tx in tiles.tolist():
             if self.done[ty, tx]:
                 continue
             y0, x0 = ty * t, tx * t
             y1, x1 = min(self.h, y0 + t), min(self.w, x0 + t)
             a, b, c, d = max(0, y0 - r), min(self.h, y1 + r), max(0, x0 - r), min(self.w, x1 + r)
-            out = self.fn(a, b, c, d)[0, 0]
-            self.values[y0:y1, x0:x1] = out[y0 - a:y1 - a, x0 - c:x1 - c].to(self.values)
+            groups.setdefault((b - a, d - c), []).append(((a, b, c, d), (y0, y1, x0, x1)))
             self.done[ty, tx] = True
-            self.computed_pixels += (y1 - y0) * (x1 - x0)
+        for (wh, ww), items in groups.items():
+            per = max(1, self.BATCH_PIXELS // (wh * ww))
+            for i in range(0, len(items), per):
+                part = items[i:i + per]
+                out = self.fn([box for box, _ in part])
+                for k, ((a, _, c, _), (y0, y1, x0, x1)) in enumerate(part):
+                    self.values[y0:y1, x0:x1] = out[k, 0, y0 - a:y1 - a, x0 - c:x1 - c].to(self.values)
+                    self.computed_pixels += (y1 - y0) * (x1 - x0)
 
     def points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Logits float (N,) at pixels (rows[i], cols[i]) (int64 (N,) each)."""
