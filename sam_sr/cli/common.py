@@ -82,7 +82,7 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
                          "default; else above twice the tiles' 64 px context)")
     ap.add_argument("--sparse-tile", type=types.sparse_tile, default=None,
                     help="at steps whose decoded pixels are known first (contour, bbox), encode only the "
-                         "tiles of this many px they read (a multiple of 8; exact; 0 = whole inputs; default 128)")
+                         "tiles of this many px they read (a multiple of 8; exact; 0 = whole inputs; default 64)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                     help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
 

@@ -37,6 +37,7 @@ from ..models.pixel_head import LazyPixelMap
 from ..sam.features import features_for_step
 from .encode import encode_tiled
 from .padding import pad_geometry, pad_inputs  # noqa: F401  (pad_inputs: part of this module's API)
+from .heap import trim_heap
 from .query import DecodeMode, decode_step, plan_tiles, select_queries
 from .sparse import SparseFeatures
 
@@ -111,7 +112,7 @@ class CascadeConfig:
     upsample_to: int = 0
     flip: bool = False
     pixel_tile: int = 32
-    sparse_tile: int = 128
+    sparse_tile: int = 64
     channels_last: bool = True
     precision: str = "fp32"
 
@@ -225,6 +226,11 @@ class _Pyramid:
             self.copies[size] = resize_image(self.image, size)
         return self.copies[size]
 
+    def keep(self, sizes) -> None:
+        """Drop the copies not of ``sizes`` (those the remaining steps read)."""
+        wanted = {tuple(s) for s in sizes}
+        self.copies = {k: v for k, v in self.copies.items() if k in wanted}
+
 
 def _encode_context(model: RefinerModel, cfg: CascadeConfig, device: torch.device):
     """The layout and autocast the encoder runs under: (channels_last, autocast context)."""
@@ -304,7 +310,9 @@ def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, 
             head_total += out_hw[0] * out_hw[1]
             head_pixels += pixel.computed_pixels if isinstance(pixel, LazyPixelMap) else out_hw[0] * out_hw[1]
         current = prob[None, None]
-        del proj, inputs
+        pyramid.keep(sizes[i + 1:])
+        del proj, inputs, pixel, previous
+        trim_heap()   # the step's freed features leave the process before the next step allocates
     info: dict[str, Any] = {"decoded_points": decoded, "steps": sizes, "sparse_steps": sparse_steps,
                             "encoded_fraction": encoded / max(1, frame_total)}
     if head_total:

@@ -18,6 +18,7 @@ from ..sam.stage import SamInputs, SamSettings
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
 from .decode_validity import KEY as VALID_DECODE, check_decode, valid_modes
+from .heap import trim_heap
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v4.pt"
@@ -170,6 +171,7 @@ class Refiner:
                              points_per_side=sam_points_per_side)
             stage = spec.stage(SamSettings(points_per_side=sam_points_per_side)).bind(model)
             sam_inputs = SamInputs(stage, source)
+        trim_heap()   # the checkpoints' loaded copies are freed: give their pages back
         return cls(model, device, cascade_config, info, sam_inputs)
 
     def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False,
@@ -210,6 +212,7 @@ class Refiner:
                 coarse, extra_in, info_sam = self.sam_inputs(img, coarse)
                 coarse = prepare_mask(np.asarray(coarse, np.float32), img.shape[:2])
                 info["sam"] = info_sam
+                trim_heap()   # the SAM stage's full-resolution temporaries leave before the cascade
                 if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)
                     extra = extra_in.to(self.device)
                 elif extra_in is not None:
@@ -219,6 +222,8 @@ class Refiner:
             out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
             soft = out[0, 0].cpu().numpy()
             info.update(run)
+            del x, m, out
+            trim_heap()
         self.last_info = info
         binary = (soft >= 0.5).astype(np.uint8) * 255
         result = (binary,) + ((soft,) if return_soft else ()) + ((info,) if return_info else ())

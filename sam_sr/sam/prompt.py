@@ -124,7 +124,7 @@ def image_to_lowres(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     lh, lw = lowres_shape(h, w)
     out = np.zeros((LOWRES, LOWRES), np.float32)
-    out[:lh, :lw] = cv2.resize(mask.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
+    out[:lh, :lw] = cv2.resize(mask.astype(np.float32, copy=False), (lw, lh), interpolation=cv2.INTER_AREA)
     return out
 
 
@@ -326,7 +326,7 @@ def sam_prompt(predictor, coarse: np.ndarray, cfg: PromptConfig | None = None) -
             {"predicted_iou": 0.0, "coarse_iou": 0.0, "candidate": -1, "rounds": 0}
     h, w = c.shape
     lh, lw = lowres_shape(h, w)
-    target = image_to_lowres(c.astype(np.float32))[:lh, :lw] >= 0.5
+    target = image_to_lowres(c)[:lh, :lw] >= 0.5
     current, dense = c, None
     info: dict[str, Any] = {}
     logits = None

@@ -36,6 +36,11 @@ class SamSource:
         """SAM's image embedding of ``image``: float32 (1, C, 64, 64)."""
         raise NotImplementedError
 
+    def forget_image(self) -> None:
+        """Forget the last image, so that the next call runs SAM's image encoder again even for the
+        same image (benchmarks time each refinement as a new photo's). Sources without such a
+        memory do nothing."""
+
 
 class LiveSam(SamSource):
     """A loaded SAM / MobileSAM (:func:`sam_sr.sam.load_sam`), with an optional cache that is read
@@ -80,6 +85,9 @@ class LiveSam(SamSource):
 
     def embedding(self, image: np.ndarray) -> torch.Tensor:
         return self.predictor(image).features.float()
+
+    def forget_image(self) -> None:
+        self._image_key = None
 
 
 def _not_cached(image: np.ndarray):

@@ -145,7 +145,7 @@ def test_sparse_cascade_equals_dense(model, decode, monkeypatch):
 def test_a_band_on_a_large_image_goes_sparse_and_encodes_less(model):
     x, mask = _tensors(1024, 1024, seed=4)
     mask[..., :300, :] = 0                                    # a smaller object: a shorter boundary
-    base = CascadeConfig(scales=(0.25, 1.0), min_size=0, decode="contour:2")
+    base = CascadeConfig(scales=(0.25, 1.0), min_size=0, decode="contour:2", sparse_tile=128)
     d = cascade_refine(model, x, mask, base.replace(sparse_tile=0))
     s, info = cascade_refine(model, x, mask, base, return_info=True)
     assert info["sparse_steps"] == [False, True], info

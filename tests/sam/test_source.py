@@ -18,3 +18,17 @@ def test_the_encoder_runs_once_per_photo_content():
     for image in (a, a.copy(), b, b):
         assert source.predictor(image) is pred
     assert len(calls) == 2
+
+
+def test_forget_image_makes_the_encoder_run_again_for_the_same_photo():
+    source = LiveSam(build_tiny_sam(image_size=256))
+    calls = []
+    pred = source.predictor(np.zeros((32, 48, 3), np.uint8))
+    original = type(pred).set_image
+    pred.set_image = lambda image, fmt="RGB": (calls.append(1), original(pred, image, fmt))[1]
+    a = np.full((32, 48, 3), 7, np.uint8)
+    source.predictor(a)
+    source.predictor(a)
+    assert len(calls) == 1
+    source.forget_image()
+    assert source.predictor(a) is pred and len(calls) == 2
