@@ -210,7 +210,10 @@ class Refiner:
             extra = None
             if self.sam_inputs is not None:
                 coarse, extra_in, info_sam = self.sam_inputs(img, coarse)
-                coarse = prepare_mask(np.asarray(coarse, np.float32), img.shape[:2])
+                if isinstance(coarse, np.ndarray) and coarse.dtype == bool and coarse.shape == img.shape[:2]:
+                    coarse = coarse.astype(np.float32)   # what prepare_mask makes of it, without its checks
+                else:
+                    coarse = prepare_mask(np.asarray(coarse, np.float32), img.shape[:2])
                 info["sam"] = info_sam
                 trim_heap()   # the SAM stage's full-resolution temporaries leave before the cascade
                 if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)

@@ -211,26 +211,13 @@ def _elastic_box(box: np.ndarray, mask: np.ndarray, embedding: torch.Tensor, cfg
     return out
 
 
-def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor | None = None,
-                   lowres_logits: np.ndarray | None = None) -> dict[str, Any]:
-    """Prompts for SamPredictor.predict from a binary mask.
-
-    Args:
-        mask: bool (H, W), the coarse mask (or the last round's mask) at the image's size.
-        embedding: SAM's image embedding float (1, C, 64, 64) (needed for ``box_expand`` > 0).
-        lowres_logits: float (256, 256) dense prompt to use instead of one derived from ``mask``.
-
-    Returns:
-        ``{"point_coords": float32 (N, 2) (x, y) image px or None, "point_labels": int64 (N,) or None,
-        "box": float32 (4,) x0, y0, x1, y1 or None, "mask_input": float32 (1, 256, 256) or None}``;
-        ``{}`` for an empty mask.
-    """
-    m = np.asarray(mask, bool)
+def _geometry(m: np.ndarray, cfg: PromptConfig):
+    """The box and the point prompts of a bool (H, W) mask: (box float32 (4,), points [(x, y)],
+    labels [int]), or None for an empty mask."""
     if not m.any():
-        return {}
+        return None
     h, w = m.shape
     scale = max(frame_shape(h, w)) / max(h, w)      # image px -> SAM frame px
-    out: dict[str, Any] = {"point_coords": None, "point_labels": None, "box": None, "mask_input": None}
     ys, xs = np.nonzero(m)
     box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
     pts, labels = [], []
@@ -249,6 +236,52 @@ def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor 
             if d[y, x] * scale >= cfg.negative_min_px:
                 pts.append((x0 + x + 0.5, y0 + y + 0.5))
                 labels.append(0)
+    return box, pts, labels
+
+
+def _lowres(mask, m: np.ndarray, memo: dict | None) -> np.ndarray:
+    """:func:`image_to_lowres` of the bool mask ``m`` (= ``mask``), once per mask object with ``memo``."""
+    key = ("lowres", id(mask))
+    hit = memo.get(key) if memo is not None else None
+    if hit is not None and hit[0] is mask:
+        return hit[1]
+    low = image_to_lowres(m)
+    if memo is not None:
+        memo[key] = (mask, low)
+    return low
+
+
+def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor | None = None,
+                   lowres_logits: np.ndarray | None = None, memo: dict | None = None) -> dict[str, Any]:
+    """Prompts for SamPredictor.predict from a binary mask.
+
+    Args:
+        mask: bool (H, W), the coarse mask (or the last round's mask) at the image's size.
+        embedding: SAM's image embedding float (1, C, 64, 64) (needed for ``box_expand`` > 0).
+        lowres_logits: float (256, 256) dense prompt to use instead of one derived from ``mask``.
+        memo: a dict shared by calls on the same ``mask`` object (e.g. one per photo and prompt
+            setting): the box and the points, whose distance transforms and components cost most at
+            high resolution, are computed once per mask and point settings (equal results).
+
+    Returns:
+        ``{"point_coords": float32 (N, 2) (x, y) image px or None, "point_labels": int64 (N,) or None,
+        "box": float32 (4,) x0, y0, x1, y1 or None, "mask_input": float32 (1, 256, 256) or None}``;
+        ``{}`` for an empty mask.
+    """
+    m = np.asarray(mask, bool)
+    key = (id(mask), cfg.points, cfg.negative, cfg.negative_min_px, cfg.min_component, cfg.max_points)
+    hit = memo.get(key) if memo is not None else None
+    if hit is not None and hit[0] is mask:
+        geometry = hit[1]
+    else:
+        geometry = _geometry(m, cfg)
+        if memo is not None:
+            memo[key] = (mask, geometry)   # the mask is held, so its id names it while the memo lives
+    if geometry is None:
+        return {}
+    box, pts, labels = geometry[0].copy(), list(geometry[1]), list(geometry[2])
+    h, w = m.shape
+    out: dict[str, Any] = {"point_coords": None, "point_labels": None, "box": None, "mask_input": None}
     if pts:
         out["point_coords"] = np.array(pts, np.float32)
         out["point_labels"] = np.array(labels, np.int64)
@@ -259,7 +292,7 @@ def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor 
         box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
         out["box"] = box
     if cfg.mask:
-        dense = lowres_logits if lowres_logits is not None else dense_prompt(image_to_lowres(m.astype(np.float32)), cfg)
+        dense = lowres_logits if lowres_logits is not None else dense_prompt(_lowres(mask, m, memo), cfg)
         out["mask_input"] = np.asarray(dense, np.float32)[None]
     return out
 
@@ -298,7 +331,8 @@ def decode(predictor, point_coords=None, point_labels=None, box=None, mask_input
     return low[0].float().cpu().numpy(), iou[0].float().cpu().numpy()
 
 
-def sam_prompt(predictor, coarse: np.ndarray, cfg: PromptConfig | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def sam_prompt(predictor, coarse: np.ndarray, cfg: PromptConfig | None = None,
+               memo: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Ask SAM for the object the coarse mask marks (the predictor's image must be set).
 
     Args:
@@ -306,6 +340,8 @@ def sam_prompt(predictor, coarse: np.ndarray, cfg: PromptConfig | None = None) -
             (``set_image``, or the cache's ``set_predictor_image``).
         coarse: bool (H, W) coarse mask at the image's size (nonzero = foreground).
         cfg: :class:`PromptConfig`.
+        memo: a dict shared by the calls on one photo with the same bool ``coarse`` array (several
+            prompt settings): work on the full-resolution mask is done once (see :func:`derive_prompts`).
 
     Returns:
         (SAM's low-resolution logits float32 (256, 256) of the chosen candidate in SAM's padded frame,
@@ -320,18 +356,18 @@ def sam_prompt(predictor, coarse: np.ndarray, cfg: PromptConfig | None = None) -
         raise SamSrError("SAM predictor has no image set")
     if getattr(predictor.model.image_encoder, "img_size", SAM_FRAME) != SAM_FRAME:
         raise SamSrError(f"sam-prompt needs SAM's {SAM_FRAME} px input frame (every SAM and MobileSAM model)")
-    c = np.asarray(coarse) > 0
+    c = coarse if isinstance(coarse, np.ndarray) and coarse.dtype == bool else np.asarray(coarse) > 0
     if not c.any():
         return np.full((LOWRES, LOWRES), -cfg.logit_max, np.float32), \
             {"predicted_iou": 0.0, "coarse_iou": 0.0, "candidate": -1, "rounds": 0}
     h, w = c.shape
     lh, lw = lowres_shape(h, w)
-    target = image_to_lowres(c)[:lh, :lw] >= 0.5
+    target = _lowres(c, c, memo)[:lh, :lw] >= 0.5
     current, dense = c, None
     info: dict[str, Any] = {}
     logits = None
     for r in range(cfg.rounds):
-        prompts = derive_prompts(current, cfg, getattr(predictor, "features", None), dense)
+        prompts = derive_prompts(current, cfg, getattr(predictor, "features", None), dense, memo)
         if not prompts:
             break
         low, scores = decode(predictor, **prompts)

@@ -31,7 +31,8 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
     """
     from ..data.region_data import frame_grid
     c = np.asarray(coarse, np.float32)
-    answers = [sam_prompt(predictor, c >= 0.5, cfg)[0] for cfg in prompts]
+    binary, memo = c >= 0.5, {}     # one mask and memo: the prompts' full-resolution work is done once
+    answers = [sam_prompt(predictor, binary, cfg, memo)[0] for cfg in prompts]
     dev = torch.device(device) if device is not None else predictor.device
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)  # noqa: E731
     return {

@@ -130,3 +130,28 @@ def test_bad_settings_are_refused():
         PromptConfig(points=False, box=False, mask=False)
     with pytest.raises(SamSrError, match="unknown sam-prompt settings"):
         PromptConfig.from_dict({"round": 2})
+
+
+def test_a_memo_computes_the_masks_prompts_once_with_equal_results(monkeypatch):
+    from sam_sr.sam import prompt as prompt_mod
+    m = _disk()
+    cfgs = [PromptConfig(mask=False), PromptConfig(), PromptConfig(negative_min_px=1.0)]
+    plain = [derive_prompts(m, c) for c in cfgs]
+    calls = []
+    original = prompt_mod._geometry
+    monkeypatch.setattr(prompt_mod, "_geometry", lambda mask, cfg: (calls.append(1), original(mask, cfg))[1])
+    memo = {}
+    memoised = [derive_prompts(m, c, memo=memo) for c in cfgs] + [derive_prompts(m, cfgs[0], memo=memo)]
+    assert len(calls) == 2          # the first two settings share the point settings; the third differs
+    for a, b in zip(plain + plain[:1], memoised):
+        assert a.keys() == b.keys()
+        for k in a:
+            if a[k] is None:
+                assert b[k] is None
+            else:
+                np.testing.assert_array_equal(a[k], b[k])
+    memoised[0]["box"][0] = -1      # a caller's edit does not reach the memo
+    np.testing.assert_array_equal(derive_prompts(m, cfgs[0], memo=memo)["box"], plain[0]["box"])
+    other = m.copy()                 # another mask object: computed again
+    derive_prompts(other, cfgs[0], memo=memo)
+    assert len(calls) == 3
