@@ -273,7 +273,8 @@ def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, 
         inputs = [pyramid(size), resize_mask(current, size), extras(size) if channels else None]
         g = pad_geometry(*size, cfg.pad)
         out_hw = sizes[i + 1] if i + 1 < len(sizes) else (h, w)
-        previous = resize_mask(current, out_hw)[0, 0]
+        # the last step's output size is its input size: its resized mask is read once, not made twice
+        previous = inputs[1][0, 0] if tuple(size) == tuple(out_hw) else resize_mask(current, out_hw)[0, 0]
         seeded = i > 0 and mode.name == "hierarchical"
         queries = select_queries(previous, mode)
         proj = None
