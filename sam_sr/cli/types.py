@@ -136,27 +136,22 @@ def decode_mode(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def encoder_tile(text: str) -> int:
-    """Encoder tile size in pixels: 0 (off) or larger than twice the tiles' context
-    (:class:`sam_sr.inference.cascade.CascadeConfig` checks it)."""
-    from ..errors import SamSrError
-    from ..inference.cascade import CascadeConfig
-    value = count(text)
-    try:
-        CascadeConfig(encoder_tile=value)
-    except SamSrError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("CascadeConfig.encoder_tile", "the tile")) from None
-    return value
+def _tile_px(field: str, doc: str) -> Callable[[str], int]:
+    """A parser of a :class:`~sam_sr.inference.cascade.CascadeConfig` tile field in pixels, checked by
+    the config itself (its message names "the tile")."""
+    def parse(text: str) -> int:
+        from ..errors import SamSrError
+        from ..inference.cascade import CascadeConfig
+        value = count(text)
+        try:
+            CascadeConfig(**{field: value})
+        except SamSrError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace(f"CascadeConfig.{field}", "the tile")) from None
+        return value
+    parse.__name__, parse.__doc__ = field, doc
+    return parse
 
 
-def sparse_tile(text: str) -> int:
-    """Sparse-step tile side in pixels: 0 (off) or a positive multiple of 8
-    (:class:`sam_sr.inference.cascade.CascadeConfig` checks it)."""
-    from ..errors import SamSrError
-    from ..inference.cascade import CascadeConfig
-    value = count(text)
-    try:
-        CascadeConfig(sparse_tile=value)
-    except SamSrError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("CascadeConfig.sparse_tile", "the tile")) from None
-    return value
+encoder_tile = _tile_px("encoder_tile", "Encoder tile size in pixels: 0 (off) or larger than twice the "
+                                        "tiles' context.")
+sparse_tile = _tile_px("sparse_tile", "Sparse-step tile side in pixels: 0 (off) or a positive multiple of 8.")
