@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from ..errors import SamSrError
-from ..models.base import ALIGN, EXTRA_CHANNELS, EXTRA_EMBEDDING, RefinerModel, resize_image, resize_mask
+from ..models.base import (ALIGN, EXTRA_CHANNELS, EXTRA_EMBEDDING, RefinerModel, resize_image, resize_mask,
+                           to_float_image)
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
 from ..sam.features import features_for_step
@@ -180,7 +181,10 @@ def cascade_refine(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor,
 
     Args:
         model: a refiner (:class:`~sam_sr.models.base.RefinerModel`).
-        image: float32 (1, 3, H, W) RGB in [0, 1].
+        image: float32 (1, 3, H, W) RGB in [0, 1], or uint8 (1, 3, H, W) RGB in 0-255 (read as
+            value / 255 in float32: equal results; the full-resolution image then stays uint8 and
+            only the resized steps' copies and the windows the model reads are float, 4x less memory
+            for the largest tensor of a run).
         mask: float32 (1, 1, H, W) coarse mask in [0, 1] (binary or soft).
         extra: the model's extra input (see :attr:`RefinerModel.extra_input`): per-pixel channels
             float32 (1, C, H, W) in [0, 1], or SAM's image embedding (1, C, 64, 64) of this image.
@@ -215,15 +219,26 @@ def cascade_refine(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor,
 
 class _Pyramid:
     """Resized copies of one image, each made once (the encoder at one step and the pixel head at the
-    step before read the same size)."""
+    step before read the same size). A uint8 image: the copies of ``sizes`` are made up front from
+    one float32 conversion that is then dropped; the full size is returned as uint8 (the model's
+    input normalisation converts what it reads)."""
 
-    def __init__(self, image: torch.Tensor):
+    def __init__(self, image: torch.Tensor, sizes=()):
         self.image, self.copies = image, {}
+        if image.dtype == torch.uint8:
+            full = tuple(image.shape[-2:])
+            wanted = {tuple(s) for s in sizes} - {full}
+            if wanted:
+                as_float = to_float_image(image)
+                self.copies = {s: resize_image(as_float, s) for s in wanted}
+                del as_float
 
     def __call__(self, size: tuple[int, int]) -> torch.Tensor:
         size = tuple(size)
+        if size == tuple(self.image.shape[-2:]):
+            return self.image
         if size not in self.copies:
-            self.copies[size] = resize_image(self.image, size)
+            self.copies[size] = resize_image(to_float_image(self.image), size)
         return self.copies[size]
 
     def keep(self, sizes) -> None:
@@ -254,13 +269,13 @@ def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, 
     if cfg.upsample_to and max(full_hw) < cfg.upsample_to:
         f = cfg.upsample_to / max(full_hw)
         up = (round(full_hw[0] * f), round(full_hw[1] * f))
-        image, mask = resize_image(image, up), resize_mask(mask, up)
+        image, mask = resize_image(to_float_image(image), up), resize_mask(mask, up)
         if channels:
             extra = resize_image(extra, up)
     h, w = image.shape[-2:]
     steps = cfg.steps(h, w)
     sizes = [(max(1, round(h * s)), max(1, round(w * s))) for s in steps[:-1]] + [(h, w)]
-    pyramid = _Pyramid(image)
+    pyramid = _Pyramid(image, sizes)
     extras = _Pyramid(extra) if channels else None
     cl, autocast = _encode_context(model, cfg, image.device)
     sparse_ok = bool(cfg.sparse_tile) and not embedding and not cfg.encoder_tile and mode.name != "full"

@@ -220,7 +220,8 @@ class Refiner:
                     extra = extra_in.to(self.device)
                 elif extra_in is not None:
                     extra = torch.from_numpy(np.ascontiguousarray(extra_in.transpose(2, 0, 1)))[None].to(self.device)
-            x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)  # one float copy
+            # uint8: the cascade reads it as value / 255 in float32 where it needs it (equal results)
+            x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None]
             m = torch.from_numpy(coarse).to(self.device)[None, None].float()
             out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
             soft = out[0, 0].cpu().numpy()

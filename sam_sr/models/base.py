@@ -99,7 +99,8 @@ class RefinerModel(nn.Module):
     def normalise(self, image: torch.Tensor, mask: torch.Tensor,
                   extra: torch.Tensor | None = None) -> torch.Tensor:
         """The network input: float (B, 4 [+ C], H, W) = ImageNet-normalised RGB, the mask and the
-        extra channels mapped from [0, 1] to [-1, 1].
+        extra channels mapped from [0, 1] to [-1, 1]. ``image`` is float in [0, 1], or uint8 in 0-255
+        (:func:`to_float_image`: equal results).
 
         Raises:
             SamSrError: an image that is not (B, 3, H, W), a mask that is not (B, 1, H, W) of the
@@ -109,7 +110,7 @@ class RefinerModel(nn.Module):
             raise SamSrError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
         if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]:
             raise SamSrError(f"mask must be (B, 1, H, W) matching the image, got {tuple(mask.shape)}")
-        parts = [(image - self.mean) / self.std, signed(mask)]
+        parts = [(to_float_image(image) - self.mean) / self.std, signed(mask)]
         if extra is not None:
             parts.append(signed(extra))
         return torch.cat(parts, dim=1)
@@ -296,6 +297,12 @@ def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return image
     shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def to_float_image(image: torch.Tensor) -> torch.Tensor:
+    """An RGB image tensor as float in [0, 1]: uint8 (0-255) -> float32 value / 255 (a new tensor);
+    a float tensor is returned as it is."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -218,3 +218,30 @@ def test_the_equality_check_fails_with_too_little_context(model, monkeypatch):
     d = cascade_refine(model, x, mask, base.replace(sparse_tile=0))
     s = cascade_refine(model, x, mask, base)
     assert float((d - s).abs().max()) > 10 * TOL
+
+
+@pytest.mark.parametrize("decode,sparse_tile,flip", [("contour:4", 32, False), ("contour:4", 0, False),
+                                                     ("hierarchical:8", 32, False), ("full", 0, True)])
+def test_a_uint8_image_gives_the_float_images_result(model, decode, sparse_tile, flip, monkeypatch):
+    """The predictor passes the image as uint8 (the cascade reads value / 255 where it needs it):
+    bit-identical to passing the float32 image, sparse or dense, with flip and upsampling."""
+    monkeypatch.setattr(cascade, "SPARSE_SHARE", 10.0)
+    img, mask = disk_photo(300, 420, seed=5)
+    x8 = torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
+    xf = x8.float().div_(255.0)
+    m = torch.from_numpy(mask > 0).float()[None, None]
+    for cfg in (CascadeConfig(scales=(0.25, 0.5, 1.0), min_size=0, decode=decode, sparse_tile=sparse_tile,
+                              flip=flip),
+                CascadeConfig(scales=(0.5, 1.0), min_size=0, decode=decode, sparse_tile=sparse_tile,
+                              upsample_to=640)):
+        a = cascade_refine(model, xf, m, cfg)
+        b = cascade_refine(model, x8, m, cfg)
+        assert x8.dtype == torch.uint8
+        assert torch.equal(a, b), float((a - b).abs().max())
+
+
+def test_normalise_reads_uint8_as_value_over_255(model):
+    img, mask = disk_photo(40, 56, seed=6)
+    x8 = torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
+    m = torch.from_numpy(mask > 0).float()[None, None]
+    assert torch.equal(model.normalise(x8, m), model.normalise(x8.float() / 255, m))
