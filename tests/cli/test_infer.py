@@ -17,14 +17,6 @@ def _one_error(capsys, text):
     assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], err
 
 
-@pytest.fixture
-def single(tmp_path):
-    img, mask = disk_photo(48, 64)
-    Image.fromarray(img).save(tmp_path / "photo.png")
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    return tmp_path
-
-
 @pytest.mark.parametrize("case,text", [
     ("out_is_image", "is the input --image"),
     ("out_is_mask", "is the input --mask"),

@@ -6,7 +6,6 @@ import pytest
 
 from sam_sr.cli import main
 from sam_sr.cli import types
-from tests.conftest import disk_photo
 
 
 @pytest.mark.parametrize("text,value", [("0.125,0.25,0.5,1", (0.125, 0.25, 0.5, 1.0)), ("1", (1.0,)),
@@ -54,15 +53,6 @@ def test_decode_and_encoder_tile():
             parse(bad)
 
 
-@pytest.fixture
-def pair(tmp_path):
-    from PIL import Image
-    img, mask = disk_photo(48, 64)
-    Image.fromarray(img).save(tmp_path / "img.png")
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    return tmp_path
-
-
 @pytest.mark.parametrize("argv,option", [
     (["infer", "--scales=-1,0.5"], "--scales"),
     (["infer", "--scales", "2,3"], "--scales"),
@@ -83,9 +73,9 @@ def pair(tmp_path):
     (["coco", "--results", "r.json", "--images", ".", "--pad", "-1"], "--pad"),
     (["coco", "--results", "r.json", "--images", ".", "--min-iou", "2"], "--min-iou"),
 ])
-def test_bad_option_values_are_one_error_line_before_anything_runs(pair, capsys, argv, option):
-    out = pair / "out.png"
-    extra = ["--image", str(pair / "img.png"), "--mask", str(pair / "mask.png"), "--out", str(out)] \
+def test_bad_option_values_are_one_error_line_before_anything_runs(single, capsys, argv, option):
+    out = single / "out.png"
+    extra = ["--image", str(single / "photo.png"), "--mask", str(single / "mask.png"), "--out", str(out)] \
         if argv[0] == "infer" else (["--out", str(out)] if argv[0] == "coco" else [])
     assert main(argv[:1] + extra + argv[1:]) == 2
     err = capsys.readouterr().err
@@ -93,6 +83,6 @@ def test_bad_option_values_are_one_error_line_before_anything_runs(pair, capsys,
     assert not out.exists()
 
 
-def test_a_negative_looking_value_gets_a_hint(pair, capsys):
-    assert main(["infer", "--example", "--out", str(pair / "o.png"), "--scales", "-1,0.5"]) == 2
+def test_a_negative_looking_value_gets_a_hint(single, capsys):
+    assert main(["infer", "--example", "--out", str(single / "o.png"), "--scales", "-1,0.5"]) == 2
     assert "--option=VALUE" in capsys.readouterr().err
