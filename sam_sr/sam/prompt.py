@@ -239,16 +239,17 @@ def _geometry(m: np.ndarray, cfg: PromptConfig):
     return box, pts, labels
 
 
-def _lowres(mask, m: np.ndarray, memo: dict | None) -> np.ndarray:
-    """:func:`image_to_lowres` of the bool mask ``m`` (= ``mask``), once per mask object with ``memo``."""
-    key = ("lowres", id(mask))
-    hit = memo.get(key) if memo is not None else None
+def _memoised(memo: dict | None, key: tuple, mask, compute):
+    """``compute()``, once per (``key``, ``mask`` object) while ``memo`` lives (None: every call). The
+    memo holds the mask, so its id names it."""
+    if memo is None:
+        return compute()
+    hit = memo.get((key, id(mask)))
     if hit is not None and hit[0] is mask:
         return hit[1]
-    low = image_to_lowres(m)
-    if memo is not None:
-        memo[key] = (mask, low)
-    return low
+    value = compute()
+    memo[(key, id(mask))] = (mask, value)
+    return value
 
 
 def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor | None = None,
@@ -269,14 +270,8 @@ def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor 
         ``{}`` for an empty mask.
     """
     m = np.asarray(mask, bool)
-    key = (id(mask), cfg.points, cfg.negative, cfg.negative_min_px, cfg.min_component, cfg.max_points)
-    hit = memo.get(key) if memo is not None else None
-    if hit is not None and hit[0] is mask:
-        geometry = hit[1]
-    else:
-        geometry = _geometry(m, cfg)
-        if memo is not None:
-            memo[key] = (mask, geometry)   # the mask is held, so its id names it while the memo lives
+    key = ("geometry", cfg.points, cfg.negative, cfg.negative_min_px, cfg.min_component, cfg.max_points)
+    geometry = _memoised(memo, key, mask, lambda: _geometry(m, cfg))
     if geometry is None:
         return {}
     box, pts, labels = geometry[0].copy(), list(geometry[1]), list(geometry[2])
@@ -292,7 +287,9 @@ def derive_prompts(mask: np.ndarray, cfg: PromptConfig, embedding: torch.Tensor 
         box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
         out["box"] = box
     if cfg.mask:
-        dense = lowres_logits if lowres_logits is not None else dense_prompt(_lowres(mask, m, memo), cfg)
+        dense = lowres_logits
+        if dense is None:
+            dense = dense_prompt(_memoised(memo, ("lowres",), mask, lambda: image_to_lowres(m)), cfg)
         out["mask_input"] = np.asarray(dense, np.float32)[None]
     return out
 
@@ -362,7 +359,7 @@ def sam_prompt(predictor, coarse: np.ndarray, cfg: PromptConfig | None = None,
             {"predicted_iou": 0.0, "coarse_iou": 0.0, "candidate": -1, "rounds": 0}
     h, w = c.shape
     lh, lw = lowres_shape(h, w)
-    target = _lowres(c, c, memo)[:lh, :lw] >= 0.5
+    target = _memoised(memo, ("lowres",), c, lambda: image_to_lowres(c))[:lh, :lw] >= 0.5
     current, dense = c, None
     info: dict[str, Any] = {}
     logits = None
