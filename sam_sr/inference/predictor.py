@@ -53,6 +53,8 @@ def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float |
     check_aspect(image_hw, m.shape)
     if threshold is not None and not 0.0 < float(threshold) < 1.0:
         raise SamSrError(f"mask threshold must be in (0, 1), got {threshold!r}")
+    if np.asarray(mask).dtype == bool and m.shape == tuple(image_hw):
+        return m    # {0, 1} at the image's size: what binarising would give (any threshold in (0, 1))
     binary = threshold is None and not bool(((m > 0) & (m < 1)).any())
     if m.shape != tuple(image_hw):
         m = cv2.resize(m, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_LINEAR)
@@ -210,10 +212,8 @@ class Refiner:
             extra = None
             if self.sam_inputs is not None:
                 coarse, extra_in, info_sam = self.sam_inputs(img, coarse)
-                if isinstance(coarse, np.ndarray) and coarse.dtype == bool and coarse.shape == img.shape[:2]:
-                    coarse = coarse.astype(np.float32)   # what prepare_mask makes of it, without its checks
-                else:
-                    coarse = prepare_mask(np.asarray(coarse, np.float32), img.shape[:2])
+                c = np.asarray(coarse)
+                coarse = prepare_mask(c if c.dtype == bool else c.astype(np.float32), img.shape[:2])
                 info["sam"] = info_sam
                 trim_heap()   # the SAM stage's full-resolution temporaries leave before the cascade
                 if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)

@@ -173,3 +173,14 @@ def test_soft_coarse_masks_are_refined_as_they_are(refiner):
     _, binary_input = refiner.refine(img, mask, return_soft=True)
     assert np.array_equal(as_binary, binary_input)
     assert np.abs(as_soft - as_binary).max() > 1e-5        # the soft values reach the model
+
+
+def test_a_bool_mask_prepares_like_its_float_copy():
+    from sam_sr.inference.predictor import prepare_mask
+    b = np.random.default_rng(0).random((30, 40)) > 0.5
+    for hw in ((30, 40), (60, 80)):
+        for t in (None, 0.3, 0.5, 0.9):
+            a = prepare_mask(b, hw, t)
+            assert a.dtype == np.float32 and np.array_equal(a, prepare_mask(b.astype(np.float32), hw, t))
+    with pytest.raises(SamSrError, match="threshold"):
+        prepare_mask(b, (30, 40), 1.5)
