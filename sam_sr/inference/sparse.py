@@ -7,7 +7,7 @@ cut into ``tile`` px square tiles; a tile is computed the first time a query rea
 (:meth:`SparseFeatures.ensure` plans all of a decode's tiles at once). The tiles to compute are
 grouped into rectangles (:func:`rectangles`): horizontal runs of adjacent tiles, then greedily merged
 while one window over the merged rectangle costs less than the separate windows (their context
-overlaps; the cost model is :data:`COST_PROFILE`). Each rectangle's window is given the model's
+overlaps; the cost is the window's pixels). Each rectangle's window is given the model's
 :attr:`~sam_sr.models.base.RefinerModel.context` px of input on every side (or the frame's edge,
 where the dense path zero-pads too) and encoded with
 :meth:`~sam_sr.models.base.RefinerModel.encode_window`; windows of equal shape run as one batch.
@@ -43,27 +43,16 @@ def _window_area(r: np.ndarray, tile: int, context: int, hp: int, wp: int) -> np
     return hgt * wid
 
 
-#: Cost model of encoding a rectangle of tiles: (margin px around the rectangle, or None for the
-#: model's whole context; weight per pixel) pairs, plus :data:`WINDOW_COST` per window. Window pixels
-#: alone: on the aeroplane (2 CPU cores) a profile weighting each part by the shipped ResNet-18's
-#: multiply-adds per pixel (stem + layer1 over the window 12k, layer2 over 96 px 8k, layer3 over 64 px
-#: 32k, fusion over 8 px 38k), which merges less, took 17.2 s of CPU time against 13.7 s (median of 3).
-COST_PROFILE: tuple[tuple[int | None, float], ...] = ((None, 1.0),)
-#: Fixed cost of one window, in window pixels (per-window overhead: small convolutions run less
-#: efficiently, each window is cut and stored separately).
-WINDOW_COST = 0
-
-
-def _cost(r: np.ndarray, tile: int, context: int, hp: int, wp: int) -> np.ndarray:
-    """Approximate encoding cost of rectangles ``r`` int64 (N, 4) (see :data:`COST_PROFILE`)."""
-    return WINDOW_COST + sum(w * _window_area(r, tile, context if m is None else min(m, context), hp, wp)
-                             for m, w in COST_PROFILE)
+# The encoding cost of a rectangle is its window's pixel count. A profile weighting each part by the
+# shipped ResNet-18's multiply-adds per pixel (stem + layer1 over the window 12k, layer2 over 96 px 8k,
+# layer3 over 64 px 32k, fusion over 8 px 38k) merged less and took 17.2 s of CPU time against 13.7 s
+# on the aeroplane (2 CPU cores, median of 3), so window pixels alone are the cost.
 
 
 def rectangles(tiles: torch.Tensor, tile: int, context: int, hp: int, wp: int,
                max_pixels: int = BATCH_PIXELS) -> list[tuple[int, int, int, int]]:
     """Rectangles of tiles (ty0, ty1, tx0, tx1), ends exclusive, that cover ``tiles`` at a low
-    encoding cost (:data:`COST_PROFILE`; a rectangle's window is the rectangle plus ``context`` px,
+    encoding cost (its window's pixels; a rectangle's window is the rectangle plus ``context`` px,
     clipped to the hp x wp frame).
 
     Starts from the horizontal runs of adjacent tiles and repeatedly merges the pair of rectangles
@@ -82,13 +71,13 @@ def rectangles(tiles: torch.Tensor, tile: int, context: int, hp: int, wp: int,
         else:
             rects.append([ty, ty + 1, tx, tx + 1])
     r = np.array(rects, dtype=np.int64).reshape(-1, 4)
-    area = _cost(r, tile, context, hp, wp)
+    area = _window_area(r, tile, context, hp, wp)
     while len(r) > 1:
         u = np.stack([np.minimum(r[:, None, 0], r[None, :, 0]), np.maximum(r[:, None, 1], r[None, :, 1]),
                       np.minimum(r[:, None, 2], r[None, :, 2]), np.maximum(r[:, None, 3], r[None, :, 3])], -1)
-        ua = _cost(u.reshape(-1, 4), tile, context, hp, wp).reshape(len(r), len(r))
+        ua = _window_area(u.reshape(-1, 4), tile, context, hp, wp).reshape(len(r), len(r))
         gain = area[:, None] + area[None, :] - ua
-        gain[_window_area(u.reshape(-1, 4), tile, context, hp, wp).reshape(len(r), len(r)) > max_pixels] = 0
+        gain[ua > max_pixels] = 0
         np.fill_diagonal(gain, 0)
         i, j = np.unravel_index(int(np.argmax(gain)), gain.shape)
         if gain[i, j] <= 0:
@@ -270,4 +259,4 @@ class SparseFeatures:
         return self._flat().index_select(0, idx.reshape(-1)).view(1, len(iy), len(ix), self.k)
 
 
-__all__ = ["SparseFeatures", "rectangles", "BATCH_PIXELS", "COST_PROFILE", "WINDOW_COST"]
+__all__ = ["SparseFeatures", "rectangles", "BATCH_PIXELS"]
