@@ -29,9 +29,9 @@ def main(argv=None) -> int:
 
     from sam_sr import Refiner
     from sam_sr.data import load_samples
-    from sam_sr.evaluation import write_json
+    from sam_sr.evaluation.evaluate import write_json
+    from sam_sr.imaging.read import read_image, read_mask
     from sam_sr.inference import cascade
-    from sam_sr.io import read_image, read_mask
     from sam_sr.paths import data_path
 
     sparse = Refiner.from_checkpoint(device="cpu")

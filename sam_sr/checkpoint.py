@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .errors import SamSrError
-from .io import atomic_write_bytes
+from .imaging.write import atomic_write_bytes
 from .variants import build_model, get_variant
 
 FORMAT = "sam-sr"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sam_sr.cli import command_main  # noqa: E402
+from sam_sr.cli import command_main
 
 if __name__ == "__main__":
     raise SystemExit(command_main("compare")())

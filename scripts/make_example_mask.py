@@ -17,7 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sam_sr.io import read_image, write_png  # noqa: E402
+from sam_sr.imaging.read import read_image
+from sam_sr.imaging.write import write_png
 
 #: (x, y, width, height) of GrabCut's rectangle at 1/8 resolution (75 x 50 px)
 RECT = (12, 4, 48, 44)

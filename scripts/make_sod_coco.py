@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sam_sr import SamSrError  # noqa: E402
-from sam_sr.cli.common import data_or  # noqa: E402
-from sam_sr.coco import coco_from_masks  # noqa: E402
-from sam_sr.data.datasets import read_ids  # noqa: E402
+from sam_sr import SamSrError
+from sam_sr.cli.common import data_or
+from sam_sr.data.coco import coco_from_masks
+from sam_sr.data.datasets import read_ids
 
 
 def main() -> int:

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sam_sr.cli import precompute_main  # noqa: E402
+from sam_sr.cli import precompute_main
 
 if __name__ == "__main__":
     raise SystemExit(precompute_main())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sam_sr.profiling import GPU_CONFIGS, GPU_PRECISIONS, GPU_SIZES  # noqa: E402
+from sam_sr.reporting.profiling import GPU_CONFIGS, GPU_PRECISIONS, GPU_SIZES
 
 
 def main(argv=None) -> int:
@@ -35,10 +35,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from sam_sr.evaluation import write_json
-    from sam_sr.io import read_image, read_mask
+    from sam_sr.evaluation.evaluate import write_json
+    from sam_sr.imaging.read import read_image, read_mask
     from sam_sr.paths import data_path
-    from sam_sr.profiling import format_gpu_table, gpu_profile
+    from sam_sr.reporting.profiling import format_gpu_table, gpu_profile
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device; pass --device cpu to test the script", file=sys.stderr)

@@ -187,7 +187,7 @@ def _read(path: Path) -> np.ndarray:
 def same_as_0_255(out: str, image: str = "photo.png", mask: str = "mask.png", rotate: int = 0):
     """The output equals the tiny model's refinement of the 0/255 mask (of the displayed photo)."""
     def check(ws: Path, _):
-        from sam_sr.io import read_mask
+        from sam_sr.imaging.read import read_mask
         img = _read(ws / image)
         if rotate:
             img = np.ascontiguousarray(np.rot90(img, -rotate))
@@ -206,7 +206,7 @@ def displayed_refinement(out: str):
     """The output is (nearly: the photo is a JPEG) the refinement of the photo as displayed (EXIF
     applied), which is photo.png, with mask.png."""
     def check(ws: Path, _):
-        from sam_sr.io import read_mask
+        from sam_sr.imaging.read import read_mask
         img, _m = disk()
         ref = _refine(ws, img, read_mask(ws / "mask.png"))
         got = _read(ws / out)
@@ -306,14 +306,14 @@ def _save_variant(kind):
 
 def _api_refine(image_fn, mask_fn, **kw):
     def call(ws):
-        from sam_sr.io import read_image, read_mask
+        from sam_sr.imaging.read import read_image, read_mask
         return _refine(ws, image_fn(read_image(ws / "photo.png")), mask_fn(read_mask(ws / "mask.png")), **kw)
     return call
 
 
 def _api_same(dtype):
     def call(ws):
-        from sam_sr.io import read_image
+        from sam_sr.imaging.read import read_image
         img = read_image(ws / "photo.png")
         _, m = disk()
         a = _refine(ws, img, m)
@@ -328,7 +328,7 @@ def _equal_pair(ws, result):
 
 
 def _float01(ws):
-    from sam_sr.io import read_image
+    from sam_sr.imaging.read import read_image
     img = read_image(ws / "photo.png")
     _, m = disk()
     return _refine(ws, img, m), _refine(ws, img.astype(np.float32) / 255, m)
@@ -354,7 +354,7 @@ def _interrupt_training_then_resume(ws):
     """Train 4 iterations uninterrupted; then the same run with Ctrl-C in iteration 3 (after the
     checkpoint of iteration 2), rerun to its end. Returns (status of the interrupted run, its stderr
     lines, status of the rerun, largest weight difference between the two final checkpoints)."""
-    import sam_sr.training as training
+    import sam_sr.training.refiner as training
     from sam_sr.checkpoint import read_checkpoint
     from sam_sr.cli import main
     base = T[:2] + [str(ws / "train.yaml"), "train.iterations=4", "train.ckpt_every=1"]
@@ -413,7 +413,7 @@ def _train_out_dir_file(ws):
 
 def _export(src, dst, force=False):
     def call(ws):
-        from sam_sr.export import export_checkpoint
+        from sam_sr.training.export import export_checkpoint
         return export_checkpoint(src(ws), dst(ws), {"decode": "contour:2"}, force)
     return call
 
@@ -426,7 +426,7 @@ def _device(name):
 
 
 def _image_table_missing_folder(ws):
-    from sam_sr.coco import image_table
+    from sam_sr.data.coco import image_table
     return image_table(ws / "ann.json", ws / "nope")
 
 
@@ -442,7 +442,7 @@ def thresholded(out: str, threshold: float, image: str = "photo.png", mask: str 
     """The output equals the tiny model's refinement of the coarse mask binarised at ``threshold``,
     and not its refinement of the soft mask as it is (so the threshold was applied)."""
     def check(ws: Path, _):
-        from sam_sr.io import read_mask
+        from sam_sr.imaging.read import read_mask
         img, soft = _read(ws / image)[..., :3], read_mask(ws / mask)
         ref = _refine(ws, img, (soft >= threshold).astype(np.uint8) * 255)
         as_is = _refine(ws, img, soft)
@@ -542,7 +542,7 @@ def cases() -> list[Case]:
     add(3, "coco-out-is-results-forced", "error", C + ["--out", "{ws}/results.json", "--force"])
     add(3, "coco-out-is-annotations-forced", "error", C + ["--out", "{ws}/ann.json", "--force"])
     add(3, "coco-report-is-out", "error", C + ["--out", "{ws}/o.json", "--summary", "{ws}/o.json"])
-    add(3, "api-write-mask-jpg", "error", call=lambda ws: __import__("sam_sr.io").io.write_mask(
+    add(3, "api-write-mask-jpg", "error", call=lambda ws: __import__("importlib").import_module("sam_sr.imaging").write_mask(
         ws / "o.jpg", np.zeros((4, 4), np.uint8)))
 
     # 4. one bad file in a run; unwritable outputs --------------------------------------------------
@@ -602,7 +602,7 @@ def cases() -> list[Case]:
     add(5, "phone-photo-exif-3", "ok", ["infer", "--image", "{ws}/phone3.jpg", "--mask", "{ws}/mask.png", "--out",
                                         "{ws}/o.png", "--checkpoint", "{tiny}"],
         check=displayed_refinement("o.png"))
-    add(5, "api-read-image-exif-6", "ok", call=lambda ws: __import__("sam_sr.io").io.read_image(ws / "phone6.jpg"),
+    add(5, "api-read-image-exif-6", "ok", call=lambda ws: __import__("importlib").import_module("sam_sr.imaging").read_image(ws / "phone6.jpg"),
         check=lambda ws, a: None if a.shape == (48, 64, 3) else f"read as {a.shape}, not as displayed (48, 64, 3)")
 
     # 6. option values -----------------------------------------------------------------------------
@@ -668,7 +668,7 @@ def cases() -> list[Case]:
     add(3, "out-symlink-to-mask-forced", "error", I + ["--out", "{ws}/link.png", "--force"],
         setup=lambda ws: (ws / "link.png").symlink_to(ws / "mask.png"))
     add(3, "overlay-is-soft", "error", I + ["--out", "{ws}/o.png", "--soft", "--overlay", "{ws}/o_soft.png"])
-    add(3, "api-plan-out-is-masks", "error", call=lambda ws: __import__("sam_sr.batch").batch.plan_mask_folder(
+    add(3, "api-plan-out-is-masks", "error", call=lambda ws: __import__("importlib").import_module("sam_sr.inference.batch").plan_mask_folder(
         ws / "images", ws / "masks", ws / "masks"))
 
     add(4, "train-out-dir-is-a-file", "error", T + ["train.out_dir={ws}/photo.png"])
@@ -694,14 +694,14 @@ def cases() -> list[Case]:
     add(4, "api-checkpoint-plain-state-dict", "error",
         call=lambda ws: (__import__("torch").save({"w": __import__("torch").zeros(1)}, ws / "sd.pt"),
                          __import__("sam_sr").Refiner.from_checkpoint(ws / "sd.pt")))
-    add(4, "api-read-image-folder", "error", call=lambda ws: __import__("sam_sr.io").io.read_image(ws / "images"))
+    add(4, "api-read-image-folder", "error", call=lambda ws: __import__("importlib").import_module("sam_sr.imaging").read_image(ws / "images"))
 
     add(6, "api-device-bogus", "error", call=_device("bogus"))
     add(6, "api-device-cuda-99", "error", call=_device("cuda:99"))
     add(6, "api-margin-negative", "error", call=lambda ws: _refine(ws, disk()[0], disk()[1], margin=-1))
     add(6, "api-mask-threshold-2", "error", call=lambda ws: __import__("sam_sr").Refiner.from_checkpoint(
         ws.parent / "tiny.pt", device="cpu").refine(disk()[0], disk()[1], mask_threshold=2.0))
-    add(6, "api-num-classes-0", "error", call=lambda ws: __import__("sam_sr.semantic").semantic.refine_semantic(
+    add(6, "api-num-classes-0", "error", call=lambda ws: __import__("importlib").import_module("sam_sr.inference.labels").refine_semantic(
         __import__("sam_sr").Refiner.from_checkpoint(ws.parent / "tiny.pt", device="cpu"), disk()[0],
         np.zeros((48, 64), np.uint8), 0))
     add(6, "variant-unknown", "error", I + ["--out", "{ws}/o.png", "--variant", "nope"])

@@ -14,8 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from sam_sr import Refiner  # noqa: E402
-from sam_sr import batch, coco  # noqa: E402
-from sam_sr.parallel import process_device, process_state, run_sharded  # noqa: E402
+from sam_sr.data.coco import image_table, load_results, write_json
+from sam_sr.inference import batch
+from sam_sr.inference.coco import apply_refinement, merge_coco_summaries, plan_coco, run_coco_jobs
+from sam_sr.inference.parallel import process_device, process_state, run_sharded
 
 
 def main(ckpt: str, data: str, out: str) -> int:
@@ -32,13 +34,13 @@ def main(ckpt: str, data: str, out: str) -> int:
     run_sharded(jobs, lambda js, d: batch.run_label_jobs(refiner, js, 3, 255, desc=d, progress=False),
                 out_dir / "labels_summary.json", state=state)
 
-    results = coco.load_results(data_dir / "results.json")
-    table = coco.image_table(data_dir / "annotations.json", data_dir / "images")
-    jobs = coco.plan_coco(results, table)
-    merged = run_sharded(jobs, lambda js, d: coco.run_coco_jobs(refiner, results, js, desc=d, progress=False),
-                         out_dir / "coco_summary.json", merge=coco.merge_coco_summaries, state=state)
+    results = load_results(data_dir / "results.json")
+    table = image_table(data_dir / "annotations.json", data_dir / "images")
+    jobs = plan_coco(results, table)
+    merged = run_sharded(jobs, lambda js, d: run_coco_jobs(refiner, results, js, desc=d, progress=False),
+                         out_dir / "coco_summary.json", merge=merge_coco_summaries, state=state)
     if merged is not None:
-        coco.write_json(out_dir / "coco.json", coco.apply_refinement(results, merged))
+        write_json(out_dir / "coco.json", apply_refinement(results, merged))
     print(f"process {state.process_index} of {state.num_processes} done", flush=True)
     return 0
 

@@ -3,14 +3,18 @@ import pytest
 import torch
 
 from sam_sr import Refiner, SamSrError
-from sam_sr.ablation import checkpoint_for, format_ablation, pick_examples, run_ablation
 from sam_sr.data import load_samples
-from sam_sr.variants import build_model
+from sam_sr.evaluation.ablation import (
+    checkpoint_for,
+    format_ablation,
+    pick_examples,
+    run_ablation,
+)
 from sam_sr.sam import build_tiny_sam
 from sam_sr.sam.cache import SamCache
 from sam_sr.sam.source import LiveSam
 from sam_sr.sam.stage import SamInputs
-from sam_sr.variants import get_variant
+from sam_sr.variants import build_model, get_variant
 from tests.conftest import TINY, save_pair
 
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from sam_sr import Refiner, SamSrError
-from sam_sr import io as sio
-from sam_sr.semantic import refine_semantic
+from sam_sr import imaging as sio
+from sam_sr.inference.labels import refine_semantic
 from tests.conftest import disk_photo
 
 
@@ -133,7 +133,7 @@ def test_output_paths_are_checked_before_a_run(tmp_path, case, match):
     ("no_images", "no images"),
 ])
 def test_folder_runs_are_refused_before_they_start(tmp_path, case, match):
-    from sam_sr import batch  # here: a module main lacks fails only its tests
+    from sam_sr.inference import batch
     for d in ("images", "masks", "empty"):
         (tmp_path / d).mkdir()
     img, mask = disk_photo()
@@ -176,7 +176,7 @@ def test_write_errors_are_one_error_and_leave_no_file(tmp_path, monkeypatch, err
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="permissions do not bind root")
 def test_read_only_output_folder_in_a_folder_run_is_reported_per_item(tmp_path, refiner):
-    from sam_sr import batch  # here: a module main lacks fails only its tests
+    from sam_sr.inference import batch
     img, mask = disk_photo()
     for d in ("images", "masks", "out"):
         (tmp_path / d).mkdir()
@@ -192,7 +192,7 @@ def test_read_only_output_folder_in_a_folder_run_is_reported_per_item(tmp_path, 
 
 
 def test_an_output_folder_that_becomes_a_file_fails_items_not_the_run(tmp_path, refiner):
-    from sam_sr import batch  # here: a module main lacks fails only its tests
+    from sam_sr.inference import batch
     img, mask = disk_photo()
     for d in ("images", "masks"):
         (tmp_path / d).mkdir()
@@ -208,7 +208,9 @@ def test_an_output_folder_that_becomes_a_file_fails_items_not_the_run(tmp_path, 
 # --------------------------------------------------------------- 4. oversized photos in folder runs
 
 def test_decompression_bombs_are_reported_per_item(tmp_path, refiner, monkeypatch):
-    from sam_sr import batch, coco  # here: a module main lacks fails only its tests
+    from sam_sr.data.coco import encode_mask, image_table
+    from sam_sr.inference import batch
+    from sam_sr.inference.coco import refine_coco
     img, mask = disk_photo(48, 64)
     for d in ("images", "masks", "labels"):
         (tmp_path / d).mkdir()
@@ -226,9 +228,9 @@ def test_decompression_bombs_are_reported_per_item(tmp_path, refiner, monkeypatc
             tmp_path / "images", tmp_path / "labels", tmp_path / "o2"), 2, progress=False, verbose=False),
     }
     results = [{"image_id": i, "category_id": 1, "score": 1.0,
-                "segmentation": coco.encode_mask(np.ones((48, 64), bool) if i == 1 else np.ones((200, 200), bool))}
+                "segmentation": encode_mask(np.ones((48, 64), bool) if i == 1 else np.ones((200, 200), bool))}
                for i in (1, 2)]
-    _, runs["coco"] = coco.refine_coco(refiner, results, coco.image_table(images_dir=tmp_path / "images"),
+    _, runs["coco"] = refine_coco(refiner, results, image_table(images_dir=tmp_path / "images"),
                                        progress=False, verbose=False)
     for name, s in runs.items():
         failed = [it for it in s["items"] if it["status"] == "failed"]
@@ -261,14 +263,14 @@ def test_labels_above_num_classes_are_refused(refiner):
     ("binary", "cannot read COCO results file"),
 ])
 def test_bad_coco_results_files(tmp_path, case, match):
-    from sam_sr import coco  # here: a module main lacks fails only its tests
+    from sam_sr.data.coco import load_results
     p = tmp_path / "r.json"
     content = {"not_json": b"[{", "a_dict": b'{"x": 1}', "annotation_file": b'{"annotations": []}',
                "binary": b"\xff\xfe\x00"}.get(case)
     if content is not None:
         p.write_bytes(content)
     with pytest.raises(SamSrError, match=match):
-        coco.load_results(p)
+        load_results(p)
 
 
 @pytest.mark.parametrize("case,match", [
@@ -277,7 +279,7 @@ def test_bad_coco_results_files(tmp_path, case, match):
     ("no_numeric_stems", "integer image id"),
 ])
 def test_bad_coco_image_tables(tmp_path, case, match):
-    from sam_sr import coco  # here: a module main lacks fails only its tests
+    from sam_sr.data.coco import image_table
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "imgs" / "cat.png")
     ann = tmp_path / "a.json"
@@ -286,17 +288,18 @@ def test_bad_coco_image_tables(tmp_path, case, match):
                                }.get(case, {})))
     with pytest.raises(SamSrError, match=match):
         if case == "no_numeric_stems":
-            coco.image_table(images_dir=tmp_path / "imgs")
+            image_table(images_dir=tmp_path / "imgs")
         else:
-            coco.image_table(ann)
+            image_table(ann)
 
 
 def test_bad_coco_items_are_reported_and_kept(tmp_path, refiner):
-    from sam_sr import coco  # here: a module main lacks fails only its tests
+    from sam_sr.data.coco import encode_mask, image_table
+    from sam_sr.inference.coco import refine_coco
     (tmp_path / "imgs").mkdir()
     img, mask = disk_photo(48, 64)
     Image.fromarray(img).save(tmp_path / "imgs" / "7.png")
-    good = coco.encode_mask(mask > 0)
+    good = encode_mask(mask > 0)
     items = [{"image_id": 7, "category_id": 1, "score": 0.9, "segmentation": good},
              {"image_id": 7, "category_id": 1, "score": 0.9},
              {"image_id": 7, "category_id": 1, "score": 0.9, "segmentation": {"size": [48, 64], "counts": 5}},
@@ -304,7 +307,7 @@ def test_bad_coco_items_are_reported_and_kept(tmp_path, refiner):
              {"image_id": 7, "category_id": 1, "score": 0.9, "segmentation": {"size": [64, 48], "counts": good["counts"]}},
              {"image_id": "7", "category_id": 1, "score": 0.9, "segmentation": good},
              None]
-    out, s = coco.refine_coco(refiner, items, coco.image_table(images_dir=tmp_path / "imgs"),
+    out, s = refine_coco(refiner, items, image_table(images_dir=tmp_path / "imgs"),
                               progress=False, verbose=False)
     assert [it["status"] for it in s["items"]] == ["ok"] + ["failed"] * 6
     assert out[1:] == items[1:]

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from sam_sr import SamSrError
-from sam_sr.band import band_kernel, contour_band
+from sam_sr.inference.band import band_kernel, contour_band
 from sam_sr.inference.query import DecodeMode, decode_step
-from sam_sr.losses import sample_query_points
+from sam_sr.training.losses import sample_query_points
 from sam_sr.variants import build_model
 from tests.conftest import TINY
 

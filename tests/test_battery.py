@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.battery import CLASSES, OUTCOMES, Case, cases, classify, make_workspace, prepare, run_case
+from tests.battery import (
+    CLASSES,
+    OUTCOMES,
+    Case,
+    cases,
+    classify,
+    make_workspace,
+    prepare,
+    run_case,
+)
 
 CASES = cases()
 
@@ -150,7 +159,6 @@ def test_a_real_ctrl_c_ends_with_one_line_at_any_moment(tmp_path):
     import subprocess
     import sys
     import time
-
     from pathlib import Path
 
     from tests.battery import ROOT

@@ -7,8 +7,16 @@ import pytest
 from PIL import Image
 
 from sam_sr import SamSrError
-from sam_sr.coco import (coco_from_masks, components, context_box, decode_segmentation, encode_mask,
-                         evaluate_coco, image_table, load_results, refine_coco, refine_instance)
+from sam_sr.data.coco import (
+    coco_from_masks,
+    components,
+    decode_segmentation,
+    encode_mask,
+    image_table,
+    load_results,
+)
+from sam_sr.evaluation.coco import evaluate_coco
+from sam_sr.inference.coco import context_box, refine_coco, refine_instance
 from tests.conftest import SHARED_DATA, needs_shared
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from sam_sr import SamSrError
 from sam_sr.config import load_config
-from sam_sr.recipe import load_recipe
+from sam_sr.training.recipe import load_recipe
 from sam_sr.variants import get_variant
 from tests.conftest import ROOT
 

@@ -5,9 +5,9 @@ import pytest
 from sam_sr import Refiner
 from sam_sr.config import load_config
 from sam_sr.data import load_samples
+from sam_sr.evaluation.metrics import iou
+from sam_sr.imaging.read import read_image, read_mask
 from sam_sr.inference.predictor import DEFAULT_CHECKPOINT
-from sam_sr.io import read_image, read_mask
-from sam_sr.metrics import iou
 from tests.conftest import ROOT, SHARED_DATA, needs_shared
 
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
@@ -74,7 +74,7 @@ def golden_check(refiner, name: str) -> dict:
     (tests/golden/README.md): ``{"iou", "mba", "fg_delta", "soft_levels", "ok"}``."""
     from PIL import Image
 
-    from sam_sr.metrics import boundary_accuracy
+    from sam_sr.evaluation.metrics import boundary_accuracy
     image, coarse = read_image(ASSETS / "coffee.jpg"), read_mask(ASSETS / "coffee_coarse.png")
     binary, soft = refiner.refine(image, coarse, return_soft=True)
     gold = np.asarray(Image.open(GOLDEN / f"coffee_refined_{name}.png")) > 0

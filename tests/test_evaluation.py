@@ -2,7 +2,7 @@
 import numpy as np
 
 from sam_sr.data import load_samples
-from sam_sr.evaluation import evaluate, format_tables
+from sam_sr.evaluation.evaluate import evaluate, format_tables
 from tests.conftest import save_pair
 
 

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import sam_sr.io as sio
+from sam_sr import imaging as sio
 from sam_sr.errors import SamSrError
-from sam_sr.io import check_aspect, check_output_path, mask_to_float, read_image, read_mask, write_png
+from sam_sr.imaging.outputs import check_output_path
+from sam_sr.imaging.read import check_aspect, mask_to_float, read_image, read_mask
+from sam_sr.imaging.write import write_png
 
 
 def test_images_are_converted_to_rgb(tmp_path):

@@ -1,6 +1,6 @@
 import torch
 
-from sam_sr.losses import sample_query_points
+from sam_sr.training.losses import sample_query_points
 
 
 def test_points_in_the_coarse_band_lie_near_the_coarse_contour():

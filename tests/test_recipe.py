@@ -5,7 +5,7 @@ import yaml
 from sam_sr import Refiner, SamSrError
 from sam_sr.checkpoint import read_checkpoint
 from sam_sr.cli import train_main
-from sam_sr.recipe import load_recipe, run_recipe
+from sam_sr.training.recipe import load_recipe, run_recipe
 from tests.conftest import TINY, save_pair
 
 

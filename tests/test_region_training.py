@@ -4,12 +4,17 @@ import pytest
 import torch
 
 from sam_sr import SamSrError
-from sam_sr.data.region_data import (RegionSynthConfig, build_region_data, draw_modes, frame_grid,
-                                     synthesize)
 from sam_sr.data.perturb import mask_iou
 from sam_sr.sam import build_tiny_sam, predictor
 from sam_sr.sam.cache import SamCache
 from sam_sr.sam.prompt import PromptConfig
+from sam_sr.variants.v4.data import (
+    RegionSynthConfig,
+    build_region_data,
+    draw_modes,
+    frame_grid,
+    synthesize,
+)
 from tests.conftest import ROOT, disk_photo, save_pair
 
 TINY_REGION = {"widths": [4, 8, 8], "sam_channels": 32, "sam_proj": 8, "hidden": 16, "dilations": [1],
@@ -43,7 +48,7 @@ def test_records_hold_the_grids_and_one_sam_answer_per_prompt(records):
 
 
 def test_sampling_weights_multiply_dataset_and_mode_factors(records):
-    from sam_sr.region_training import RegionSamples
+    from sam_sr.variants.v4.samples import RegionSamples
     root, cache, _, _, _ = records
     data = RegionSamples(root / "out", ["toy"], cache, {"toy": 2.0}, {"scale_gap": 3.0, "boundary": 0.5})
     modes = [str(data.records[r]["modes"][j]) for r, j in data.index]
@@ -175,7 +180,7 @@ def test_the_shipped_region_configs_give_valid_loss_terms(monkeypatch, tmp_path)
     """Every v4 stage config merges onto the base config; its region loss terms must be ones
     region_loss knows (the refiner's train.loss_weights must not leak in)."""
     from sam_sr.config import load_config
-    from sam_sr.region_training import region_loss
+    from sam_sr.variants.v4.samples import region_loss
     monkeypatch.setenv("SAM_SR_DATA", str(tmp_path))
     logits, gt = torch.zeros(1, 1, 256, 256), torch.ones(1, 1, 512, 512)
     for name in ("region_s1", "region_s2"):

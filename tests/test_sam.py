@@ -5,8 +5,8 @@ from PIL import Image
 
 from sam_sr import SamSrError
 from sam_sr.cli import semantic_eval_main
+from sam_sr.evaluation.semantic import evaluate_semantic, list_pairs
 from sam_sr.sam import build_tiny_sam, load_sam, mask_generator
-from sam_sr.semantic_eval import evaluate_semantic, list_pairs
 from tests.conftest import SHARED
 
 MOBILE_SAM = SHARED / "weights" / "mobile_sam.pt"

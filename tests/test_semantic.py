@@ -5,12 +5,23 @@ import numpy as np
 import pytest
 
 from sam_sr import SamSrError
-from sam_sr.metrics import (SemanticScores, confusion_matrix, multiclass_boundary_accuracy,
-                            semantic_scores)
+from sam_sr.data.labels import simulate_coarse_labels
+from sam_sr.evaluation.metrics import (
+    SemanticScores,
+    confusion_matrix,
+    multiclass_boundary_accuracy,
+    semantic_scores,
+)
+from sam_sr.inference.labels import refine_semantic
 from sam_sr.sam import build_tiny_sam, predictor
-from sam_sr.sam.label_fusion import (boxes_from_labels, class_prompts, detection_fusion, majority_vote,
-                               prompt_fusion, read_detections)
-from sam_sr.semantic import refine_semantic, simulate_coarse_labels
+from sam_sr.sam.label_fusion import (
+    boxes_from_labels,
+    class_prompts,
+    detection_fusion,
+    majority_vote,
+    prompt_fusion,
+    read_detections,
+)
 
 # ----------------------------------------------------------------------------- metrics
 

@@ -102,7 +102,7 @@ def test_learning_rate_schedule(schedule):
     """Warm-up from lr / W, then cosine to 0 over the remaining iterations, or x gamma at the milestones."""
     import math
 
-    from sam_sr.training import build_schedule
+    from sam_sr.training.state import build_schedule
     t = {"iterations": 100, "warmup": 10, "schedule": schedule, "milestones": [0.5, 0.8], "gamma": 0.1}
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = build_schedule(opt, t)
@@ -214,22 +214,22 @@ def test_band_recipe_native_crops_points_near_the_coarse_contour_and_skip_reset(
 
 
 def test_lr_mult_groups_and_optimizer_choice(tmp_path):
+    from sam_sr.training.state import build_optimizer
     from sam_sr.variants import build_model
-    from sam_sr.training import _optimizer
     model = build_model("crm", {**TINY, "pixel_head": 4})
     t = {"lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "lr_mult": {"pixel_head": 10}}
-    opt = _optimizer(model, t)
+    opt = build_optimizer(model, t)
     assert isinstance(opt, torch.optim.AdamW)
     head = {id(p) for p in model.pixel_head.parameters()}
     by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in opt.param_groups}
     assert by_lr[1e-3 * 10] == head
     assert len(by_lr[1e-3]) == len(list(model.parameters())) - len(head)
     with pytest.raises(SamSrError, match="match no model parameter"):
-        _optimizer(model, {**t, "lr_mult": {"nothing": 2}})
+        build_optimizer(model, {**t, "lr_mult": {"nothing": 2}})
     with pytest.raises(SamSrError, match="positive"):
-        _optimizer(model, {**t, "lr_mult": {"pixel_head": 0}})
+        build_optimizer(model, {**t, "lr_mult": {"pixel_head": 0}})
     with pytest.raises(SamSrError, match="unknown train.optimizer"):
-        _optimizer(model, {**t, "optimizer": "sgd"})
+        build_optimizer(model, {**t, "optimizer": "sgd"})
 
 
 @pytest.mark.slow

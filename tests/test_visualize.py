@@ -1,7 +1,7 @@
 """Figure helpers: the busiest change window and the pixel-level change map, on hand-made masks."""
 import numpy as np
 
-from sam_sr.visualize import BROKEN, FIXED, LEFT, busiest_window, change_map
+from sam_sr.reporting.visualize import BROKEN, FIXED, LEFT, busiest_window, change_map
 
 
 def test_busiest_window_finds_the_densest_block():

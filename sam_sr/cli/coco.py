@@ -43,8 +43,8 @@ def arguments(ap: argparse.ArgumentParser) -> None:
 
 def _check(args) -> None:
     """Everything about the options and output paths, before anything is read or refined."""
-    from ..io import check_outputs
-    from ..report import check_report_path
+    from ..imaging.outputs import check_outputs
+    from ..reporting.report import check_report_path
     if not (args.images or args.annotations):
         raise SamSrError("give --images DIR, --annotations A.json, or both (to find the photos)")
     if args.eval and not args.annotations:
@@ -66,34 +66,43 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
-    from .. import coco
+    from ..data.coco import image_table, load_results, write_json
+    from ..evaluation.coco import evaluate_coco, format_evaluation, ground_truth
+    from ..inference.coco import (
+        apply_refinement,
+        failed_instances,
+        merge_coco_summaries,
+        plan_coco,
+        run_coco_jobs,
+        summary_line,
+    )
     _check(args)
-    results = coco.load_results(args.results)
-    table = coco.image_table(args.annotations, args.images)
+    results = load_results(args.results)
+    table = image_table(args.annotations, args.images)
     if args.eval:
-        coco.ground_truth(args.annotations)          # a file without ground truth fails before the run
-    jobs = coco.plan_coco(results, table)
-    summary = run_jobs(args, jobs, lambda refiner, js, desc: coco.run_coco_jobs(
+        ground_truth(args.annotations)          # a file without ground truth fails before the run
+    jobs = plan_coco(results, table)
+    summary = run_jobs(args, jobs, lambda refiner, js, desc: run_coco_jobs(
         refiner, results, js, args.pad, args.min_context, desc=desc), Path(args.out).parent,
-        merge=coco.merge_coco_summaries)
+        merge=merge_coco_summaries)
     if summary is None:                 # another process of a data-parallel run: the main one writes
         return 0
-    refined = coco.apply_refinement(results, summary)
-    coco.write_json(args.out, refined)
-    print(f"{coco.summary_line(summary)}; wrote {args.out}")
+    refined = apply_refinement(results, summary)
+    write_json(args.out, refined)
+    print(f"{summary_line(summary)}; wrote {args.out}")
     if args.summary:
-        coco.write_json(args.summary, {k: v for k, v in summary.items() if k != "segmentations"}, indent=1)
+        write_json(args.summary, {k: v for k, v in summary.items() if k != "segmentations"}, indent=1)
         print(f"wrote {args.summary}")
     evaluation = None
     if args.eval:
-        evaluation = coco.evaluate_coco(args.annotations, results, refined, args.min_iou,
-                                        exclude=coco.failed_instances(summary))
-        print(coco.format_evaluation(evaluation), end="")
+        evaluation = evaluate_coco(args.annotations, results, refined, args.min_iou,
+                                        exclude=failed_instances(summary))
+        print(format_evaluation(evaluation), end="")
         if args.eval_json:
-            coco.write_json(args.eval_json, evaluation, indent=1)
+            write_json(args.eval_json, evaluation, indent=1)
             print(f"wrote {args.eval_json}")
     if args.report:
-        from ..report import coco_report
+        from ..reporting.report import coco_report
         coco_report(results, refined, table, args.report, gt=args.annotations if args.eval else None,
                     summary=summary, evaluation=evaluation, force=args.force)
         print(f"wrote {args.report}")

@@ -105,7 +105,7 @@ def sam_cache_folder(path: str | None, option: str = "--sam-cache") -> Path | No
     """
     if not path:
         return None
-    from ..io import check_output_folder
+    from ..imaging.outputs import check_output_folder
     return check_output_folder(path, option)
 
 
@@ -137,7 +137,7 @@ def run_jobs(args, jobs: list, work, scratch_dir, merge=None):
     Returns:
         The merged summary on the main process, None on the others.
     """
-    from ..parallel import process_device, process_state, run_sharded
+    from ..inference.parallel import process_device, process_state, run_sharded
     state = process_state(cpu=True if args.device and args.device.startswith("cpu") else None)
     refiner = refiner_from_args(args, device=process_device(state))
     return run_sharded(jobs, lambda js, desc: work(refiner, js, desc), None, merge, state,

@@ -54,8 +54,8 @@ def build(method: str, cache, device):
 def run(args) -> int:
     from ..data import load_samples
     from ..errors import SamSrError
-    from ..evaluation import compare, format_comparison, write_json
-    from ..io import check_output_path
+    from ..evaluation.evaluate import compare, format_comparison, write_json
+    from ..imaging.outputs import check_output_path
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or len(set(methods)) != len(methods):
         raise SamSrError(f"--methods needs distinct names, got {args.methods!r}")

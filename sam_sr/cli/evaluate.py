@@ -34,13 +34,13 @@ def arguments(ap: argparse.ArgumentParser) -> None:
 def _check_json(path: str | None) -> None:
     """``--json``'s folder must be writable before hours of evaluation (an existing file is replaced)."""
     if path:
-        from ..io import check_output_path
+        from ..imaging.outputs import check_output_path
         check_output_path(path, force=True)
 
 
 def run(args) -> int:
     from ..data import load_samples
-    from ..evaluation import evaluate, format_tables, write_json
+    from ..evaluation.evaluate import evaluate, format_tables, write_json
     _check_json(args.json)
     root = data_or(args.root, "sod", "--root")
     samples = load_samples({"layout": args.layout, "root": root, "ids_file": args.ids or None})
@@ -75,8 +75,12 @@ def semantic_arguments(ap: argparse.ArgumentParser) -> None:
 
 def semantic_run(args) -> int:
     from ..errors import SamSrError
-    from ..evaluation import write_json
-    from ..semantic_eval import evaluate_semantic, format_semantic_table, list_pairs
+    from ..evaluation.evaluate import write_json
+    from ..evaluation.semantic import (
+        evaluate_semantic,
+        format_semantic_table,
+        list_pairs,
+    )
     _check_json(args.json)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     pairs = list_pairs(data_or(args.root, "camvid", "--root"), args.split)

@@ -61,9 +61,11 @@ def refine_file(refiner, image_path, mask_path, out_path: Path, soft: bool, over
                 force: bool, mask_threshold: float | None = None) -> None:
     """Refine one photo: check every output path first (none may be an input, even with
     ``force``; they must differ; lossless extensions), then refine and write atomically."""
+    from ..imaging.outputs import check_outputs
+    from ..imaging.read import read_image, read_mask
+    from ..imaging.write import write_mask
     from ..inference.predictor import prepare_mask
-    from ..io import check_outputs, read_image, read_mask, write_mask
-    from ..visualize import overlay
+    from ..reporting.visualize import overlay
 
     outs = check_outputs({"--image": image_path, "--mask": mask_path},
                          {"--out": out_path, "--soft": _soft_path(out_path) if soft else None,
@@ -125,8 +127,10 @@ def run(args) -> int:
 
 def _labels(args) -> int:
     """One label map: read it, refine or fuse it, write it with the input's palette."""
-    from ..io import check_outputs, read_image, read_label_map, write_mask
-    from ..semantic import check_label_values, refine_semantic
+    from ..imaging.outputs import check_outputs
+    from ..imaging.read import read_image, read_label_map
+    from ..imaging.write import write_mask
+    from ..inference.labels import check_label_values, refine_semantic
 
     if not args.image or args.mask:
         raise SamSrError("--labels needs --image (and no --mask)")
@@ -163,8 +167,8 @@ def _labels(args) -> int:
 
 def _folder_outputs(args) -> None:
     """Check --summary and --report before a folder run starts."""
-    from ..io import check_outputs
-    from ..report import check_report_path
+    from ..imaging.outputs import check_outputs
+    from ..reporting.report import check_report_path
     if args.summary and Path(args.summary).suffix.lower() != ".json":
         raise SamSrError(f"--summary {args.summary}: name it .json")
     check_outputs({}, {"--summary": args.summary, "--report": args.report}, args.force)
@@ -174,12 +178,12 @@ def _folder_outputs(args) -> None:
 
 def _finish(args, summary, report) -> int:
     """On the main process: the summary line, the --summary file and the report; the exit status."""
-    from ..batch import summary_line
+    from ..inference.batch import summary_line
     if summary is None:                 # another process of a data-parallel run: the main one reports
         return 0
     print(summary_line(summary, args.out))
     if args.summary:
-        from ..coco import write_json
+        from ..data.coco import write_json
         write_json(args.summary, summary, indent=1)
         print(f"wrote {args.summary}")
     if args.report:
@@ -190,8 +194,8 @@ def _finish(args, summary, report) -> int:
 
 def _folder(args) -> int:
     """A folder of photos and coarse masks (:mod:`sam_sr.batch`), sharded over the processes."""
-    from ..batch import plan_mask_folder, run_mask_jobs
-    from ..report import folder_report
+    from ..inference.batch import plan_mask_folder, run_mask_jobs
+    from ..reporting.report import folder_report
     jobs = plan_mask_folder(args.images, args.masks, args.out, args.ext, args.soft, args.gt)
     _folder_outputs(args)
     summary = run_jobs(args, jobs, lambda refiner, js, desc: run_mask_jobs(
@@ -201,8 +205,8 @@ def _folder(args) -> int:
 
 def _label_folder(args) -> int:
     """A folder of photos and label maps, refined class by class (:mod:`sam_sr.batch`)."""
-    from ..batch import plan_label_folder, run_label_jobs
-    from ..report import folder_report
+    from ..inference.batch import plan_label_folder, run_label_jobs
+    from ..reporting.report import folder_report
     if not args.num_classes:
         raise SamSrError("--labels DIR needs --num-classes N")
     if args.masks:

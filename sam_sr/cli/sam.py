@@ -76,12 +76,18 @@ def ablation_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def ablation_run(args) -> int:
-    from ..ablation import best_variant, checkpoint_for, format_ablation, pick_examples, run_ablation
     from ..data import load_samples
-    from ..evaluation import write_json
-    from ..figures import ablation_figure
+    from ..evaluation.ablation import (
+        best_variant,
+        checkpoint_for,
+        format_ablation,
+        pick_examples,
+        run_ablation,
+    )
+    from ..evaluation.evaluate import write_json
+    from ..imaging.write import write_png
     from ..inference import Refiner
-    from ..io import write_png
+    from ..reporting.figures import ablation_figure
     from ..sam.cache import SamCache, model_tag
     from ..variants import available_variants
     variants = names(args.variants, available_variants(), "variants")

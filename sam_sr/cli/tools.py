@@ -33,7 +33,7 @@ means the masks run beyond the object's edge. Default datasets: $SAM_SR_DATA/sod
 
 
 def profile_arguments(ap: argparse.ArgumentParser) -> None:
-    from ..profiling import BASELINES, CONFIGS
+    from ..reporting.profiling import BASELINES, CONFIGS
     ap.add_argument("--highres", default=None, help="folder with aeroplane.jpg (default: $SAM_SR_DATA/highres)")
     ap.add_argument("--image", help="profile this image instead (with --mask)")
     ap.add_argument("--mask")
@@ -52,9 +52,16 @@ def profile_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def profile_run(args) -> int:
-    from ..evaluation import write_json
-    from ..profiling import BASELINES, CONFIGS, default_items, format_summary, format_table, profile
-    from ..io import check_output_path
+    from ..evaluation.evaluate import write_json
+    from ..imaging.outputs import check_output_path
+    from ..reporting.profiling import (
+        BASELINES,
+        CONFIGS,
+        default_items,
+        format_summary,
+        format_table,
+        profile,
+    )
     configs = names(args.configs, {**CONFIGS, **BASELINES}, "configs")
     sizes = args.sizes
     if args.json:
@@ -110,7 +117,7 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def export_run(args) -> int:
-    from ..export import export_checkpoint
+    from ..training.export import export_checkpoint
     given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
              "upsample_to": args.upsample_to, "flip": args.flip, "valid_decode": args.valid_decode}
     out = export_checkpoint(args.src, args.dst, {k: v for k, v in given.items() if v is not None}, args.force)
@@ -138,9 +145,11 @@ EXAMPLE_WINDOW = (40, 60, 260, 280)
 
 def figure_run(args) -> int:
     from ..data import load_samples
-    from ..figures import example_figure, refinement_figure
+    from ..imaging.outputs import check_output_path, check_outputs
+    from ..imaging.read import read_image, read_mask
+    from ..imaging.write import write_png
     from ..inference import Refiner
-    from ..io import check_output_path, check_outputs, read_image, read_mask, write_png
+    from ..reporting.figures import example_figure, refinement_figure
     check_output_path(args.out, args.force)
     if args.example:
         from ..inference.predictor import prepare_mask
@@ -183,9 +192,9 @@ def alignment_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def alignment_run(args) -> int:
-    from ..data.alignment import dataset_profiles, format_profiles
-    from ..evaluation import write_json
-    from ..io import check_output_path
+    from ..evaluation.alignment import dataset_profiles, format_profiles
+    from ..evaluation.evaluate import write_json
+    from ..imaging.outputs import check_output_path
     if args.json:
         check_output_path(args.json, args.force)
     specs = args.dataset

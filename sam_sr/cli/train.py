@@ -21,7 +21,7 @@ def arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     if args.recipe:
-        from ..recipe import load_recipe, run_recipe
+        from ..training.recipe import load_recipe, run_recipe
         report = run_recipe(load_recipe(args.recipe), args.overrides)
         trained = sum(r.get("status") == "trained" for r in report)
         skipped = sum(r.get("status") == "skipped" for r in report)

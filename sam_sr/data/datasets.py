@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import SamSrError
-from ..io import IMAGE_EXTS, read_image, read_mask
+from ..imaging.read import IMAGE_EXTS, read_image, read_mask
 
 
 @dataclass

@@ -31,14 +31,21 @@ from typing import Any
 import torch
 
 from ..errors import SamSrError
-from ..models.base import (ALIGN, EXTRA_CHANNELS, EXTRA_EMBEDDING, RefinerModel, resize_image, resize_mask,
-                           to_float_image)
+from ..models.base import (
+    ALIGN,
+    EXTRA_CHANNELS,
+    EXTRA_EMBEDDING,
+    RefinerModel,
+    resize_image,
+    resize_mask,
+    to_float_image,
+)
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
 from ..sam.features import features_for_step
 from .encode import encode_tiled
-from .padding import pad_geometry, pad_inputs  # noqa: F401  (pad_inputs: part of this module's API)
 from .heap import trim_heap
+from .padding import pad_geometry, pad_inputs
 from .query import DecodeMode, decode_step, plan_tiles, select_queries
 from .sparse import SparseFeatures
 

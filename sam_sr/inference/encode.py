@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.base import ALIGN  # noqa: F401  (inputs, padded sizes and tiles are multiples of it)
+from ..models.base import ALIGN
 
 
 def _spans(n: int, core: int, overlap: int) -> list[tuple[int, int, int, int]]:

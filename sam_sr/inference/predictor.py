@@ -12,12 +12,13 @@ import torch
 from ..checkpoint import load_model
 from ..devices import check_device
 from ..errors import SamSrError
-from ..io import check_aspect, mask_to_float, to_rgb_uint8
+from ..imaging.read import check_aspect, mask_to_float, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
 from ..sam.stage import SamInputs, SamSettings
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
-from .decode_validity import KEY as VALID_DECODE, check_decode, valid_modes
+from .decode_validity import KEY as VALID_DECODE
+from .decode_validity import check_decode, valid_modes
 from .heap import trim_heap
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).

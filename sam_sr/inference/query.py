@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..band import contour_band
 from ..errors import SamSrError
 from ..models.base import RefinerModel
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
+from .band import contour_band
 
 
 @dataclass(frozen=True)

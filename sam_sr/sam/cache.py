@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SamSrError
-from ..io import atomic_write_bytes
+from ..imaging.write import atomic_write_bytes
 
 
 def image_key(image: np.ndarray) -> str:

@@ -130,8 +130,13 @@ def build_tiny_sam(image_size: int = 256, seed: int = 0):
     Same modules as SAM (ViT image encoder, prompt encoder, two-way-transformer mask decoder) with
     small widths; its masks are meaningless, its shapes and interfaces are real.
     """
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
     torch.manual_seed(seed)
     emb = image_size // 16
     sam = Sam(

@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..io import read_image
+from ..imaging.read import read_image
 from .cache import SamCache
 from .loader import mask_generator, predictor
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sam_sr.cli import coco_main, main
-from sam_sr.coco import decode_segmentation, encode_mask
+from sam_sr.data.coco import decode_segmentation, encode_mask
 from tests.conftest import disk_photo
 
 

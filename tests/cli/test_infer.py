@@ -212,7 +212,7 @@ def test_ctrl_c_in_a_folder_run_is_one_line_and_130(folder, tiny_checkpoint, cap
 
 
 def test_eval_json_is_checked_before_evaluating(tmp_path, tiny_checkpoint, capsys, monkeypatch):
-    import sam_sr.evaluation as evaluation
+    import sam_sr.evaluation.evaluate as evaluation
     for i in range(2):
         save_pair(tmp_path / "images", tmp_path / "masks", f"{i}", i)
     calls = []

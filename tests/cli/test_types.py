@@ -4,8 +4,7 @@ import argparse
 
 import pytest
 
-from sam_sr.cli import main
-from sam_sr.cli import types
+from sam_sr.cli import main, types
 
 
 @pytest.mark.parametrize("text,value", [("0.125,0.25,0.5,1", (0.125, 0.25, 0.5, 1.0)), ("1", (1.0,)),

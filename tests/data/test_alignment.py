@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sam_sr import SamSrError
-from sam_sr.data.alignment import edge_profile, signed_distance
+from sam_sr.evaluation.alignment import edge_profile, signed_distance
 
 
 def _step(h=30, w=40, edge=20):

@@ -1,14 +1,13 @@
 """Decode modes a checkpoint was not trained for are refused, or run with a warning when allowed."""
 import logging
 
-import numpy as np
 import pytest
 
 from sam_sr import Refiner, SamSrError
 from sam_sr.checkpoint import save_checkpoint
-from sam_sr.export import export_checkpoint
 from sam_sr.inference.decode_validity import check_decode, parse_modes, valid_modes
 from sam_sr.inference.predictor import DEFAULT_CHECKPOINT
+from sam_sr.training.export import export_checkpoint
 from tests.conftest import disk_photo
 
 
@@ -74,7 +73,7 @@ def test_the_shipped_model_s_full_mode_is_garbage_on_the_example():
     """Why the CRM band refiner (the default's boundary step) declares contour only: on the bundled
     example, full decoding marks far more pixels as foreground than the coarse mask and the contour
     mode do."""
-    from sam_sr.io import read_image, read_mask
+    from sam_sr.imaging.read import read_image, read_mask
     from tests.conftest import ROOT
     image = read_image(ROOT / "sam_sr/assets/coffee.jpg")
     coarse = read_mask(ROOT / "sam_sr/assets/coffee_coarse.png")

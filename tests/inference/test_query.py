@@ -176,8 +176,8 @@ def test_margin_keeps_the_previous_value_where_the_model_is_unsure(setup, q):
 
 
 def test_upsample_to_refines_small_images_at_the_larger_size(tiny_model):
-    from sam_sr.models.base import resize_mask
     from sam_sr.inference.cascade import resize_image
+    from sam_sr.models.base import resize_mask
     torch.manual_seed(0)
     img = torch.rand(1, 3, 30, 40)
     mask = (torch.rand(1, 1, 30, 40) > 0.5).float()

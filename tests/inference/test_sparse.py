@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sam_sr.data import load_samples
 from sam_sr.errors import SamSrError
 from sam_sr.inference import cascade
 from sam_sr.inference.cascade import CascadeConfig, cascade_refine
@@ -16,7 +17,6 @@ from sam_sr.inference.padding import pad_geometry, pad_inputs, padded_window
 from sam_sr.inference.sparse import SparseFeatures, rectangles
 from sam_sr.models.receptive import receptive_field, window_is_exact
 from sam_sr.variants import build_model
-from sam_sr.data import load_samples
 from tests.conftest import ROOT, SHARED_DATA, TINY, disk_photo, needs_shared
 
 #: Largest absolute difference allowed between a sparse and a dense run's soft mask.
@@ -187,7 +187,7 @@ def test_sparse_equals_dense_on_real_photos(monkeypatch):
     import cv2
 
     from sam_sr import Refiner
-    from sam_sr.io import read_image, read_mask
+    from sam_sr.imaging.read import read_image, read_mask
     sparse = Refiner.from_checkpoint(device="cpu")
     dense = Refiner.from_checkpoint(device="cpu", sparse_tile=0)
     assert sparse.cascade.sparse_tile > 0

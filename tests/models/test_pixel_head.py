@@ -5,8 +5,8 @@ import torch
 
 from sam_sr import CascadeConfig, SamSrError
 from sam_sr.inference.cascade import cascade_refine
-from sam_sr.variants import build_model
 from sam_sr.models.pixel_head import LazyPixelMap, PixelHead
+from sam_sr.variants import build_model
 from tests.conftest import TINY
 
 HEAD = {**TINY, "mask_skip": True, "pixel_head": 8, "pixel_head_layers": 2}

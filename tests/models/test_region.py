@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sam_sr import SamSrError
-from sam_sr.models.region import SAM_LOGIT_CLAMP, RegionConfig, RegionNet
+from sam_sr.variants.v4.region_net import SAM_LOGIT_CLAMP, RegionConfig, RegionNet
 
 SMALL = {"widths": [4, 8, 8], "sam_channels": 16, "sam_proj": 8, "hidden": 16, "dilations": [1, 2], "heads": 2}
 

@@ -4,7 +4,7 @@ import torch
 
 from sam_sr import SamSrError
 from sam_sr.variants import build_model
-from sam_sr.models.sam_sr_v3 import MaskAttention
+from sam_sr.variants.v3.model import MaskAttention
 
 V3 = ["v3.1", "v3.2", "v3.3", "v3.4"]
 SMALL = {"sam_channels": 16, "cnn_channels": [8, 8, 8], "sam_proj": 8, "heads": 2, "window": 4,

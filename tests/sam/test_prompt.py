@@ -5,8 +5,18 @@ import torch
 
 from sam_sr import SamSrError
 from sam_sr.sam import build_tiny_sam, predictor
-from sam_sr.sam.prompt import (LOWRES, PromptConfig, decode, dense_prompt, derive_prompts, frame_shape,
-                               image_to_lowres, lowres_shape, lowres_to_image, sam_prompt)
+from sam_sr.sam.prompt import (
+    LOWRES,
+    PromptConfig,
+    decode,
+    dense_prompt,
+    derive_prompts,
+    frame_shape,
+    image_to_lowres,
+    lowres_shape,
+    lowres_to_image,
+    sam_prompt,
+)
 
 
 def _disk(h=120, w=160, cy=60, cx=60, r=30):

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sam_sr.sam.region_step import compose
+from sam_sr.variants.v4.region_step import compose
 
 
 def _reference(coarse, logits, radius):

@@ -5,13 +5,12 @@ import torch
 
 from sam_sr import Refiner, SamSrError
 from sam_sr.checkpoint import save_checkpoint
-from sam_sr.variants import build_model
 from sam_sr.sam import build_tiny_sam, mask_generator, predictor
 from sam_sr.sam.cache import SamCache, image_key
 from sam_sr.sam.inputs import V1Config, sam_rgb_map, sample_points, v1_mask, v22_mask
 from sam_sr.sam.source import LiveSam
 from sam_sr.sam.stage import SamInputs, SamSettings
-from sam_sr.variants import get_variant
+from sam_sr.variants import build_model, get_variant
 from tests.conftest import TINY
 
 

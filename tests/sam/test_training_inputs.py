@@ -9,9 +9,7 @@ import torch
 from sam_sr import Refiner, SamSrError
 from sam_sr.config import load_config
 from sam_sr.data import CoarseMaskSynthesizer, RefinementDataset, load_samples
-from sam_sr.io import read_image
-from sam_sr.losses import sample_query_points
-from sam_sr.variants import build_model, get_variant
+from sam_sr.imaging.read import read_image
 from sam_sr.sam import build_tiny_sam
 from sam_sr.sam.cache import SamCache, model_tag
 from sam_sr.sam.features import sample_embedding
@@ -19,7 +17,10 @@ from sam_sr.sam.precompute import precompute
 from sam_sr.sam.source import CachedSam, LiveSam
 from sam_sr.sam.stage import SamInputs, SamSettings, SamTrainingInputs
 from sam_sr.training import train
+from sam_sr.training.losses import sample_query_points
+from sam_sr.variants import build_model, get_variant
 from tests.conftest import TINY, save_pair
+
 
 def _training_inputs(variant, cache, points_per_side=4):
     return SamTrainingInputs(get_variant(variant).stage(SamSettings(points_per_side=points_per_side)),

@@ -1,0 +1,1 @@
+"""sam_sr.evaluation."""

@@ -1,0 +1,146 @@
+"""Evaluation of a refiner over a dataset with coarse masks from one or more segmenters.
+
+For each coarse source the coarse masks and the refined masks are scored against the ground truth:
+IoU as the mean over images and as dataset-cumulative (sum I / sum U, as CRM reports on BIG), and mBA
+(CascadePSP's definition, see :mod:`sam_sr.metrics`). Sources are real coarse-mask folders of the
+dataset (e.g. ``picanet``, ``dss``, ``amulet``) and the synthetic scale-gap protocol ``scale_gap_xK``
+(ground truth downsampled xK and upsampled, thresholded at 0.5).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.datasets import Sample
+from ..data.perturb import scale_gap
+from ..errors import SamSrError
+from ..imaging.read import read_image, read_mask
+from ..imaging.write import atomic_write_bytes
+from .metrics import BinaryScores
+
+
+def coarse_for(sample: Sample, source: str, gt: np.ndarray) -> np.ndarray:
+    """Coarse mask float32 (H, W) in [0, 1] of ``sample`` from ``source`` (a real folder or
+    ``scale_gap_xK``)."""
+    if source.startswith("scale_gap_x"):
+        return scale_gap(gt, int(source[len("scale_gap_x"):])).astype(np.float32)
+    if source not in sample.coarse:
+        raise SamSrError(f"sample {sample.id} has no coarse mask from {source!r}")
+    return read_mask(sample.coarse[source])
+
+
+def _coarse_pairs(samples: list[Sample], sources: list[str], desc: str):
+    """Each sample's image once and, per source, its binary coarse mask and ground truth:
+    yields (uint8 (H, W, 3), source, bool (H, W), bool (H, W)), with a tqdm bar named ``desc``.
+
+    Raises:
+        SamSrError: a coarse mask whose size differs from its ground truth's.
+    """
+    for sample in tqdm(samples, desc=desc, unit="img"):
+        image = read_image(sample.image)
+        gt = read_mask(sample.mask) >= 0.5
+        for src in sources:
+            coarse = coarse_for(sample, src, gt)
+            if coarse.shape != gt.shape:
+                raise SamSrError(f"coarse mask of {sample.id} ({src}) differs in size from its ground truth")
+            yield image, src, coarse >= 0.5, gt
+
+
+def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str]) -> dict[str, Any]:
+    """Score several refiners on the same photos and coarse masks in one pass (each photo is read once).
+
+    Args:
+        refiners: ``{name: refiner}``; a refiner is anything with ``refine(image uint8 (H, W, 3),
+            coarse bool (H, W)) -> (H, W)`` (nonzero = foreground), e.g. :class:`sam_sr.Refiner`.
+        samples, sources: as :func:`evaluate`.
+
+    Returns:
+        ``{source: {"coarse": summary, name: summary, ...}}`` (:meth:`BinaryScores.summary`, in
+        percent); each refiner's summary also has ``share_losing_1pt`` (percentage of photos whose IoU
+        fell by more than 1 point) and ``ious`` (per-photo IoU, in sample order).
+    """
+    names = ["coarse", *refiners]
+    scores = {s: {n: BinaryScores() for n in names} for s in sources}
+    for image, src, cbin, gt in _coarse_pairs(samples, sources, "compare"):
+        scores[src]["coarse"].add(cbin, gt)
+        for name, refiner in refiners.items():
+            scores[src][name].add(np.asarray(refiner.refine(image, cbin)) > 0, gt)
+    out: dict[str, Any] = {}
+    for s, d in scores.items():
+        out[s] = {n: d[n].summary() for n in names}
+        for n in refiners:
+            drop = np.array(d["coarse"].ious) - np.array(d[n].ious)
+            out[s][n]["share_losing_1pt"] = 100 * float((drop > 0.01).mean()) if len(drop) else float("nan")
+            out[s][n]["ious"] = [round(100 * v, 3) for v in d[n].ious]
+        out[s]["coarse"]["ious"] = [round(100 * v, 3) for v in d["coarse"].ious]
+    return out
+
+
+def format_comparison(results: dict[str, Any]) -> str:
+    """Markdown table: one row per method, IoU mean / mBA per source (gains over the coarse masks in
+    brackets), and the share of photos losing more than 1 IoU point."""
+    sources = list(results)
+    methods = list(results[sources[0]])
+    head = "| method | " + " | ".join(f"{s} IoU / mBA" for s in sources) + " | photos losing > 1 IoU point |"
+    lines = [head, "|" + "---|" * (len(sources) + 2)]
+    for m in methods:
+        cells = []
+        for s in sources:
+            r, c = results[s][m], results[s]["coarse"]
+            gain = "" if m == "coarse" else f" ({r['iou_mean'] - c['iou_mean']:+.2f} / {r['mba'] - c['mba']:+.2f})"
+            cells.append(f"{r['iou_mean']:.2f} / {r['mba']:.2f}{gain}")
+        lose = "-" if m == "coarse" else " / ".join(f"{results[s][m]['share_losing_1pt']:.1f}%" for s in sources)
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {lose} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, Any]:
+    """Score coarse and refined masks per source.
+
+    Args:
+        refiner: a :class:`sam_sr.Refiner`, or ``None`` to score the coarse masks only.
+        samples: evaluation samples (images with ground truth and coarse masks).
+        sources: coarse sources (see module docstring).
+
+    Returns:
+        ``{source: {"coarse": summary, "refined": summary}}`` with summaries from
+        :meth:`BinaryScores.summary` (percentages); the refined summary also has
+        ``share_losing_1pt``: the percentage of images whose IoU fell by more than 1 point.
+    """
+    scores = {s: {"coarse": BinaryScores(), "refined": BinaryScores()} for s in sources}
+    for image, src, cbin, gt in _coarse_pairs(samples, sources, "evaluate"):
+        scores[src]["coarse"].add(cbin, gt)
+        if refiner is not None:
+            scores[src]["refined"].add(refiner.refine(image, cbin) > 0, gt)
+    out = {s: {k: v.summary() for k, v in d.items() if k == "coarse" or refiner is not None}
+           for s, d in scores.items()}
+    if refiner is not None:
+        for s, d in scores.items():
+            drop = np.array(d["coarse"].ious) - np.array(d["refined"].ious)
+            out[s]["refined"]["share_losing_1pt"] = 100 * float((drop > 0.01).mean()) if len(drop) else float("nan")
+    return out
+
+
+def format_tables(results: dict[str, Any]) -> str:
+    """Markdown tables, one per coarse source, rows coarse/refined, as in the CRM/SAM-SR papers."""
+    lines = []
+    for src, rows in results.items():
+        lines += [f"\n**coarse source: {src}** (n = {rows['coarse']['n']})", "",
+                  "| masks | IoU mean | IoU cumulative | mBA |", "|---|---|---|---|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {r['iou_mean']:.2f} | {r['iou_cumulative']:.2f} | {r['mba']:.2f} |")
+        if "refined" in rows:
+            d = {k: rows["refined"][k] - rows["coarse"][k] for k in ("iou_mean", "iou_cumulative", "mba")}
+            lines.append(f"| gain | {d['iou_mean']:+.2f} | {d['iou_cumulative']:+.2f} | {d['mba']:+.2f} |")
+            if "share_losing_1pt" in rows["refined"]:
+                lines.append(f"\nimages losing more than 1 IoU point: {rows['refined']['share_losing_1pt']:.1f}%")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())

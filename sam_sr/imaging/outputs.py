@@ -1,0 +1,190 @@
+"""Reading images and masks, and writing outputs atomically.
+
+Conversions (documented behaviour, not errors):
+
+- images: grayscale, palette, RGBA, 16-bit -> uint8 RGB (alpha dropped, 16-bit scaled by 1/257).
+  Arrays: uint8 as is; uint16 / 257; bool as 0 / 255; other integer types must hold values in
+  0..255; **float images must hold values in [0, 1]** (a float image in 0-255, such as
+  ``image.astype(np.float32)``, is refused with :class:`SamSrError` rather than guessed: divide it by
+  255 or pass uint8).
+- files carry an EXIF orientation tag: photos (and masks and label maps, if they carry one) are
+  rotated/mirrored as :func:`PIL.ImageOps.exif_transpose` does, i.e. to the photo as it is displayed;
+  a mask is taken as aligned with the displayed photo.
+- masks: any size and bit depth. **An integer (or bool) mask whose values are all 0 or 1 is binary**
+  (1 = foreground, whatever its dtype: a uint8 {0, 1} PNG, as many segmenters save, reads as
+  0 / 255 would). Other integer masks are scaled to [0, 1] by their type's range (uint8 /255,
+  uint16 /65535, other integer types /255 if their maximum is at most 255 else /65535, negatives
+  clipped to 0); float masks must lie in [0, 1] (a tolerance of 1e-3 is clipped; values outside, or
+  NaN, are refused). RGB/RGBA masks use the maximum over the colour channels (alpha is ignored unless
+  the colour channels are constant, then alpha is the mask); palette ('P') masks use index > 0 as
+  foreground. A binary coarse mask is ``value >= 0.5``, i.e. thresholded at half the range.
+- outputs: :func:`write_mask` picks the format from the file's extension: ``.png`` (PNG) or
+  ``.tif``/``.tiff`` (TIFF, deflate-compressed); lossy (``.jpg``, ``.webp``) and other extensions are
+  refused. :func:`check_outputs` and :func:`folder_outputs` check a run's output paths before it
+  starts (no output is an input, outputs differ, no two inputs share a stem).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from ..errors import SamSrError
+from .write import mask_format
+
+
+def _writable_folder(p: Path) -> None:
+    """Raise :class:`SamSrError` if ``p``'s folder cannot be created or written (checked on the
+    nearest existing ancestor)."""
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SamSrError(f"cannot write {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SamSrError(f"cannot write {p}: folder {parent} is not writable")
+
+
+
+def check_output_path(path: str | os.PathLike, force: bool = False) -> Path:
+    """Check one output path before a run writes it.
+
+    Raises:
+        SamSrError: ``path`` exists and not ``force``; it is a folder; its folder is a file or is
+            not writable.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise SamSrError(f"output path is a directory: {p}")
+    if p.exists() and not force:
+        raise SamSrError(f"output exists: {p} (use --force to overwrite)")
+    _writable_folder(p)
+    return p
+
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check a folder a run writes into (created when missing) before the run starts.
+
+    Raises:
+        SamSrError naming ``what`` (e.g. ``train.out_dir``): ``path`` is a file, a parent of it is a
+            file, or the folder (or its nearest existing parent) is not writable.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise SamSrError(f"{what} {p} is a file; it must be a folder (it is created if missing)")
+    try:
+        _writable_folder(p / "x")
+    except SamSrError as exc:
+        raise SamSrError(f"{what}: {exc}") from None
+    return p
+
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+
+def _named(paths) -> dict[str, Path]:
+    if paths is None:
+        return {}
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    items = paths.items() if isinstance(paths, Mapping) else ((None, q) for q in paths)
+    return {(name or str(q)): Path(q) for name, q in items if q is not None}
+
+
+
+def check_outputs(inputs: Mapping[str, str | os.PathLike | None] | Iterable[str | os.PathLike],
+                  outputs: Mapping[str, str | os.PathLike | None] | Iterable[str | os.PathLike],
+                  force: bool = False, images: Iterable[str] = ()) -> dict[str, Path]:
+    """Check a run's output paths before anything is read or refined.
+
+    Args:
+        inputs: the run's input files, as ``{name: path}`` (e.g. ``{"--image": ..., "--mask": ...}``;
+            names appear in errors) or a list of paths; ``None`` values are skipped.
+        outputs: the run's output files, likewise (e.g. ``{"--out": ..., "--overlay": ...}``).
+        force: allow overwriting existing outputs (never an input).
+        images: names of ``outputs`` written as images: their extension must be a lossless mask
+            format (:func:`mask_format`).
+
+    Returns:
+        ``{name: Path}`` of the outputs.
+
+    Raises:
+        SamSrError naming the argument and path: an output is the same file as an input (even with
+        ``force``; symbolic and hard links count), two outputs are the same file, an output exists
+        (without ``force``) or is a folder, its folder is a file or not writable, an image output
+        with a lossy or unknown extension.
+    """
+    ins, outs = _named(inputs), _named(outputs)
+    for oname, o in outs.items():
+        for iname, i in ins.items():
+            if _same_file(o, i):
+                raise SamSrError(f"{oname} {o} is the input {iname}; an input is never overwritten "
+                                 f"(not even with --force): choose another output path")
+    names = list(outs)
+    for k, a in enumerate(names):
+        for b in names[k + 1:]:
+            if _same_file(outs[a], outs[b]):
+                raise SamSrError(f"{a} and {b} are the same file {outs[a]}; give them different paths")
+    for name in images:
+        if name in outs:
+            mask_format(outs[name])
+    for name, o in outs.items():
+        check_output_path(o, force)
+    return outs
+
+
+
+def folder_outputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                   suffix: str = ".png", protected: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Output paths ``out_dir/<input stem><suffix>`` of a folder run, checked before it starts.
+
+    Existing outputs are not checked here (a folder run reports each as a failed item unless
+    forced); see :func:`check_output_path`.
+
+    Args:
+        inputs: the run's input files (e.g. the photos); their stems name the outputs.
+        out_dir: output folder (created when written).
+        suffix: output extension, ``.png`` or ``.tif`` (:func:`mask_format`).
+        protected: more input files (e.g. the coarse masks) that no output may be.
+
+    Returns:
+        One output path per input, in order.
+
+    Raises:
+        SamSrError: two inputs with the same stem (naming both: they would write one file), an
+            output that is an input or a protected file, ``out_dir`` is a file, a lossy or unknown
+            ``suffix``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SamSrError(f"output folder {out} is a file")
+    mask_format(f"x{suffix}")
+    seen: dict[str, Path] = {}
+    paths = []
+    for src in map(Path, inputs):
+        key = src.stem.lower() if os.path.normcase("A") == "a" else src.stem
+        if key in seen:
+            raise SamSrError(f"{seen[key]} and {src} have the same stem: both would be written to "
+                             f"{out / (src.stem + suffix)}; rename one")
+        seen[key] = src
+        paths.append(out / f"{src.stem}{suffix}")
+    taken = [Path(p) for p in inputs] + [Path(p) for p in protected]
+    if out.is_dir():
+        existing = {p.resolve() for p in taken if p.exists()}
+        for p in paths:
+            if p.exists() and p.resolve() in existing:
+                raise SamSrError(f"output {p} would overwrite an input of this run; choose another "
+                                 f"output folder")
+    else:
+        _writable_folder(out / "x")
+    return paths
+

@@ -1,0 +1,199 @@
+"""Training loop with accelerate: devices, mixed precision, multi-GPU, TensorBoard logging, resume.
+
+Run with ``sam-sr train --config configs/<name>.yaml [key=value ...]`` (or ``accelerate launch
+train.py ...``; add ``--cpu`` to ``accelerate launch`` to force the CPU). The shipped model's whole
+recipe: ``sam-sr train --recipe crm_r18`` (:mod:`sam_sr.recipe`).
+
+A run stops on iterations only (``train.iterations``, or ``train.stop_at`` earlier with the schedule
+still spanning ``iterations``), never on wall time, so a slower machine trains the same model.
+
+Outputs in ``<out_dir>``:
+- ``state/``: accelerate's :meth:`~accelerate.Accelerator.save_state` (model, optimizer, LR
+  scheduler, mixed-precision scaler, Python/numpy/torch RNG states) plus ``progress.json`` (iteration,
+  variant, model config), every ``train.ckpt_every`` iterations and at the end, replaced atomically.
+  A rerun with ``train.resume: true`` (the default) loads it with
+  :meth:`~accelerate.Accelerator.load_state` and re-enters the data where it stopped with
+  :meth:`~accelerate.Accelerator.skip_first_batches`: an interrupted run ends with the same weights
+  as an uninterrupted one.
+- ``last.pt`` (at the same times) and ``final.pt`` (at the end): sam-sr checkpoints (weights, model
+  config, the config; :mod:`sam_sr.checkpoint`), for ``train.init_checkpoint`` and inference.
+
+Determinism: the same config and seed give the same weights on the same machine, whatever
+``data.num_workers``: the sampler's order per epoch and each item's augmentation are seeded from
+(seed, epoch, index) (:class:`~sam_sr.data.datasets.EpochSampler`,
+:class:`~sam_sr.data.RefinementDataset`), and query points from (seed, iteration).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    SequentialLR,
+)
+
+from ..checkpoint import read_checkpoint
+from ..errors import SamSrError
+
+
+def build_schedule(opt: torch.optim.Optimizer, t: dict[str, Any]) -> LRScheduler:
+    """The learning-rate schedule, stepped once per iteration, from ``torch.optim.lr_scheduler``:
+
+    - warm-up (``train.warmup`` = W > 0 iterations): :class:`LinearLR` from lr / W to lr, so iteration
+      i < W runs at lr * (i + 1) / W;
+    - then ``cosine``: :class:`CosineAnnealingLR` from lr to 0 over the remaining ``iterations - W``;
+      or ``step``: :class:`MultiStepLR`, lr x ``gamma`` at each ``milestones`` fraction of
+      ``iterations`` (CRM: x0.1 at 50% and 83.3%);
+    - chained with :class:`SequentialLR` at iteration W.
+
+    Raises:
+        SamSrError: an unknown schedule or a negative warm-up.
+    """
+    total, warm = int(t["iterations"]), int(t["warmup"])
+    if warm < 0:
+        raise SamSrError(f"train.warmup must be >= 0 iterations, got {warm}")
+    if t["schedule"] == "cosine":
+        main: LRScheduler = CosineAnnealingLR(opt, T_max=max(1, total - warm))
+    elif t["schedule"] == "step":
+        steps = sorted({max(1, math.ceil(m * total) - warm) for m in t["milestones"]})
+        main = MultiStepLR(opt, milestones=steps, gamma=t["gamma"])
+    else:
+        raise SamSrError(f"unknown train.schedule {t['schedule']!r} (cosine | step)")
+    if warm == 0:
+        return main
+    warmup = LinearLR(opt, start_factor=1.0 / warm, end_factor=1.0, total_iters=max(1, warm - 1))
+    return SequentialLR(opt, [warmup, main], milestones=[warm])
+
+
+
+def param_groups(model, t: dict[str, Any]) -> list[dict[str, Any]]:
+    """Adam parameter groups: parameters whose name starts with a ``train.lr_mult`` prefix get
+    ``lr * multiplier`` (e.g. a new pixel head next to fine-tuned weights); the rest ``lr``.
+
+    Raises:
+        SamSrError: a prefix that matches no parameter, or a multiplier that is not a positive number.
+    """
+    groups: dict[str, list] = {"": []}
+    mult = dict(t.get("lr_mult") or {})
+    for prefix, m in mult.items():
+        if not isinstance(m, (int, float)) or m <= 0:
+            raise SamSrError(f"train.lr_mult[{prefix!r}] must be a positive number, got {m!r}")
+        groups[prefix] = []
+    for name, p in model.named_parameters():
+        hit = next((pre for pre in mult if name.startswith(pre)), "")
+        groups[hit].append(p)
+    empty = [pre for pre in mult if not groups[pre]]
+    if empty:
+        raise SamSrError(f"train.lr_mult prefixes {empty} match no model parameter")
+    return [{"params": ps, "lr": t["lr"] * (mult[pre] if pre else 1.0)}
+            for pre, ps in groups.items() if ps]
+
+
+
+def build_optimizer(model, t: dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam (``train.optimizer: adam``; weight decay as an L2 term in the gradient, CRM's setting) or
+    AdamW (``adamw``; decoupled weight decay, Loshchilov & Hutter 2019), over :func:`_param_groups`.
+
+    With Adam's coupled L2 term, weights whose loss gradient is zero (e.g. a new head behind a
+    zero-initialised output layer) are driven to zero at about ``lr`` per step; AdamW shrinks them by
+    only ``lr * weight_decay`` per step.
+
+    Raises:
+        SamSrError: an unknown optimizer name.
+    """
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    name = str(t.get("optimizer", "adam")).lower()
+    if name not in kinds:
+        raise SamSrError(f"unknown train.optimizer {name!r}; choose from {sorted(kinds)}")
+    return kinds[name](param_groups(model, t), lr=t["lr"], weight_decay=t["weight_decay"])
+
+
+
+def init_from(model, path: str) -> None:
+    """Initialise from another checkpoint's weights (fine-tuning). Tensors of the same name and shape
+    are copied; parameters the checkpoint lacks keep their initialisation (e.g. a new mask skip).
+
+    Raises:
+        SamSrError: unreadable checkpoint, or one whose tensors do not fit this model.
+    """
+    state = read_checkpoint(path)["model"]
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise SamSrError(f"init_checkpoint {path} does not fit this model: e.g. {bad[:3]}")
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    print(f"initialised from {path}" + (f"; new parameters: {missing}" if missing else ""))
+
+
+
+def read_progress(state_dir: Path) -> dict[str, Any] | None:
+    p = state_dir / "progress.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise SamSrError(f"cannot read {p}: {exc}; delete {state_dir} to start again") from exc
+
+
+
+def state_dir_of(acc: Accelerator, out: Path) -> Path:
+    """``out/state``, the run's resumable state; a save interrupted between the two renames of
+    :func:`_save_state` (only ``state.old`` left) is put back first."""
+    state_dir = out / "state"
+    old_state = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and old_state.is_dir() and not state_dir.exists():
+        old_state.rename(state_dir)
+    acc.wait_for_everyone()
+    return state_dir
+
+
+
+def save_state(acc: Accelerator, state_dir: Path, progress: dict[str, Any]) -> None:
+    """accelerate's ``save_state`` into a fresh folder, then swapped in: an interruption leaves the
+    previous state whole."""
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    old = state_dir.with_name(state_dir.name + ".old")
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    try:
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            (tmp / "progress.json").write_text(json.dumps(progress, indent=1) + "\n")
+    except BaseException:                  # Ctrl-C or an error mid-save: leave no partial state behind
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if acc.is_main_process:
+        if state_dir.exists():
+            state_dir.rename(old)
+        tmp.rename(state_dir)
+        if old.exists():
+            shutil.rmtree(old)
+    acc.wait_for_everyone()
+
+
+
+def end_iteration(t: dict[str, Any]) -> int:
+    """The iteration a run ends at: ``train.stop_at`` when set, else ``train.iterations``.
+
+    Raises:
+        SamSrError: ``iterations`` < 1, or ``stop_at`` outside [0, iterations].
+    """
+    total, stop = int(t["iterations"]), int(t["stop_at"] or 0)
+    if total < 1:
+        raise SamSrError(f"train.iterations must be >= 1, got {total}")
+    if not 0 <= stop <= total:
+        raise SamSrError(f"train.stop_at must be in [0, train.iterations={total}], got {stop}")
+    return stop or total
+

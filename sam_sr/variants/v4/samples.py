@@ -1,0 +1,143 @@
+"""Training of SAM-SR v4's region step (:class:`sam_sr.models.region.RegionNet`), with accelerate.
+
+A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config configs/v4/...``):
+
+1. The v4 model is built from ``model``; its CRM boundary refiner's weights come from
+   ``region.refiner`` (a CRM checkpoint, e.g. the shipped ``sam_sr/weights/crm_r18.pt``) or, for a
+   later stage, from ``train.init_checkpoint`` (the previous stage's ``final.pt``). Only the region
+   network is trained.
+2. The region samples of ``region.make.datasets`` (:mod:`sam_sr.data.region_data`) that are not stored
+   under ``region.records`` yet are made first (SAM runs there, once per photo); training reads the
+   datasets named in ``region.train_on``, drawn with ``region.weights`` (per-sample weights by
+   dataset), and never runs SAM.
+3. Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512 grid of the stored
+   ground truth and scored with BCE against the area-averaged (soft) ground truth plus a soft-IoU
+   (Jaccard) loss, over the cells the photo covers (``region.loss_weights``: ``bce``, ``iou``).
+
+Resumable and deterministic as :mod:`sam_sr.training`: the state (region network, optimizer,
+scheduler, RNG) is saved with accelerate every ``train.ckpt_every`` iterations and swapped in
+atomically; a rerun re-enters the epoch where it stopped (``skip_first_batches``) and each epoch's
+draws are seeded from (seed, epoch). The result, ``<out_dir>/final.pt``, is a whole v4 checkpoint
+(region network + boundary refiner) that ``Refiner.from_checkpoint`` runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Sampler
+
+from ...errors import SamSrError
+
+
+class RegionSamples(Dataset):
+    """All samples of the region records under ``root/<name>/*.npz`` for the given dataset names,
+    held in memory (uint8 / float16), with SAM embeddings from ``sam_cache``.
+
+    Items (keys are taken modulo the length, as :class:`WeightedEpochSampler` yields them): dict of
+    float32 tensors ``embedding`` (256, 64, 64), ``coarse`` (1, 256, 256) in [0, 1], ``sam``
+    (S, 256, 256) logits, ``image`` (3, 256, 256) in [0, 1], ``valid`` (1, 256, 256),
+    ``gt`` (1, 512, 512) in [0, 1].
+
+    Raises:
+        SamSrError: no records, or a record whose embedding is not cached.
+    """
+
+    def __init__(self, root: str | Path, names: list[str], sam_cache, weights: dict[str, float] | None = None,
+                 mode_weights: dict[str, float] | None = None):
+        self.records: list[dict[str, np.ndarray]] = []
+        self.index: list[tuple[int, int]] = []
+        self.embeddings: dict[str, torch.Tensor] = {}
+        self.sample_weights: list[float] = []
+        for name in names:
+            files = sorted((Path(root) / name).glob("*.npz"))
+            if not files:
+                raise SamSrError(f"no region records in {Path(root) / name}; list the dataset in "
+                                 f"region.make.datasets so that they are made")
+            for f in files:
+                with np.load(f) as z:
+                    rec = {k: z[k] for k in z.files}
+                key = str(rec["emb_key"])
+                if key not in self.embeddings:
+                    p = sam_cache.path(key, "embedding")
+                    if not p.is_file():
+                        raise SamSrError(f"SAM embedding of {f} is not cached in {sam_cache.dir}")
+                    with np.load(p) as z:
+                        self.embeddings[key] = torch.from_numpy(z["features"][0])
+                r = len(self.records)
+                self.records.append(rec)
+                for j in range(len(rec["modes"])):
+                    self.index.append((r, j))
+                    mode = str(rec["modes"][j]).split(":")[0]       # "real:dss" -> "real"
+                    self.sample_weights.append(float((weights or {}).get(name, 1.0))
+                                               * float((mode_weights or {}).get(mode, 1.0)))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        r, j = self.index[int(key) % len(self.index)]
+        rec = self.records[r]
+        return {
+            "embedding": self.embeddings[str(rec["emb_key"])].float(),
+            "coarse": torch.from_numpy(rec["coarse256"][j].astype(np.float32) / 255)[None],
+            "sam": torch.from_numpy(rec["sam256"][j].astype(np.float32)),
+            "image": torch.from_numpy(rec["image256"].astype(np.float32) / 255).permute(2, 0, 1),
+            "valid": torch.from_numpy(rec["valid"].astype(np.float32))[None],
+            "gt": torch.from_numpy(rec["gt512"].astype(np.float32) / 255)[None],
+        }
+
+
+
+class WeightedEpochSampler(Sampler[int]):
+    """``n`` draws per epoch with replacement, with probabilities proportional to ``weights``; epoch
+    e's draws come from a generator seeded with (seed, e), so a resumed run draws the same ones.
+    Call :meth:`set_epoch` before iterating an epoch."""
+
+    def __init__(self, weights: list[float], seed: int = 0):
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        if len(self.weights) == 0 or float(self.weights.min()) < 0 or float(self.weights.sum()) <= 0:
+            raise SamSrError("region sampling weights must be >= 0 with a positive sum")
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True, generator=g).tolist())
+
+
+
+def region_loss(logits: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
+                weights: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """BCE + soft-IoU loss of 256-grid logits against a 512-grid soft ground truth.
+
+    Args:
+        logits: float (B, 1, 256, 256). gt: float (B, 1, 512, 512) in [0, 1].
+        valid: float (B, 1, 256, 256), 1 where the photo is.
+        weights: ``{"bce": w, "iou": w}`` (default 1 and 1).
+
+    Returns:
+        (total loss scalar, {term: float}).
+    """
+    w = {"bce": 1.0, "iou": 1.0, **(weights or {})}
+    unknown = sorted(set(w) - {"bce", "iou"})
+    if unknown:
+        raise SamSrError(f"unknown region loss terms {unknown} (bce, iou)")
+    up = F.interpolate(logits.float(), size=gt.shape[-2:], mode="bilinear", align_corners=False)
+    v = F.interpolate(valid, size=gt.shape[-2:], mode="nearest")
+    bce = (F.binary_cross_entropy_with_logits(up, gt, reduction="none") * v).sum((1, 2, 3)) / v.sum((1, 2, 3))
+    p = torch.sigmoid(up) * v
+    inter = (p * gt).sum((1, 2, 3))
+    union = (p + gt - p * gt).sum((1, 2, 3))
+    iou = 1 - (inter + 1) / (union + 1)
+    terms = {"bce": bce.mean(), "iou": iou.mean()}
+    total = sum(w[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
