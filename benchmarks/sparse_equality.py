@@ -52,10 +52,12 @@ def main(argv=None) -> int:
             if name.startswith("sod_eval"):
                 cascade.SPARSE_SHARE = 10.0
             try:
-                b_s, soft_s, info = sparse.refine(image, coarse, return_soft=True, return_info=True)
+                res = sparse.predict(image, coarse)
+                b_s, soft_s, info = res.mask, res.soft, res.info
             finally:
                 cascade.SPARSE_SHARE = old
-            b_d, soft_d = dense.refine(image, coarse, return_soft=True)
+            res = dense.predict(image, coarse)
+            b_d, soft_d = res.mask, res.soft
             diffs.append(float(np.abs(soft_s - soft_d).max()))
             flips.append(int((b_s != b_d).sum()))
             sparse_steps += sum(info.get("sparse_steps", []))

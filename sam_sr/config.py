@@ -12,9 +12,9 @@ use SAM), ``train`` and ``inference`` (the model's recommended cascade settings)
    data.crop_size=192``.
 
 Unknown keys are errors at every step, except inside the free-form sections (``model``,
-``data.mode_weights``, ``sam.v1``, ``inference``, ``train.lr_mult``, ``train.loss_weights``,
-``region.make``, ``region.synth``, ``region.weights``; their keys are checked by the model config,
-the synthesizers, the losses, the cascade). Values may use ``${data:REL}``: the path REL inside the
+``data.mode_weights``, ``sam`` beyond the SAM model's own keys, ``inference``, ``train.lr_mult``,
+``train.loss_weights``, ``region``; their keys are checked by the model config, the synthesizers,
+the variant's SAM stage, the losses, the cascade and the region trainer). Values may use ``${data:REL}``: the path REL inside the
 data folder named by the environment variable ``SAM_SR_DATA`` (:mod:`sam_sr.paths`), e.g.
 ``root: ${data:sod}``; loading such a config without ``SAM_SR_DATA`` set is an error that says so.
 """
@@ -34,7 +34,7 @@ from .paths import data_path
 
 DEFAULTS: dict[str, Any] = {
     "variant": "crm",
-    "task": "refiner",             # refiner | region (SAM-SR v4's region step, sam_sr.region_training)
+    "task": "refiner",             # refiner | region (SAM-SR v4's region step, sam_sr.training.region)
     "model": {},
     "data": {
         "datasets": [],            # list of {layout, root, ids_file?, coarse_sources?}
@@ -51,13 +51,11 @@ DEFAULTS: dict[str, Any] = {
         "soft_prob": 0.2,
         "num_workers": 2,
     },
-    "sam": {                       # SAM-SR variants: the SAM model and its cache of outputs
-        "type": "vit_t",
-        "checkpoint": None,
+    "sam": {                       # variants that use SAM: the SAM model and its cache of outputs; any
+        "type": "vit_t",           # other key is a setting of the variant's SAM stage, checked by it
+        "checkpoint": None,        # (e.g. v1's `v1`, v2.2's `n_points`, sam-prompt's `prompt`)
         "cache": "cache/sam",
         "points_per_side": 8,      # automatic-mask grid (v1, v2.1); cached as masks-p<N>
-        "n_points": 9,             # v2.2 prompt points (groups of 3)
-        "v1": {"min_cover": 0.5, "sparsity_min": 0.1, "deformation_max": 0.3},
     },
     "train": {
         "out_dir": "runs/crm",
@@ -85,16 +83,7 @@ DEFAULTS: dict[str, Any] = {
         "stop_at": 0,              # stop at this iteration (the schedule still spans `iterations`); 0 = off
         "lr_mult": {},             # {parameter-name prefix: lr multiplier}, e.g. {pixel_head: 10}
     },
-    "region": {                    # task: region (SAM-SR v4's region step, sam_sr.region_training)
-        "refiner": None,           # CRM checkpoint whose weights are the v4 model's boundary refiner
-        "records": "cache/region",   # stored region samples, <records>/<dataset>/<id>.npz
-        "make": {"seed": 0, "datasets": []},   # the samples to make (sam_sr.data.region_data)
-        "synth": {},               # RegionSynthConfig fields (coarse masks with region errors)
-        "train_on": [],            # dataset names of make.datasets to train on
-        "weights": {},             # {dataset: sampling weight per sample}
-        "mode_weights": {},        # {coarse-mask mode: factor on that weight}, e.g. scale_gap: 3 ("real:dss" -> real)
-        "loss_weights": {"bce": 1.0, "iou": 1.0},   # region_loss terms (the refiner's train.loss_weights do not apply)
-    },
+    "region": {},                  # task: region: the region trainer's section, checked by it
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
     # stored in its checkpoints and used by Refiner.from_checkpoint unless overridden
     "inference": {},
@@ -102,9 +91,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 #: Sections whose keys are free-form here (validated by the model config or the synthesizer).
-_FREE = ("model", "data.mode_weights", "sam.v1", "inference", "train.lr_mult", "train.loss_weights", "region.loss_weights",
-         "region.make", "region.synth", "region.weights",
-         "region.mode_weights")
+_FREE = ("model", "data.mode_weights", "sam", "inference", "train.lr_mult", "train.loss_weights", "region")
 
 #: The key naming a config's base file.
 EXTENDS = "extends"
@@ -119,7 +106,7 @@ VALUE_CHECKS: dict[str, tuple[str, float]] = {
     "train.stop_at": ("int", 0), "train.lr": ("num", 0), "train.weight_decay": ("num", 0),
     "train.gamma": ("pos", 0), "train.boundary_frac": ("frac", 0),
     "data.crop_size": ("int", 1), "data.num_workers": ("int", 0), "data.soft_prob": ("frac", 0),
-    "data.real_coarse_prob": ("frac", 0), "sam.points_per_side": ("int", 1), "sam.n_points": ("int", 1),
+    "data.real_coarse_prob": ("frac", 0), "sam.points_per_side": ("int", 1),
 }
 
 
@@ -128,8 +115,7 @@ def _number(v: Any) -> bool:
 
 
 def check_values(cfg: dict[str, Any]) -> None:
-    """Check the numeric training settings of a loaded config (:data:`VALUE_CHECKS`) and its
-    ``inference.valid_decode``, so a bad value such as ``train.iterations=abc``, ``train.lr=fast``
+    """Check the numeric training settings of a loaded config (:data:`VALUE_CHECKS`), so a bad value such as ``train.iterations=abc``, ``train.lr=fast``
     or ``train.batch_size=0`` fails before anything is built, naming the key.
 
     Raises:
@@ -150,10 +136,6 @@ def check_values(cfg: dict[str, Any]) -> None:
             ok, want = _number(v) and 0 <= v <= 1, "a number in [0, 1]"
         if not ok:
             raise SamSrError(f"config key {key} must be {want}, got {v!r}")
-    valid = (cfg.get("inference") or {}).get("valid_decode")
-    if valid is not None:
-        from .inference.decode_validity import parse_modes
-        parse_modes(valid, "config key inference.valid_decode")
 
 
 def _data_resolver(rel: str = "") -> str:

@@ -8,7 +8,7 @@ ground-truth mask; specks under ``--min-area`` pixels are ``iscrowd`` ignore reg
 ``OUT/detections.json`` (a COCO results list: the 8-connected components of the ``--source`` saliency
 map thresholded at ``--threshold``, at least ``--min-area`` pixels, score = the mean saliency in the
 component). File names in the annotation file are relative to ``<root>/images``. Nothing from
-``../shared`` is copied. See :func:`sam_sr.coco.coco_from_masks`.
+``../shared`` is copied. See :func:`sam_sr.data.coco.coco_from_masks`.
 """
 import argparse
 import sys

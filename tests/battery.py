@@ -18,7 +18,7 @@ lost), ``silent overwrite`` (a file the user had was changed), ``refused`` (a va
 or ``unclear`` (a failure without one ``error:`` line). ``scripts/bad_input_battery.py`` runs them
 all and prints the counts; ``tests/test_battery.py`` requires every case to be clean.
 
-Only ``sam_sr.cli.main``, ``sam_sr.Refiner``, ``sam_sr.io``, ``sam_sr.config`` and
+Only ``sam_sr.cli.main``, ``sam_sr.Refiner``, ``sam_sr.imaging``, ``sam_sr.config`` and
 ``sam_sr.training`` are used, so the battery also runs against older code (to count its faults).
 """
 from __future__ import annotations
@@ -257,12 +257,12 @@ T = ["train", "--config", "{ws}/train.yaml"]
 
 def _interrupt(ws):
     from sam_sr import Refiner
-    old = Refiner.refine
+    old = Refiner.predict
 
-    def refine(self, *a, **k):
+    def predict(self, *a, **k):
         raise KeyboardInterrupt
-    Refiner.refine = refine
-    return lambda: setattr(Refiner, "refine", old)
+    Refiner.predict = predict
+    return lambda: setattr(Refiner, "predict", old)
 
 
 def _bomb(ws, photo="images/p1.png", mask="masks/p1.png"):

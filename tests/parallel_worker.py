@@ -1,5 +1,5 @@
 """A data-parallel job for tests/test_parallel.py: a folder run, a label-map run and a COCO run,
-sharded with :func:`sam_sr.parallel.run_sharded`. Run it with ``python`` (one process) or under
+sharded with :func:`sam_sr.inference.parallel.run_sharded`. Run it with ``python`` (one process) or under
 ``accelerate launch --multi_gpu --num_processes 2`` (two CPU processes on a machine without GPUs).
 
 ``python tests/parallel_worker.py CKPT DATA OUT``: DATA holds images/, masks/, labels/, results.json,

@@ -15,18 +15,22 @@ from sam_sr.inference.batch import (
     run_mask_jobs,
     summary_line,
 )
+from sam_sr.inference.predictor import Refinement, prepare_mask
 from tests.conftest import disk_photo, save_pair
 
 
 class DilatingRefiner:
     """Grows the coarse mask by one pixel; soft map = the result / 255."""
 
-    def refine(self, image, mask, return_soft=False):
+    def predict(self, image, mask, mask_threshold=None):
         m = (np.asarray(mask) >= (0.5 if np.asarray(mask).dtype.kind == "f" else 128)).astype(np.uint8)
         if m.shape != image.shape[:2]:
             m = cv2.resize(m, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
         out = cv2.dilate(m, np.ones((3, 3), np.uint8)) * 255
-        return (out, out / 255.0) if return_soft else out
+        return Refinement(out, out / 255.0, prepare_mask(mask, image.shape[:2], mask_threshold), {})
+
+    def refine(self, image, mask, mask_threshold=None):
+        return self.predict(image, mask, mask_threshold).mask
 
 
 @pytest.fixture
@@ -86,7 +90,7 @@ def test_mask_run_writes_outputs_scores_and_reports_bad_items(folder, capsys, mo
     assert (s["total"], s["ok"], s["failed"]) == (4, 2, 2)
     out = np.asarray(Image.open(folder / "out" / "p1.tif"))
     assert Image.open(folder / "out" / "p1.tif").format == "TIFF"
-    assert np.array_equal(out, DilatingRefiner().refine(np.zeros((96, 128, 3), np.uint8), m01 * 255))
+    assert np.array_equal(out, DilatingRefiner().predict(np.zeros((96, 128, 3), np.uint8), m01 * 255).mask)
     rec = next(it for it in s["items"] if it["name"] == "p1")
     assert 0 < rec["change"] < 0.5
     assert rec["iou_coarse"] == pytest.approx(1.0) and rec["iou_refined"] < 1.0   # gt = the coarse mask
@@ -128,10 +132,10 @@ def test_merge_summaries_orders_items_and_recounts():
 class ClassRefiner:
     """refine_semantic's binary refiner: each class keeps its mask (soft 0.9 inside, 0.1 outside)."""
 
-    def refine(self, image, mask, return_soft=False):
+    def predict(self, image, mask, mask_threshold=None):
         m = np.asarray(mask) > 127
         soft = np.where(m, 0.9, 0.1).astype(np.float32)
-        return (m.astype(np.uint8) * 255, soft) if return_soft else m.astype(np.uint8) * 255
+        return Refinement(m.astype(np.uint8) * 255, soft, m.astype(np.float32), {})
 
 
 def _label_folder(tmp_path, palette=True):

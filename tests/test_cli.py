@@ -231,7 +231,7 @@ def test_ctrl_c_gives_one_line_status_130_and_no_output(tmp_path, tiny_checkpoin
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Refiner, "refine", interrupted)
+    monkeypatch.setattr(Refiner, "predict", interrupted)
     rc = main(["infer", "--image", str(img), "--mask", str(coarse), "--out", str(out), "--checkpoint",
                str(tiny_checkpoint)])
     err = capsys.readouterr().err

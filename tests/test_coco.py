@@ -26,10 +26,9 @@ class DilatingRefiner:
     def __init__(self):
         self.calls = []
 
-    def refine(self, image, mask, return_soft=False):
+    def refine(self, image, mask):
         self.calls.append((image.shape, mask.shape))
-        out = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) * 255
-        return (out, out / 255.0) if return_soft else out
+        return cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) * 255
 
 
 def square(h, w, y0, x0, y1, x1):

@@ -56,8 +56,10 @@ def test_fast_decoding_agrees_with_full_on_real_photos(mode):
     scores = []
     for s in samples:
         image, coarse = read_image(s.image), read_mask(s.coarse["dss"]) >= 0.5
-        fast_out, fast_info = fast.refine(image, coarse, return_info=True)
-        full_out, full_info = full.refine(image, coarse, return_info=True)
+        res = fast.predict(image, coarse)
+        fast_out, fast_info = res.mask, res.info
+        res = full.predict(image, coarse)
+        full_out, full_info = res.mask, res.info
         scores.append(iou(fast_out, full_out))
         assert fast_info["decoded_points"] < full_info["decoded_points"]
     assert np.mean(scores) >= 0.995, scores
@@ -76,7 +78,8 @@ def golden_check(refiner, name: str) -> dict:
 
     from sam_sr.evaluation.metrics import boundary_accuracy
     image, coarse = read_image(ASSETS / "coffee.jpg"), read_mask(ASSETS / "coffee_coarse.png")
-    binary, soft = refiner.refine(image, coarse, return_soft=True)
+    res = refiner.predict(image, coarse)
+    binary, soft = res.mask, res.soft
     gold = np.asarray(Image.open(GOLDEN / f"coffee_refined_{name}.png")) > 0
     gold_soft = np.asarray(Image.open(GOLDEN / f"coffee_refined_{name}_soft.png")).astype(int)
     out = binary > 0

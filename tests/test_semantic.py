@@ -13,6 +13,7 @@ from sam_sr.evaluation.metrics import (
     semantic_scores,
 )
 from sam_sr.inference.labels import refine_semantic
+from sam_sr.inference.predictor import Refinement
 from sam_sr.sam import build_tiny_sam, predictor
 from sam_sr.sam.label_fusion import (
     boxes_from_labels,
@@ -81,9 +82,9 @@ class FakeRefiner:
     def __init__(self, by_mask):
         self.by_mask = by_mask
 
-    def refine(self, image, mask, return_soft=False):
+    def predict(self, image, mask, mask_threshold=None):
         soft = self.by_mask(mask > 0)
-        return (soft >= 0.5).astype(np.uint8) * 255, soft
+        return Refinement((soft >= 0.5).astype(np.uint8) * 255, soft, mask > 0, {})
 
 
 def test_refine_semantic_argmax_fallback_and_ignore():

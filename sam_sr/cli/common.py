@@ -127,7 +127,7 @@ def refiner_from_args(args, device=None):
 
 def run_jobs(args, jobs: list, work, scratch_dir, merge=None):
     """Run a planned folder or COCO run over the processes of a data-parallel launch
-    (:func:`sam_sr.parallel.run_sharded`; one process under plain ``python``).
+    (:func:`sam_sr.inference.parallel.run_sharded`; one process under plain ``python``).
 
     Args:
         work: ``work(refiner, my_jobs, desc) -> summary``; the refiner is built from ``args`` on this

@@ -64,7 +64,6 @@ def refine_file(refiner, image_path, mask_path, out_path: Path, soft: bool, over
     from ..imaging.outputs import check_outputs
     from ..imaging.read import read_image, read_mask
     from ..imaging.write import write_mask
-    from ..inference.predictor import prepare_mask
     from ..reporting.visualize import overlay
 
     outs = check_outputs({"--image": image_path, "--mask": mask_path},
@@ -72,13 +71,14 @@ def refine_file(refiner, image_path, mask_path, out_path: Path, soft: bool, over
                           "--overlay": overlay_path}, force, images=("--out", "--soft", "--overlay"))
     image = read_image(image_path)
     mask = read_mask(mask_path)
-    binary, prob = refiner.refine(image, mask, return_soft=True, mask_threshold=mask_threshold)
+    result = refiner.predict(image, mask, mask_threshold)
+    binary, prob = result.mask, result.soft
     write_mask(outs["--out"], binary)
     if soft:
         write_mask(outs["--soft"], (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
     if overlay_path:
         write_mask(outs["--overlay"],
-                   overlay(image, prepare_mask(mask, image.shape[:2], mask_threshold) >= 0.5, binary))
+                   overlay(image, result.coarse >= 0.5, binary))
 
 
 def _refuse(args, names: tuple[str, ...], mode: str) -> None:
@@ -193,7 +193,7 @@ def _finish(args, summary, report) -> int:
 
 
 def _folder(args) -> int:
-    """A folder of photos and coarse masks (:mod:`sam_sr.batch`), sharded over the processes."""
+    """A folder of photos and coarse masks (:mod:`sam_sr.inference.batch`), sharded over the processes."""
     from ..inference.batch import plan_mask_folder, run_mask_jobs
     from ..reporting.report import folder_report
     jobs = plan_mask_folder(args.images, args.masks, args.out, args.ext, args.soft, args.gt)
@@ -204,7 +204,7 @@ def _folder(args) -> int:
 
 
 def _label_folder(args) -> int:
-    """A folder of photos and label maps, refined class by class (:mod:`sam_sr.batch`)."""
+    """A folder of photos and label maps, refined class by class (:mod:`sam_sr.inference.batch`)."""
     from ..inference.batch import plan_label_folder, run_label_jobs
     from ..reporting.report import folder_report
     if not args.num_classes:

@@ -125,13 +125,13 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("device").lstrip(": ")) from None
 
 
-def decode_mode(text: str) -> str:
-    """A decode mode: ``full``, ``bbox[:P]``, ``contour[:W]``, ``strided:N``, ``hierarchical[:N]``
-    (:class:`sam_sr.inference.query.DecodeMode`)."""
+def decode_mode(text: str):
+    """A decode mode: ``full``, ``bbox[:P]``, ``contour[:W]``, ``strided:N``, ``hierarchical[:N]``,
+    parsed once into a :class:`sam_sr.inference.decode_mode.DecodeMode`."""
     from ..errors import SamSrError
-    from ..inference.query import DecodeMode
+    from ..inference.decode_mode import DecodeMode
     try:
-        return str(DecodeMode.parse(text))
+        return DecodeMode.parse(text)
     except SamSrError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

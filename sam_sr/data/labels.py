@@ -1,8 +1,5 @@
-"""Multi-class refinement of semantic label maps, and simulated low-resolution segmenters.
-
-``refine_semantic`` refines the binary mask of each class present in a label map with a binary
-refiner and merges the refined soft maps by argmax, falling back to the input label where no class
-is confident; pixels with the ignore label keep it.
+"""Label maps as training and evaluation data: the checks every label map passes, and the coarse label
+maps of a simulated low-resolution semantic segmenter (:func:`simulate_coarse_labels`).
 """
 from __future__ import annotations
 

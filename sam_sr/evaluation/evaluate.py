@@ -2,7 +2,7 @@
 
 For each coarse source the coarse masks and the refined masks are scored against the ground truth:
 IoU as the mean over images and as dataset-cumulative (sum I / sum U, as CRM reports on BIG), and mBA
-(CascadePSP's definition, see :mod:`sam_sr.metrics`). Sources are real coarse-mask folders of the
+(CascadePSP's definition, see :mod:`sam_sr.evaluation.metrics`). Sources are real coarse-mask folders of the
 dataset (e.g. ``picanet``, ``dss``, ``amulet``) and the synthetic scale-gap protocol ``scale_gap_xK``
 (ground truth downsampled xK and upsampled, thresholded at 0.5).
 """

@@ -2,10 +2,10 @@
 
 Layout: ``<root>/<split>/images/<id>.jpg`` and ``<root>/<split>/labels/<id>.png`` (class indices,
 ``ignore_index`` = void). Coarse label maps come from a simulated low-resolution segmenter
-(:func:`sam_sr.semantic.simulate_coarse_labels`). Methods:
+(:func:`sam_sr.inference.labels.simulate_coarse_labels`). Methods:
 
 - ``baseline``: the coarse label map;
-- ``refine``: :func:`sam_sr.semantic.refine_semantic` with the binary refiner;
+- ``refine``: :func:`sam_sr.inference.labels.refine_semantic` with the binary refiner;
 - ``majority``: (a) SAM automatic masks, majority vote;
 - ``prompt:<kind>``: (b) per-class prompts from the coarse map, kinds of :data:`sam_sr.sam.label_fusion.PROMPTS`;
 - ``det:coarse``: (c) SAM box prompts from "detections" = connected components of the coarse map's

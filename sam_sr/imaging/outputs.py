@@ -1,27 +1,8 @@
-"""Reading images and masks, and writing outputs atomically.
+"""A run's output paths, checked before it reads or refines anything.
 
-Conversions (documented behaviour, not errors):
-
-- images: grayscale, palette, RGBA, 16-bit -> uint8 RGB (alpha dropped, 16-bit scaled by 1/257).
-  Arrays: uint8 as is; uint16 / 257; bool as 0 / 255; other integer types must hold values in
-  0..255; **float images must hold values in [0, 1]** (a float image in 0-255, such as
-  ``image.astype(np.float32)``, is refused with :class:`SamSrError` rather than guessed: divide it by
-  255 or pass uint8).
-- files carry an EXIF orientation tag: photos (and masks and label maps, if they carry one) are
-  rotated/mirrored as :func:`PIL.ImageOps.exif_transpose` does, i.e. to the photo as it is displayed;
-  a mask is taken as aligned with the displayed photo.
-- masks: any size and bit depth. **An integer (or bool) mask whose values are all 0 or 1 is binary**
-  (1 = foreground, whatever its dtype: a uint8 {0, 1} PNG, as many segmenters save, reads as
-  0 / 255 would). Other integer masks are scaled to [0, 1] by their type's range (uint8 /255,
-  uint16 /65535, other integer types /255 if their maximum is at most 255 else /65535, negatives
-  clipped to 0); float masks must lie in [0, 1] (a tolerance of 1e-3 is clipped; values outside, or
-  NaN, are refused). RGB/RGBA masks use the maximum over the colour channels (alpha is ignored unless
-  the colour channels are constant, then alpha is the mask); palette ('P') masks use index > 0 as
-  foreground. A binary coarse mask is ``value >= 0.5``, i.e. thresholded at half the range.
-- outputs: :func:`write_mask` picks the format from the file's extension: ``.png`` (PNG) or
-  ``.tif``/``.tiff`` (TIFF, deflate-compressed); lossy (``.jpg``, ``.webp``) and other extensions are
-  refused. :func:`check_outputs` and :func:`folder_outputs` check a run's output paths before it
-  starts (no output is an input, outputs differ, no two inputs share a stem).
+:func:`check_outputs` and :func:`folder_outputs` refuse an output that is an input (never
+overwritten, not even with ``--force``), two outputs that are one file, two inputs that share a stem,
+an existing output without ``--force``, and a folder that is a file or cannot be written.
 """
 from __future__ import annotations
 

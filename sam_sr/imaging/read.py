@@ -1,4 +1,4 @@
-"""Reading images and masks, and writing outputs atomically.
+"""Reading photos, masks and label maps of any format users bring, as the arrays sam-sr works on.
 
 Conversions (documented behaviour, not errors):
 
@@ -18,10 +18,8 @@ Conversions (documented behaviour, not errors):
   NaN, are refused). RGB/RGBA masks use the maximum over the colour channels (alpha is ignored unless
   the colour channels are constant, then alpha is the mask); palette ('P') masks use index > 0 as
   foreground. A binary coarse mask is ``value >= 0.5``, i.e. thresholded at half the range.
-- outputs: :func:`write_mask` picks the format from the file's extension: ``.png`` (PNG) or
-  ``.tif``/``.tiff`` (TIFF, deflate-compressed); lossy (``.jpg``, ``.webp``) and other extensions are
-  refused. :func:`check_outputs` and :func:`folder_outputs` check a run's output paths before it
-  starts (no output is an input, outputs differ, no two inputs share a stem).
+
+Writing: :mod:`sam_sr.imaging.write`; output paths: :mod:`sam_sr.imaging.outputs`.
 """
 from __future__ import annotations
 

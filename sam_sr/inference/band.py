@@ -1,7 +1,7 @@
 """The contour band: the pixels within W px of a mask's contour. Stated once for inference and training.
 
 ``contour:W`` decoding (:mod:`sam_sr.inference.query`) re-decodes exactly this band of the previous
-cascade step's mask and keeps everything else; point-sampled training (:mod:`sam_sr.losses`,
+cascade step's mask and keeps everything else; point-sampled training (:mod:`sam_sr.training.losses`,
 ``train.point_band: W``) draws its focused query points from the same band of the coarse mask.
 
 Definition: threshold the mask at 0.5 (``>= 0.5`` is foreground), then the band is

@@ -3,7 +3,7 @@
 A run is planned first (:func:`plan_mask_folder`, :func:`plan_label_folder`): inputs are matched by
 file stem and every output path is checked before anything is refined (no two inputs share a stem,
 no output is an input, an output folder that is a file, a lossy output extension). The plan is a
-list of JSON-able jobs, so it can be sharded over processes (:mod:`sam_sr.parallel`). Then the jobs
+list of JSON-able jobs, so it can be sharded over processes (:mod:`sam_sr.inference.parallel`). Then the jobs
 run (:func:`run_mask_jobs`, :func:`run_label_jobs`) with a tqdm progress bar (with ETA): a bad item
 (a missing mask, an unreadable or oversized photo, an existing output without ``force``, labels
 above ``num_classes``, an unwritable output) is reported on stderr and in the summary, and the rest
@@ -201,7 +201,8 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
                   progress: bool = True, desc: str = "refine", verbose: bool = True,
                   mask_threshold: float | None = None) -> dict[str, Any]:
     """Refine the jobs of :func:`plan_mask_folder` with ``refiner`` (anything with
-    ``refine(image, mask, return_soft=True)``, e.g. :class:`sam_sr.Refiner`).
+    ``predict(image, mask, mask_threshold)`` returning a :class:`~sam_sr.inference.predictor.Refinement`,
+    e.g. :class:`sam_sr.Refiner`).
 
     Each output is a uint8 {0, 255} mask at the photo's full resolution (``soft``: the probability
     x 255, uint8). Existing outputs fail their item unless ``force``; an input is never overwritten.
@@ -215,8 +216,6 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
     Returns:
         The summary (module docstring). Never raises for a bad item.
     """
-    from .predictor import prepare_mask
-
     reads = _Prefetch(jobs, lambda job: (read_image(job["image"]), read_mask(job["coarse"])))
 
     def work(job):
@@ -224,12 +223,9 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
         check_outputs({"image": job["image"], "coarse mask": job["coarse"], "ground truth": job["gt"]},
                       outs, force, images=("out", "soft"))
         image, mask = reads.get(job)
-        if mask_threshold is None:
-            binary, prob = refiner.refine(image, mask, return_soft=True)
-        else:
-            binary, prob = refiner.refine(image, mask, return_soft=True, mask_threshold=mask_threshold)
-        coarse = prepare_mask(mask, image.shape[:2], mask_threshold)
-        rec = _mask_scores(coarse, binary > 0, job.get("gt"), image.shape[:2])
+        result = refiner.predict(image, mask, mask_threshold)
+        binary, prob = result.mask, result.soft
+        rec = _mask_scores(result.coarse, binary > 0, job.get("gt"), image.shape[:2])
         write_mask(job["out"], binary)
         if job.get("soft"):
             write_mask(job["soft"], (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))
@@ -245,7 +241,7 @@ def run_label_jobs(refiner, jobs: Sequence[dict[str, Any]], num_classes: int,
                    ignore_index: int | None = None, force: bool = False, progress: bool = True,
                    desc: str = "refine labels", verbose: bool = True) -> dict[str, Any]:
     """Refine the label maps of :func:`plan_label_folder` with
-    :func:`sam_sr.semantic.refine_semantic`, writing each with its input's dtype and palette.
+    :func:`sam_sr.inference.labels.refine_semantic`, writing each with its input's dtype and palette.
 
     A label map whose values are not classes 0..num_classes-1 (or ``ignore_index``), or whose size
     differs from its photo's, fails its item with an error naming the file.

@@ -43,10 +43,11 @@ from ..models.base import (
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
 from ..sam.features import features_for_step
+from .decode_mode import DecodeMode
 from .encode import encode_tiled
 from .heap import trim_heap
 from .padding import pad_geometry, pad_inputs
-from .query import DecodeMode, decode_step, plan_tiles, select_queries
+from .query import decode_step, plan_tiles, select_queries
 from .sparse import SparseFeatures
 
 #: A step encodes sparsely when its tiles' windows (context included) cover at most this share of
@@ -73,8 +74,9 @@ class CascadeConfig:
             start the cascade at a size the encoder can still see something at).
         pad: reflect padding in pixels added around the inputs at each step (CRM: 32).
         chunk: query points decoded at a time (>= 1; bounds decoder memory).
-        decode: query-selection mode (see :mod:`sam_sr.inference.query`), e.g. ``"full"``,
-            ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``, ``"hierarchical:16"``.
+        decode: query-selection mode (see :mod:`sam_sr.inference.query`), a :class:`DecodeMode` or its
+            text, e.g. ``"full"``, ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``,
+            ``"hierarchical:16"``; parsed once here, held as a :class:`DecodeMode`.
         fusion_patches: run the fusion convolutions in this many bands (exact; 0 = off).
         encoder_tile: encode inputs larger than this many pixels (per side) in overlapping tiles
             (approximate; 0 = off). ``tile_overlap``: context per tile side in pixels; a tile must be
@@ -112,7 +114,7 @@ class CascadeConfig:
     min_size: int = 512
     pad: int = 16
     chunk: int = DEFAULT_CHUNK
-    decode: str = "full"
+    decode: DecodeMode | str = "full"
     fusion_patches: int = 8
     encoder_tile: int = 0
     tile_overlap: int = 64
@@ -141,7 +143,7 @@ class CascadeConfig:
         if not isinstance(self.decode, (str, DecodeMode)):
             raise SamSrError(f"CascadeConfig.decode must be a mode name such as 'contour:2', got {self.decode!r}")
         try:
-            DecodeMode.parse(self.decode)
+            object.__setattr__(self, "decode", DecodeMode.parse(self.decode))
         except SamSrError as exc:
             raise SamSrError(f"CascadeConfig.decode: {exc}") from None
         if isinstance(self.margin, bool) or not isinstance(self.margin, Real) or not 0.0 <= self.margin < 0.5:
@@ -166,9 +168,10 @@ class CascadeConfig:
         return {f.name for f in fields(cls)}
 
     def settings(self) -> dict[str, Any]:
-        """The settings as plain values (``scales`` as a list), e.g. for JSON reports."""
-        return {name: list(self.scales) if name == "scales" else getattr(self, name)
-                for name in sorted(self.setting_names())}
+        """The settings as plain values (``scales`` as a list, ``decode`` as its text), e.g. for JSON
+        reports and checkpoints."""
+        plain = {"scales": list(self.scales), "decode": str(self.decode)}
+        return {name: plain.get(name, getattr(self, name)) for name in sorted(self.setting_names())}
 
     def replace(self, **changes: Any) -> "CascadeConfig":
         """A copy with ``changes`` (validated)."""
@@ -267,7 +270,7 @@ def _encode_context(model: RefinerModel, cfg: CascadeConfig, device: torch.devic
 def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, cfg: CascadeConfig,
                   extra: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, Any]]:
     """One cascade pass (:func:`cascade_refine` without test-time augmentation)."""
-    mode = DecodeMode.parse(cfg.decode)
+    mode = cfg.decode
     embedding = model.extra_input == EXTRA_EMBEDDING
     channels = extra is not None and model.extra_input == EXTRA_CHANNELS
     if embedding and (extra is None or cfg.encoder_tile):

@@ -1,26 +1,14 @@
-"""COCO instance masks: refine a results file, score it, and build a COCO set from binary masks.
+"""COCO instance masks refined (``sam-sr coco``): every instance of a results file, photo by photo.
 
-Input is a COCO *results* file, as Detectron2, MMDetection or YOLO write it: a JSON list of
-``{"image_id", "category_id", "score", "segmentation"}`` with the segmentation as compressed RLE
-(``counts`` a string), uncompressed RLE (``counts`` a list) or polygons. Photos are found through
-:func:`image_table`: a COCO annotation file's ``images`` list (``id`` -> ``file_name``, resolved in an
-image folder or next to the annotation file), or an image folder alone whose file stems are the ids
-(COCO's ``000000397133.jpg``).
+Each instance is refined in a crop of the photo at full resolution: the instance's box plus context
+on each side of ``pad`` times the box's longer side and at least ``min_context`` pixels, clipped to
+the photo (:func:`context_box`). The refined crop is pasted back (the instance is empty outside its
+crop). The output is the same list, in the same order, with each refined instance's ``segmentation``
+replaced by compressed RLE (``counts`` a string); every other key (ids, category, score, bbox) is
+kept. Empty instances and failed ones (an unreadable photo, a bad RLE or polygon, a size that does
+not match the photo) are reported in the summary and kept unchanged.
 
-Refinement (:func:`refine_coco`): each instance is refined in a crop of the photo at full
-resolution: the instance's box plus context on each side of ``pad`` times the box's longer side and
-at least ``min_context`` pixels, clipped to the photo. The refined crop is pasted back (the instance
-is empty outside its crop). The output is the same list, in the same order, with each refined
-instance's ``segmentation`` replaced by compressed RLE (``counts`` a string); every other key (ids,
-category, score, bbox) is kept. Empty instances and failed ones (an unreadable photo, a bad RLE or
-polygon, a size that does not match the photo) are reported in the summary and kept unchanged.
-
-Evaluation (:func:`evaluate_coco`): mask AP, AP50 and AP75 from pycocotools' ``COCOeval``
-(``iouType="segm"``), in percent; and mean mBA (:func:`sam_sr.metrics.boundary_accuracy`, CascadePSP's
-definition, on the full photo): each detection is paired with the ground-truth instance of the same
-photo and category (not crowd) that has the highest mask IoU with the *unrefined* detection; pairs
-with IoU below ``min_iou`` (default 0.5) are left out; the same pairs are scored before and after
-refinement, so the two means are over the same instances.
+Files and masks: :mod:`sam_sr.data.coco`; scores: :mod:`sam_sr.evaluation.coco`.
 """
 from __future__ import annotations
 
@@ -80,7 +68,7 @@ def plan_coco(results: Sequence[Any], images: dict[int, dict[str, Any]]) -> list
     """Jobs of a COCO run, one per photo (in order of first appearance): ``{"index", "name",
     "image_id", "image", "height", "width", "instances": [result indices], "missing": error or
     None}``. Items that are not dicts with an integer ``image_id`` form one job with ``image_id``
-    None that fails. JSON-able, for :mod:`sam_sr.parallel`."""
+    None that fails. JSON-able, for :mod:`sam_sr.inference.parallel`."""
     groups: "OrderedDict[Any, list[int]]" = OrderedDict()
     for k, it in enumerate(results):
         iid = it.get("image_id") if isinstance(it, dict) else None

@@ -22,7 +22,7 @@ import logging
 from typing import Any, Iterable
 
 from ..errors import SamSrError
-from .query import DecodeMode
+from .decode_mode import DecodeMode
 
 #: The decode mode names.
 MODES: tuple[str, ...] = tuple(DecodeMode.DEFAULTS)
@@ -46,9 +46,10 @@ def parse_modes(value: Any, where: str = "valid_decode") -> list[str]:
                          f"got {value!r}")
     names = []
     for v in value:
-        name = v.strip().partition(":")[0]
-        if name not in MODES:
-            raise SamSrError(f"{where}: unknown decode mode {v!r}; choose from {list(MODES)}")
+        try:
+            name = DecodeMode.parse(v).name
+        except SamSrError:
+            raise SamSrError(f"{where}: unknown decode mode {v!r}; choose from {list(MODES)}") from None
         if name not in names:
             names.append(name)
     return names
@@ -79,7 +80,7 @@ def check_decode(decode: str | DecodeMode, valid: Iterable[str] | None, checkpoi
     if valid is None:
         return
     valid = list(valid)
-    mode = DecodeMode.parse(decode)
+    mode = decode if isinstance(decode, DecodeMode) else DecodeMode.parse(decode)
     if mode.name in valid:
         return
     text = (f"decode mode {str(mode)!r} is not one {checkpoint} was trained for (valid: "

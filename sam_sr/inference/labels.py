@@ -1,4 +1,4 @@
-"""Multi-class refinement of semantic label maps, and simulated low-resolution segmenters.
+"""Multi-class refinement of semantic label maps (``sam-sr infer --labels``).
 
 ``refine_semantic`` refines the binary mask of each class present in a label map with a binary
 refiner and merges the refined soft maps by argmax, falling back to the input label where no class
@@ -62,7 +62,7 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
     present = [int(c) for c, n in zip(classes, counts) if 0 <= c < num_classes and n >= min_pixels]
     if len(present) < 2:
         return lab.copy()
-    probs = np.stack([refiner.refine(image, (lab == c).astype(np.uint8) * 255, return_soft=True)[1]
+    probs = np.stack([refiner.predict(image, (lab == c).astype(np.uint8) * 255).soft
                       for c in present])
     best = probs.argmax(axis=0)
     conf = probs.max(axis=0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..devices import check_device
 from ..errors import SamSrError
 from ..imaging.read import check_aspect, mask_to_float, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
-from ..sam.stage import SamInputs, SamSettings
+from ..sam.stage import SamInputs
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
 from .decode_validity import KEY as VALID_DECODE
@@ -38,30 +39,56 @@ def default_device() -> torch.device:
 def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float | None = None) -> np.ndarray:
     """Coarse mask of any size/bit depth/channels -> float32 (H, W) in [0, 1] at the image's size.
 
-    Values are scaled to [0, 1] by their type's range (see :mod:`sam_sr.io`) and resized bilinearly to
-    the image. A binary mask (only 0 and 1 after scaling) stays binary: it is thresholded at 0.5
-    after resizing. A soft mask (any value strictly between 0 and 1, e.g. a segmenter's probability
-    map) is kept soft: the refiner was trained on soft coarse masks too (``data.soft_prob`` and the
-    real soft maps), and the cascade's mask skip, margin and ``contour`` band read it as it is
-    (the band and the empty/full test threshold it at 0.5). With ``threshold``, any mask is
-    binarised at ``threshold`` (after resizing) instead.
+    Values are scaled to [0, 1] by their type's range (see :mod:`sam_sr.imaging.read`) and resized
+    bilinearly to the image (:func:`fit_mask`). A binary mask (only 0 and 1 after scaling) stays
+    binary: it is thresholded at 0.5 after resizing. A soft mask (any value strictly between 0 and 1,
+    e.g. a segmenter's probability map) is kept soft: the refiner was trained on soft coarse masks too
+    (``data.soft_prob`` and the real soft maps), and the cascade's mask skip, margin and ``contour``
+    band read it as it is (the band and the empty/full test threshold it at 0.5). With ``threshold``,
+    any mask is binarised at ``threshold`` (after resizing) instead.
 
     Raises:
         SamSrError: the mask's aspect ratio differs from the image's (more than 2%), or ``threshold``
             is outside (0, 1).
     """
-    m = mask_to_float(mask)
-    check_aspect(image_hw, m.shape)
     if threshold is not None and not 0.0 < float(threshold) < 1.0:
         raise SamSrError(f"mask threshold must be in (0, 1), got {threshold!r}")
+    m = mask_to_float(mask)
+    check_aspect(image_hw, m.shape)
     if np.asarray(mask).dtype == bool and m.shape == tuple(image_hw):
         return m    # {0, 1} at the image's size: what binarising would give (any threshold in (0, 1))
+    return fit_mask(m, image_hw, threshold)
+
+
+def fit_mask(m: np.ndarray, image_hw: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+    """A float32 mask in [0, 1] (h, w) with the image's aspect ratio, resized bilinearly to the image
+    (H, W): binary stays binary (thresholded at 0.5 after resizing), soft stays soft, unless
+    ``threshold`` binarises it there. Used for the user's coarse mask (:func:`prepare_mask`) and for a
+    SAM stage's replacement of it."""
     binary = threshold is None and not bool(((m > 0) & (m < 1)).any())
     if m.shape != tuple(image_hw):
         m = cv2.resize(m, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_LINEAR)
     if threshold is not None:
         return (m >= threshold).astype(np.float32)
     return (m >= 0.5).astype(np.float32) if binary else np.clip(m, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """One refinement (:meth:`Refiner.predict`).
+
+    Attributes:
+        mask: the refined mask, uint8 (H, W) in {0, 255}.
+        soft: the refined probability map, float32 (H, W) in [0, 1] (``mask`` is ``soft >= 0.5``).
+        coarse: the coarse mask as the refiner read it, float32 (H, W) in [0, 1] at the image's size
+            (:func:`prepare_mask`; before any SAM stage), e.g. for overlays and scores.
+        info: the call's information (see :meth:`Refiner.predict`).
+    """
+
+    mask: np.ndarray
+    soft: np.ndarray
+    coarse: np.ndarray
+    info: dict[str, Any]
 
 
 def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path,
@@ -85,7 +112,7 @@ class Refiner:
 
     A Refiner never changes its settings while refining: one instance can serve many callers (the
     last call's information is also kept in :attr:`last_info`, which concurrent callers share; use
-    ``refine(..., return_info=True)`` for a call's own).
+    ``predict(...).info`` for a call's own).
 
     Args:
         model: a refiner (:class:`~sam_sr.models.base.RefinerModel`, see :func:`sam_sr.variants.build_model`).
@@ -172,38 +199,48 @@ class Refiner:
             from ..sam.source import LiveSam
             source = LiveSam(load_sam(sam_type or spec.default_sam_type, sam_ckpt, device), cache=sam_cache,
                              points_per_side=sam_points_per_side)
-            stage = spec.stage(SamSettings(points_per_side=sam_points_per_side)).bind(model)
+            stage = spec.stage().bind(model)
             sam_inputs = SamInputs(stage, source)
         trim_heap()   # the checkpoints' loaded copies are freed: give their pages back
         return cls(model, device, cascade_config, info, sam_inputs)
 
-    def refine(self, image: np.ndarray, mask: np.ndarray, return_soft: bool = False,
-               return_info: bool = False, mask_threshold: float | None = None):
+    def refine(self, image: np.ndarray, mask: np.ndarray, mask_threshold: float | None = None) -> np.ndarray:
+        """Refine a coarse mask at the image's full resolution: the refined mask alone,
+        ``predict(image, mask, mask_threshold).mask`` (see :meth:`predict`).
+
+        Returns:
+            uint8 (H, W) in {0, 255}.
+
+        Raises:
+            SamSrError: see :meth:`predict`.
+        """
+        return self.predict(image, mask, mask_threshold).mask
+
+    def predict(self, image: np.ndarray, mask: np.ndarray, mask_threshold: float | None = None) -> Refinement:
         """Refine a coarse mask at the image's full resolution.
 
         Args:
             image: uint8 (H, W, 3) RGB; grayscale (H, W), RGBA and 16-bit images are converted.
             mask: coarse mask (H', W') or (H', W', C), any bit depth, same aspect ratio as the image;
                 resized to (H, W). Binary masks stay binary, soft masks (probability maps) are refined
-                as they are (see :func:`prepare_mask`); ``mask_threshold`` binarises any mask first.
-            return_soft: also return the refined probability map.
-            return_info: also return this call's information: ``decoded_points``, ``steps``
-                ((h, w) per cascade step), ``sparse_steps`` (per step: whether it encoded only the
-                tiles its decoded pixels read), ``encoded_fraction`` (input pixels encoded over the
-                steps' padded input pixels), ``pixel_fraction`` (models with a pixel head) and, with
-                SAM inputs, ``sam`` (the stage's info, e.g. v1's ``used_sam``).
+                as they are (see :func:`prepare_mask`, run once here); ``mask_threshold`` binarises any
+                mask first.
 
         Returns:
-            uint8 (H, W) in {0, 255}; with ``return_soft`` and/or ``return_info`` a tuple
-            ``(binary[, soft][, info])`` where soft is float32 (H, W) in [0, 1]. An (almost) empty or
-            full coarse mask (fewer than :data:`MIN_PIXELS` pixels >= 0.5 on one side) comes back
-            unchanged (binarised at 0.5; soft = the coarse mask).
+            a :class:`Refinement`: the refined ``mask`` (uint8 {0, 255}), its ``soft`` map (float32
+            [0, 1]), the prepared ``coarse`` mask and ``info``: ``decoded_points``, ``steps``
+            ((h, w) per cascade step), ``sparse_steps`` (per step: whether it encoded only the tiles
+            its decoded pixels read), ``encoded_fraction`` (input pixels encoded over the steps'
+            padded input pixels), ``pixel_fraction`` (models with a pixel head) and, with SAM inputs,
+            ``sam`` (the stage's info, e.g. v1's ``used_sam``). An (almost) empty or full coarse
+            mask (fewer than :data:`MIN_PIXELS` pixels >= 0.5 on one side) comes back unchanged
+            (binarised at 0.5; soft = the coarse mask).
 
         Raises:
             SamSrError: mismatched aspect ratio or bad array shapes.
         """
         img = to_rgb_uint8(image)
-        coarse = prepare_mask(mask, img.shape[:2], mask_threshold)
+        prepared = coarse = prepare_mask(mask, img.shape[:2], mask_threshold)
         fg = int((coarse >= 0.5).sum())
         info: dict[str, Any] = {}
         if fg < MIN_PIXELS or coarse.size - fg < MIN_PIXELS:
@@ -214,7 +251,12 @@ class Refiner:
             if self.sam_inputs is not None:
                 coarse, extra_in, info_sam = self.sam_inputs(img, coarse)
                 c = np.asarray(coarse)
-                coarse = prepare_mask(c if c.dtype == bool else c.astype(np.float32), img.shape[:2])
+                if c.dtype == bool and c.shape == img.shape[:2]:
+                    coarse = c.astype(np.float32)
+                else:         # float32 (or bool) at another size: resized as the user's mask is
+                    c = mask_to_float(c if c.dtype == bool else c.astype(np.float32))
+                    check_aspect(img.shape[:2], c.shape)
+                    coarse = fit_mask(c, img.shape[:2])
                 info["sam"] = info_sam
                 trim_heap()   # the SAM stage's full-resolution temporaries leave before the cascade
                 if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)
@@ -230,6 +272,4 @@ class Refiner:
             del x, m, out
             trim_heap()
         self.last_info = info
-        binary = (soft >= 0.5).astype(np.uint8) * 255
-        result = (binary,) + ((soft,) if return_soft else ()) + ((info,) if return_info else ())
-        return result if len(result) > 1 else binary
+        return Refinement((soft >= 0.5).astype(np.uint8) * 255, soft, prepared, info)

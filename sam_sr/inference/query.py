@@ -4,7 +4,7 @@ Modes (``DecodeMode.parse``):
 - ``full``: every pixel.
 - ``bbox[:P]``: the bounding box of the previous step's mask, padded by P output pixels (default 32).
 - ``contour[:W]``: a band of W output pixels (default 16) on each side of the previous mask's contour
-  (:mod:`sam_sr.band`, the same band point-sampled training uses).
+  (:mod:`sam_sr.inference.band`, the same band point-sampled training uses).
 - ``strided:N``: every N-th pixel in y and x; then only the pixels whose four nearest decoded
   neighbours disagree (some above 0.5, some below) are decoded; the others take the neighbours'
   bilinearly interpolated value, which shares their side of 0.5. The SAM-SR thesis's strided mode.
@@ -27,49 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SamSrError
 from ..models.base import RefinerModel
 from ..models.implicit_decoder import DEFAULT_CHUNK
 from ..models.pixel_head import LazyPixelMap
 from .band import contour_band
-
-
-@dataclass(frozen=True)
-class DecodeMode:
-    """A parsed query-selection mode: ``name`` in {full, bbox, contour, strided, hierarchical}
-    and its integer parameter (padding, band width or stride, in output pixels)."""
-
-    name: str = "full"
-    param: int = 0
-
-    DEFAULTS = {"full": 0, "bbox": 32, "contour": 16, "strided": 4, "hierarchical": 16}
-
-    @classmethod
-    def parse(cls, text: "str | DecodeMode") -> "DecodeMode":
-        """``"full"``, ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``, ``"hierarchical:16"``.
-
-        Raises:
-            SamSrError: unknown mode or a bad parameter.
-        """
-        if isinstance(text, DecodeMode):
-            return text
-        name, _, arg = str(text).strip().partition(":")
-        if name not in cls.DEFAULTS:
-            raise SamSrError(f"unknown decode mode {text!r}; choose from {sorted(cls.DEFAULTS)}")
-        try:
-            param = int(arg) if arg else cls.DEFAULTS[name]
-        except ValueError:
-            raise SamSrError(f"decode mode {text!r}: the parameter must be an integer") from None
-        if name in ("strided", "hierarchical") and param < 1:
-            raise SamSrError(f"decode mode {text!r}: the stride must be >= 1")
-        if name == "hierarchical" and param & (param - 1):
-            raise SamSrError(f"decode mode {text!r}: the top stride must be a power of two")
-        if param < 0:
-            raise SamSrError(f"decode mode {text!r}: the parameter must be >= 0")
-        return cls(name, param)
-
-    def __str__(self) -> str:
-        return self.name if self.name == "full" else f"{self.name}:{self.param}"
+from .decode_mode import DecodeMode
 
 
 @dataclass(frozen=True)

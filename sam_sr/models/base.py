@@ -19,7 +19,7 @@ point-sampled) is written once here in terms of the interface.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,7 @@ class RefinerModel(nn.Module):
             ``extra_channels: 0`` has none).
     """
 
-    variant: ClassVar[str] = "?"
+    variant: str = "?"   # set per model by the variant registry (VariantSpec.build)
     extra_input: str = EXTRA_NONE
 
     def __init__(self) -> None:

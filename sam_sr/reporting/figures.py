@@ -1,9 +1,9 @@
 """Figures of refinements: overlays of coarse / refined / ground-truth contours, zoomed change maps,
 and the SAM-SR ablation's rows (``sam-sr figure``, ``sam-sr ablation``).
 
-Panels come from :mod:`sam_sr.visualize` (red = coarse, green = refined, blue = ground-truth
+Panels come from :mod:`sam_sr.reporting.visualize` (red = coarse, green = refined, blue = ground-truth
 contours; change maps: green = fixed, red = broken, yellow = wrong in both). Every function returns a
-uint8 (H, W, 3) RGB image; writing it is the caller's (atomically, with :func:`sam_sr.io.write_png`).
+uint8 (H, W, 3) RGB image; writing it is the caller's (atomically, with :func:`sam_sr.imaging.write_png`).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def refinement_figure(refiner, samples: list[Sample], source: str, height: int =
 
     With ``zoom`` = PX each photo gets a second panel: the PX x PX window where the refined mask
     differs from the coarse one in the most pixels, drawn pixel by pixel
-    (:func:`sam_sr.visualize.change_map`) and labelled with the whole photo's fixed and broken pixel
+    (:func:`sam_sr.reporting.visualize.change_map`) and labelled with the whole photo's fixed and broken pixel
     counts; then two photos per row. The window shows where refinement acted, not where it did best.
 
     Raises:
@@ -63,7 +63,7 @@ def refinement_figure(refiner, samples: list[Sample], source: str, height: int =
 def ablation_figure(refiners: dict[str, Any], samples: list[Sample], picks: list[tuple[int, float]],
                     source: str, baseline: str, best: str, height: int = 240) -> np.ndarray:
     """Rows coarse | ``baseline`` | ``best`` on the picked samples (``(index, IoU difference)`` from
-    :func:`sam_sr.ablation.pick_examples`), contours red = coarse, green = refined, blue = ground truth.
+    :func:`sam_sr.evaluation.ablation.pick_examples`), contours red = coarse, green = refined, blue = ground truth.
 
     Raises:
         SamSrError: no picks.

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -67,10 +68,10 @@ class _CascadePSP:
                        os.path.join(tmp, "model"))
             self.refiner = sr.Refiner(device=str(self.device), model_folder=tmp, download_and_check_model=False)
 
-    def refine(self, image: np.ndarray, mask: np.ndarray, return_info: bool = False, mask_threshold=0.5):
+    def predict(self, image: np.ndarray, mask: np.ndarray, mask_threshold=0.5):
         out = self.refiner.refine(image, ((mask >= mask_threshold) * 255).astype(np.uint8), fast=False, L=900)
         binary = ((out >= 128) * 255).astype(np.uint8)
-        return (binary, {"decoded_points": None}) if return_info else binary
+        return SimpleNamespace(mask=binary, info={"decoded_points": None})
 
 
 def _child(args: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +112,8 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
             refiner.sam_inputs.source.forget_image()   # each run pays SAM's image encoder, as a new photo
         t0 = time.perf_counter()
         # the benchmarks' masks are binary (resized ones thresholded again, as they always were)
-        out, info = refiner.refine(image, mask, return_info=True, mask_threshold=0.5)
+        result = refiner.predict(image, mask, mask_threshold=0.5)
+        out, info = result.mask, result.info
         if cuda:
             torch.cuda.synchronize()
         if i >= args["warmup"]:
@@ -133,7 +135,7 @@ def run_one(image: str, mask: str, config: str, checkpoint: str | None, device: 
             "baseline": config if config in BASELINES else None, "checkpoint": checkpoint,
             "device": device, "long_side": long_side, "runs": runs, "warmup": warmup,
             "out_mask": out_mask, "threads": threads}
-    proc = subprocess.run([sys.executable, "-m", "sam_sr.profiling", "--child", json.dumps(args)],
+    proc = subprocess.run([sys.executable, "-m", "sam_sr.reporting.profiling", "--child", json.dumps(args)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"profiling {config} on {image} failed:\n{proc.stderr[-2000:]}")
@@ -288,7 +290,8 @@ def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = No
                     if cuda:
                         torch.cuda.synchronize()
                     t0 = time.perf_counter()
-                    out, info = refiner.refine(img, msk, return_info=True, mask_threshold=0.5)
+                    result = refiner.predict(img, msk, mask_threshold=0.5)
+                    out, info = result.mask, result.info
                     if cuda:
                         torch.cuda.synchronize()
                     if i >= warmup:

@@ -11,7 +11,7 @@ photo). Photos are sorted by how much the mask changed:
 - COCO runs: the largest 1 - IoU(before, after) over the photo's instances.
 
 With ground truth each photo shows IoU and mBA (label maps: mIoU and multi-class mBA; COCO: the means
-over the photo's instances paired with ground truth, see :func:`sam_sr.coco.evaluate_coco`) before
+over the photo's instances paired with ground truth, see :func:`sam_sr.evaluation.coco.evaluate_coco`) before
 and after. The pictures are JPEG files in ``<report name>_files/`` next to the HTML file, linked
 relatively (move the two together); at most ``max_rows`` photos are drawn (the most changed), so a
 report of a large run stays small (about 50 KB per photo).
@@ -245,7 +245,7 @@ def _mean_gain(rows: Sequence[ReportRow], key: str) -> str | None:
 
 def folder_report(summary: dict[str, Any], html_path: str | os.PathLike, force: bool = False,
                   max_rows: int = 100, title: str | None = None, progress: bool = True) -> Path:
-    """The report of a folder run, from its summary (:mod:`sam_sr.batch`: ``kind`` "masks" or
+    """The report of a folder run, from its summary (:mod:`sam_sr.inference.batch`: ``kind`` "masks" or
     "labels"); photos, coarse inputs, outputs and ground truth are read from the paths it names.
 
     Raises:
@@ -306,10 +306,10 @@ def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | lis
 
     Args:
         before, after: the results lists (or files) before and after refinement, same order.
-        images: :func:`sam_sr.coco.image_table`.
-        summary: :func:`sam_sr.coco.run_coco_jobs`' summary (its per-instance ``change`` and
+        images: :func:`sam_sr.data.coco.image_table`.
+        summary: :func:`sam_sr.inference.coco.run_coco_jobs`' summary (its per-instance ``change`` and
             failures); without it, the change is computed here.
-        evaluation: :func:`sam_sr.coco.evaluate_coco`'s result, for per-photo IoU and mBA.
+        evaluation: :func:`sam_sr.evaluation.coco.evaluate_coco`'s result, for per-photo IoU and mBA.
 
     Raises:
         SamSrError: see :func:`write_report`; lists of different lengths.

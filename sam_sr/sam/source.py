@@ -12,7 +12,7 @@ and training:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -134,3 +134,18 @@ class CachedSam(SamSource):
         if not self.cache.has(image, "embedding"):
             _not_cached(image)
         return torch.from_numpy(self.cache.embedding(image)["features"].astype(np.float32))
+
+
+def segmentations(masks: Sequence[dict[str, Any]], shape: tuple[int, int]) -> list[np.ndarray]:
+    """The ``segmentation`` arrays of automatic SAM masks as bool (H, W) arrays.
+
+    Raises:
+        SamSrError: a mask of another size than ``shape``.
+    """
+    out = []
+    for m in masks:
+        seg = np.asarray(m["segmentation"], bool)
+        if seg.shape != tuple(shape):
+            raise SamSrError(f"SAM mask {seg.shape} does not match the image {tuple(shape)}")
+        out.append(seg)
+    return out

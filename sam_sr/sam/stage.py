@@ -19,33 +19,18 @@ The variants' stages live with their variants (:mod:`sam_sr.variants`); :class:`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from ..errors import SamSrError
 from .features import sample_embedding
-from .inputs import V1Config
 from .source import SamSource
 
-
-@dataclass
-class SamSettings:
-    """Settings of the SAM input stages (a config's ``sam`` section).
-
-    Args:
-        points_per_side: automatic-mask point grid (v1, v2.1).
-        n_points: prompt points sampled from the coarse mask (v2.2; a multiple of 3).
-        v1: v1's thresholds (:class:`V1Config`).
-        prompt: sam-prompt's prompt settings (:class:`~sam_sr.sam.prompt.PromptConfig` fields; the
-            defaults when empty).
-    """
-
-    points_per_side: int = 16
-    n_points: int = 9
-    v1: V1Config = field(default_factory=V1Config)
-    prompt: dict = field(default_factory=dict)
+#: Keys of a config's ``sam`` section that name the SAM model and its cache (read by training and
+#: ``sam-sr precompute-sam``); the other keys are the settings of the variant's stage.
+SAM_KEYS = ("type", "checkpoint", "cache", "points_per_side")
 
 
 class SamStage:
@@ -58,9 +43,17 @@ class SamStage:
 
     uses_masks = False
     uses_embedding = False
+    #: the settings this stage reads (keys of a config's ``sam`` section besides :data:`SAM_KEYS`)
+    setting_keys: tuple[str, ...] = ()
 
-    def __init__(self, settings: SamSettings | None = None):
-        self.settings = settings or SamSettings()
+    def __init__(self, settings: Mapping[str, Any] | None = None):
+        given = {k: v for k, v in dict(settings or {}).items() if k not in SAM_KEYS}
+        unknown = sorted(set(given) - set(self.setting_keys))
+        if unknown:
+            raise SamSrError(f"unknown SAM settings {unknown} for {type(self).__name__}"
+                             + (f"; it reads {list(self.setting_keys)}" if self.setting_keys else
+                                "; it reads none"))
+        self.settings = given
 
     def bind(self, model) -> "SamStage":
         """Give the stage the refiner it feeds (a stage with learned parts, such as v4's region

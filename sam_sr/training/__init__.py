@@ -33,6 +33,10 @@ def train(cfg: dict[str, Any], accelerator=None) -> dict[str, Any]:
     from ..errors import SamSrError
     from ..imaging.outputs import check_output_folder
     check_values(cfg)                            # also for configs built in code, not loaded
+    valid = (cfg.get("inference") or {}).get("valid_decode")
+    if valid is not None:                        # the decode modes the trained model is valid for
+        from ..inference.decode_validity import parse_modes
+        parse_modes(valid, "config key inference.valid_decode")
     check_output_folder(cfg["train"]["out_dir"], "train.out_dir")   # a file or unwritable: fail first
     task = cfg.get("task", "refiner")
     if task == "region":                         # SAM-SR v4's region step has its own trainer

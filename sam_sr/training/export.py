@@ -43,6 +43,8 @@ def export_checkpoint(src: str | Path, dst: str | Path, inference: dict[str, Any
         if inference.get(VALID_DECODE) is not None:
             inference[VALID_DECODE] = parse_modes(inference[VALID_DECODE], VALID_DECODE)
         CascadeConfig(**{k: v for k, v in inference.items() if k != VALID_DECODE})   # validated first
+        if inference.get("decode") is not None:
+            inference["decode"] = str(inference["decode"])    # stored as its text (a DecodeMode is parsed)
         config = dict(keep.get("config") or {})
         config["inference"] = {**(config.get("inference") or {}), **inference}
         keep["config"] = config

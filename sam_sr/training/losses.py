@@ -54,7 +54,7 @@ def sample_query_points(gt: torch.Tensor, coarse: torch.Tensor, n: int, boundary
     With ``coarse_band`` > 0 it is instead the pixels within ``coarse_band`` px of the coarse mask's
     contour: the band that ``contour:W`` decoding (:mod:`sam_sr.inference.query`) refines at
     inference, everything outside it keeping the coarse mask. Both bands are
-    :func:`sam_sr.band.contour_band` (a disc of radius W around the contour, as at inference).
+    :func:`sam_sr.inference.band.contour_band` (a disc of radius W around the contour, as at inference).
 
     Args:
         gt, coarse: float (B, 1, H, W) in [0, 1]. n: points per image.

@@ -2,7 +2,7 @@
 
 Run with ``sam-sr train --config configs/<name>.yaml [key=value ...]`` (or ``accelerate launch
 train.py ...``; add ``--cpu`` to ``accelerate launch`` to force the CPU). The shipped model's whole
-recipe: ``sam-sr train --recipe crm_r18`` (:mod:`sam_sr.recipe`).
+recipe: ``sam-sr train --recipe crm_r18`` (:mod:`sam_sr.training.recipe`).
 
 A run stops on iterations only (``train.iterations``, or ``train.stop_at`` earlier with the schedule
 still spanning ``iterations``), never on wall time, so a slower machine trains the same model.
@@ -72,9 +72,8 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
     spec = get_variant(cfg["variant"])
     if spec.uses_sam:
         from ..sam.cache import SamCache, model_tag
-        from ..sam.inputs import V1Config
         from ..sam.source import CachedSam
-        from ..sam.stage import SamSettings, SamTrainingInputs
+        from ..sam.stage import SamTrainingInputs
         s = cfg["sam"]
         if not s.get("checkpoint"):
             raise SamSrError(f"variant {spec.name} trains on cached SAM outputs: set sam.checkpoint "
@@ -82,8 +81,7 @@ def build_dataset(cfg: dict[str, Any]) -> RefinementDataset:
         if not Path(s["checkpoint"]).is_file():
             raise SamSrError(f"SAM checkpoint not found: {s['checkpoint']}")
         cache = SamCache(s["cache"], model_tag(s["type"], s["checkpoint"]))
-        settings = SamSettings(s["points_per_side"], s["n_points"], V1Config(**s["v1"]))
-        sam_inputs = SamTrainingInputs(spec.stage(settings),
+        sam_inputs = SamTrainingInputs(spec.stage(s),
                                        CachedSam(cache, s["type"], s["checkpoint"], s["points_per_side"]))
     tf = train_transform(d["crop_size"], tuple(d["crop_scale"]),
                          extra_targets=("extra", "coords") if sam_inputs is not None else (),

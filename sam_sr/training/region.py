@@ -1,4 +1,4 @@
-"""Training of SAM-SR v4's region step (:class:`sam_sr.models.region.RegionNet`), with accelerate.
+"""Training of SAM-SR v4's region step (:class:`sam_sr.variants.v4.region_net.RegionNet`), with accelerate.
 
 A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config configs/v4/...``):
 
@@ -6,7 +6,7 @@ A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config conf
    ``region.refiner`` (a CRM checkpoint, e.g. the shipped ``sam_sr/weights/crm_r18.pt``) or, for a
    later stage, from ``train.init_checkpoint`` (the previous stage's ``final.pt``). Only the region
    network is trained.
-2. The region samples of ``region.make.datasets`` (:mod:`sam_sr.data.region_data`) that are not stored
+2. The region samples of ``region.make.datasets`` (:mod:`sam_sr.variants.v4.data`) that are not stored
    under ``region.records`` yet are made first (SAM runs there, once per photo); training reads the
    datasets named in ``region.train_on``, drawn with ``region.weights`` (per-sample weights by
    dataset), and never runs SAM.
@@ -45,14 +45,40 @@ def sam_cache_of(cfg: dict[str, Any]):
     return SamCache(s["cache"], model_tag(s["type"], ckpt))
 
 
+#: A region-training config's ``region`` section: its keys and defaults (the config itself only
+#: reserves the section; :func:`region_settings` checks it).
+REGION_DEFAULTS: dict[str, Any] = {
+    "refiner": None,               # CRM checkpoint whose weights are the v4 model's boundary refiner
+    "records": "cache/region",     # stored region samples, <records>/<dataset>/<id>.npz
+    "make": {"seed": 0, "datasets": []},   # the samples to make (sam_sr.variants.v4.data)
+    "synth": {},                   # RegionSynthConfig fields (coarse masks with region errors)
+    "train_on": [],                # dataset names of make.datasets to train on
+    "weights": {},                 # {dataset: sampling weight per sample}
+    "mode_weights": {},            # {coarse-mask mode: factor on that weight}, e.g. scale_gap: 3
+    "loss_weights": {"bce": 1.0, "iou": 1.0},   # region_loss terms
+}
+
+
+def region_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``region`` section over :data:`REGION_DEFAULTS`.
+
+    Raises:
+        SamSrError: an unknown key (``region.<key>``).
+    """
+    given = dict(cfg.get("region") or {})
+    unknown = sorted(set(given) - set(REGION_DEFAULTS))
+    if unknown:
+        raise SamSrError(f"unknown config key 'region.{unknown[0]}' (region keys: {sorted(REGION_DEFAULTS)})")
+    return {**REGION_DEFAULTS, **given}
+
 
 def make_region_records(cfg: dict[str, Any], model=None) -> dict[str, int]:
     """Make the region samples of ``region.make.datasets`` that are not stored yet (SAM is loaded
-    only if some are missing). Returns :func:`~sam_sr.data.region_data.build_region_data`'s counts."""
+    only if some are missing). Returns :func:`~sam_sr.variants.v4.data.build_region_data`'s counts."""
     from ..variants import build_model
     from ..variants.v4.data import RegionSynthConfig, build_region_data
     model = model or build_model("v4", cfg["model"])
-    r, s = cfg["region"], cfg["sam"]
+    r, s = region_settings(cfg), cfg["sam"]
     synth = RegionSynthConfig(**dict(r.get("synth") or {}))
 
     def predictor():
@@ -62,7 +88,6 @@ def make_region_records(cfg: dict[str, Any], model=None) -> dict[str, int]:
 
     return build_region_data(list(r["make"]["datasets"]), r["records"], sam_cache_of(cfg), predictor,
                              model.prompt_configs(), synth=synth, seed=int(r["make"]["seed"]))
-
 
 
 def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +111,7 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
 
     if cfg["variant"] != "v4":
         raise SamSrError(f"task: region trains SAM-SR v4's region step; variant is {cfg['variant']!r}")
-    t, r = cfg["train"], cfg["region"]
+    t, r = cfg["train"], region_settings(cfg)
     out = Path(t["out_dir"])
     end = end_iteration(t)
     acc = Accelerator(log_with="tensorboard", project_dir=str(out))

@@ -1,27 +1,11 @@
-"""Training loop with accelerate: devices, mixed precision, multi-GPU, TensorBoard logging, resume.
+"""What the refiner and region trainers share: the optimizer and its parameter groups, the
+learning-rate schedule, fine-tuning initialisation, the iteration a run ends at, and the resumable
+state.
 
-Run with ``sam-sr train --config configs/<name>.yaml [key=value ...]`` (or ``accelerate launch
-train.py ...``; add ``--cpu`` to ``accelerate launch`` to force the CPU). The shipped model's whole
-recipe: ``sam-sr train --recipe crm_r18`` (:mod:`sam_sr.recipe`).
-
-A run stops on iterations only (``train.iterations``, or ``train.stop_at`` earlier with the schedule
-still spanning ``iterations``), never on wall time, so a slower machine trains the same model.
-
-Outputs in ``<out_dir>``:
-- ``state/``: accelerate's :meth:`~accelerate.Accelerator.save_state` (model, optimizer, LR
-  scheduler, mixed-precision scaler, Python/numpy/torch RNG states) plus ``progress.json`` (iteration,
-  variant, model config), every ``train.ckpt_every`` iterations and at the end, replaced atomically.
-  A rerun with ``train.resume: true`` (the default) loads it with
-  :meth:`~accelerate.Accelerator.load_state` and re-enters the data where it stopped with
-  :meth:`~accelerate.Accelerator.skip_first_batches`: an interrupted run ends with the same weights
-  as an uninterrupted one.
-- ``last.pt`` (at the same times) and ``final.pt`` (at the end): sam-sr checkpoints (weights, model
-  config, the config; :mod:`sam_sr.checkpoint`), for ``train.init_checkpoint`` and inference.
-
-Determinism: the same config and seed give the same weights on the same machine, whatever
-``data.num_workers``: the sampler's order per epoch and each item's augmentation are seeded from
-(seed, epoch, index) (:class:`~sam_sr.data.datasets.EpochSampler`,
-:class:`~sam_sr.data.RefinementDataset`), and query points from (seed, iteration).
+The state (model, optimizer, LR scheduler, mixed-precision scaler, Python/numpy/torch RNG states;
+accelerate's :meth:`~accelerate.Accelerator.save_state`) plus ``progress.json`` (iteration, variant,
+model config) is written into a fresh folder and swapped in (:func:`save_state`), so an interruption
+leaves the previous state whole; :func:`state_dir_of` puts back a state left half-swapped.
 """
 from __future__ import annotations
 

@@ -16,13 +16,15 @@ from .spec import VariantSpec
 
 class PromptStage(SamStage):
     """SAM's answer to prompts from the coarse mask replaces it; the prompt settings are
-    ``settings.prompt`` (:class:`PromptConfig` fields). ``info`` is :func:`sam_prompt`'s."""
+    ``prompt`` setting (:class:`PromptConfig` fields; the defaults when absent). ``info`` is
+    :func:`sam_prompt`'s."""
 
     uses_embedding = True
+    setting_keys = ("prompt",)
 
     def __call__(self, source, image, coarse, rng=None):
         c = np.asarray(coarse, np.float32) >= 0.5
-        logits, info = sam_prompt(source.predictor(image), c, PromptConfig.from_dict(self.settings.prompt))
+        logits, info = sam_prompt(source.predictor(image), c, PromptConfig.from_dict(self.settings.get("prompt") or {}))
         return lowres_to_image(logits, *c.shape) > 0, None, info
 
 
@@ -54,14 +56,8 @@ class SamAnswer:
         return (lowres_to_image(logits, *c.shape) > 0).astype(np.uint8) * 255
 
 
-class SamPrompt(CRM):
-    """The sam-prompt variant's refiner: a CRM (it runs CRM checkpoints)."""
-
-    variant = "sam-prompt"
-
-
 SPEC = VariantSpec(
-    name="sam-prompt", model=SamPrompt, config=CRMConfig, defaults={"extra_channels": 0},
+    name="sam-prompt", model=CRM, config=CRMConfig, defaults={"extra_channels": 0},
     fixed=("extra_channels",), sam_stage=PromptStage, runs_checkpoints_of=("crm",),
     default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
     default_checkpoint="weights/crm_r18.pt", inference={"decode": "contour:4", "margin": 0.0},

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ..errors import SamSrError
 from ..models.base import RefinerModel
-from ..sam.stage import SamSettings, SamStage
+from ..sam.stage import SamStage
 
 #: The package folder; relative ``default_sam_checkpoint`` paths resolve against it.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -75,14 +75,18 @@ class VariantSpec:
         return self.config.from_dict({**self.defaults, **given})
 
     def build(self, config: Mapping[str, Any] | None = None) -> RefinerModel:
-        """The refiner with ``config`` (a model-config dict) over the defaults."""
-        return self.model(self.model_config(config))
+        """The refiner with ``config`` (a model-config dict) over the defaults; its ``variant`` is
+        this variant's name (a model class serves several variants: v1, v2.x and sam-prompt are CRMs)."""
+        model = self.model(self.model_config(config))
+        model.variant = self.name
+        return model
 
-    def stage(self, settings: SamSettings | None = None) -> SamStage:
-        """A SAM input stage of this variant.
+    def stage(self, settings: Mapping[str, Any] | None = None) -> SamStage:
+        """A SAM input stage of this variant, with ``settings`` (a config's ``sam`` section: the keys
+        the stage reads, besides the SAM model's own, :data:`sam_sr.sam.stage.SAM_KEYS`).
 
         Raises:
-            SamSrError: the variant does not use SAM.
+            SamSrError: the variant does not use SAM; a setting the stage does not read.
         """
         if self.sam_stage is None:
             raise SamSrError(f"variant {self.name} does not use SAM")

@@ -204,7 +204,7 @@ def test_ctrl_c_in_a_folder_run_is_one_line_and_130(folder, tiny_checkpoint, cap
         calls.append(1)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Refiner, "refine", interrupted)
+    monkeypatch.setattr(Refiner, "predict", interrupted)
     rc = main(["infer", "--images", str(folder / "images"), "--masks", str(folder / "masks"), "--out",
                str(folder / "out"), "--checkpoint", str(tiny_checkpoint)])
     assert rc == 130 and calls == [1] and capsys.readouterr().err.strip().endswith("interrupted")

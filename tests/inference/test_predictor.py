@@ -18,7 +18,8 @@ def test_refine_returns_full_resolution_binary_mask(refiner):
     out = refiner.refine(img, mask[::4, ::4])   # low-resolution coarse mask, same aspect ratio
     assert out.shape == (120, 90) and out.dtype == np.uint8
     assert set(np.unique(out)) <= {0, 255}
-    binary, soft = refiner.refine(img, mask, return_soft=True)
+    res = refiner.predict(img, mask)
+    binary, soft = res.mask, res.soft
     assert soft.shape == (120, 90) and soft.dtype == np.float32
     assert 0 <= soft.min() and soft.max() <= 1
     assert np.array_equal(binary, (soft >= 0.5).astype(np.uint8) * 255)
@@ -145,13 +146,15 @@ def test_cascade_config_accepts_valid_values_and_is_immutable():
 def test_refine_leaves_its_settings_alone_and_returns_the_run_info(refiner):
     img, mask = disk_photo(96, 128)
     before = refiner.cascade
-    out, info = refiner.refine(img, mask, return_info=True)
+    info = refiner.predict(img, mask).info
     assert refiner.cascade is before and refiner.cascade == before
     assert info["decoded_points"] > 0 and info["steps"][-1] == (96, 128)
     assert refiner.last_info == info
-    out2, soft, info2 = refiner.refine(img, mask[::2, ::2], return_soft=True, return_info=True)
+    res = refiner.predict(img, mask[::2, ::2])
+    soft, info2 = res.soft, res.info
     assert soft.shape == (96, 128) and info2["steps"][-1] == (96, 128)
-    empty, info3 = refiner.refine(img, np.zeros((96, 128), np.uint8), return_info=True)
+    res = refiner.predict(img, np.zeros((96, 128), np.uint8))
+    empty, info3 = res.mask, res.info
     assert info3["decoded_points"] == 0 and not empty.any()
 
 
@@ -168,9 +171,12 @@ def test_soft_coarse_masks_are_refined_as_they_are(refiner):
     assert np.array_equal(prepare_mask(soft, (96, 128), threshold=0.5), (soft >= 0.5).astype(np.float32))
     with pytest.raises(SamSrError, match="threshold"):
         prepare_mask(soft, (96, 128), threshold=1.5)
-    _, as_soft = refiner.refine(img, soft, return_soft=True)
-    _, as_binary = refiner.refine(img, soft, return_soft=True, mask_threshold=0.5)
-    _, binary_input = refiner.refine(img, mask, return_soft=True)
+    res = refiner.predict(img, soft)
+    _, as_soft = res.mask, res.soft
+    res = refiner.predict(img, soft, 0.5)
+    _, as_binary = res.mask, res.soft
+    res = refiner.predict(img, mask)
+    _, binary_input = res.mask, res.soft
     assert np.array_equal(as_binary, binary_input)
     assert np.abs(as_soft - as_binary).max() > 1e-5        # the soft values reach the model
 

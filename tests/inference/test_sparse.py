@@ -203,8 +203,10 @@ def test_sparse_equals_dense_on_real_photos(monkeypatch):
         with monkeypatch.context() as mp:
             if not aeroplane:
                 mp.setattr(cascade, "SPARSE_SHARE", 10.0)
-            _, soft_s, info = sparse.refine(image, coarse, return_soft=True, return_info=True)
-        _, soft_d = dense.refine(image, coarse, return_soft=True)
+            res = sparse.predict(image, coarse)
+            _, soft_s, info = res.mask, res.soft, res.info
+        res = dense.predict(image, coarse)
+        _, soft_d = res.mask, res.soft
         assert info["sparse_steps"][-1], info
         assert float(np.abs(soft_s - soft_d).max()) <= TOL
 

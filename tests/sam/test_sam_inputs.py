@@ -7,10 +7,12 @@ from sam_sr import Refiner, SamSrError
 from sam_sr.checkpoint import save_checkpoint
 from sam_sr.sam import build_tiny_sam, mask_generator, predictor
 from sam_sr.sam.cache import SamCache, image_key
-from sam_sr.sam.inputs import V1Config, sam_rgb_map, sample_points, v1_mask, v22_mask
 from sam_sr.sam.source import LiveSam
-from sam_sr.sam.stage import SamInputs, SamSettings
+from sam_sr.sam.stage import SamInputs
 from sam_sr.variants import build_model, get_variant
+from sam_sr.variants.v1 import V1Config, v1_mask
+from sam_sr.variants.v2_1 import sam_rgb_map
+from sam_sr.variants.v2_2 import sample_points, v22_mask
 from tests.conftest import TINY
 
 
@@ -125,7 +127,7 @@ def test_variants_forward_with_sam_inputs(tmp_path, variant, extra):
     assert model.config.extra_channels == extra and model.variant == variant
     ckpt = tmp_path / f"{variant}.pt"
     save_checkpoint(ckpt, model, variant, model.config.to_dict())
-    pipe = SamInputs(get_variant(variant).stage(SamSettings(points_per_side=4, n_points=3)),
+    pipe = SamInputs(get_variant(variant).stage({"n_points": 3} if variant == "v2.2" else None),
                      LiveSam(build_tiny_sam(), points_per_side=4))
     r = Refiner(model, "cpu", sam_inputs=pipe)
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)

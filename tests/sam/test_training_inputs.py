@@ -15,7 +15,7 @@ from sam_sr.sam.cache import SamCache, model_tag
 from sam_sr.sam.features import sample_embedding
 from sam_sr.sam.precompute import precompute
 from sam_sr.sam.source import CachedSam, LiveSam
-from sam_sr.sam.stage import SamInputs, SamSettings, SamTrainingInputs
+from sam_sr.sam.stage import SamInputs, SamTrainingInputs
 from sam_sr.training import train
 from sam_sr.training.losses import sample_query_points
 from sam_sr.variants import build_model, get_variant
@@ -23,7 +23,7 @@ from tests.conftest import TINY, save_pair
 
 
 def _training_inputs(variant, cache, points_per_side=4):
-    return SamTrainingInputs(get_variant(variant).stage(SamSettings(points_per_side=points_per_side)),
+    return SamTrainingInputs(get_variant(variant).stage(),
                              CachedSam(cache, points_per_side=points_per_side))
 
 

@@ -82,7 +82,8 @@ def test_a_new_variant_is_one_spec_a_stage_replacing_the_coarse_mask_and_a_crm_r
                                 scales=(1.0,), min_size=8)
     assert loaded == [("vit_t", PACKAGE_DIR / "weights" / "mobile_sam.pt")]
     img, mask = disk_photo(96, 128)
-    out, info = r.refine(img, mask, return_info=True)
+    res = r.predict(img, mask)
+    out, info = res.mask, res.info
     assert info["sam"] == {"replaced": True}
     # the strong mask skip keeps the replaced mask, upsampled x2 to the image, away from its contour
     assert out[30:60, 40:80].all() and not out[:15].any()

@@ -24,7 +24,8 @@ def test_v4_runs_offline_with_no_sam_flags(v4_checkpoint):
     refiner = Refiner.from_checkpoint(v4_checkpoint, device="cpu")
     assert refiner.info["variant"] == "v4"
     image, mask = disk_photo(120, 160, seed=2)
-    out, info = refiner.refine(image, mask, return_info=True)
+    res = refiner.predict(image, mask)
+    out, info = res.mask, res.info
     assert out.shape == mask.shape and out.dtype == np.uint8
     assert 0 <= info["sam"]["changed"] <= 1 and "composed_changed" in info["sam"]
     # an untrained region network returns SAM's first answer: on this high-contrast disk SAM finds it
@@ -34,7 +35,8 @@ def test_v4_runs_offline_with_no_sam_flags(v4_checkpoint):
 def test_sam_prompt_runs_a_crm_checkpoint_offline(tiny_checkpoint):
     refiner = Refiner.from_checkpoint(tiny_checkpoint, variant="sam-prompt", device="cpu")
     image, mask = disk_photo(120, 160, seed=3)
-    out, info = refiner.refine(image, mask, return_info=True)
+    res = refiner.predict(image, mask)
+    out, info = res.mask, res.info
     assert out.shape == mask.shape and info["sam"]["candidate"] in (0, 1, 2)
 
 

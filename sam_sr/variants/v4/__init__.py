@@ -1,9 +1,9 @@
 """SAM-SR v4, sam-sr's default: a region step on SAM's grid replaces the coarse mask where it is wrong
-by regions, then the CRM cascade re-draws the boundary (:mod:`sam_sr.models.sam_sr_v4`).
+by regions, then the CRM cascade re-draws the boundary (:mod:`sam_sr.variants.v4.model`).
 
 The SAM stage runs SAM (the bundled MobileSAM unless another is given): its image encoder once per
 photo, its prompt decoder once per prompt setting; then the model's region network, and
-:func:`sam_sr.sam.region_step.compose` of its decisions with the coarse mask.
+:func:`sam_sr.variants.v4.region_step.compose` of its decisions with the coarse mask.
 """
 from __future__ import annotations
 

@@ -5,11 +5,11 @@ boundaries (SAMRefiner's SAM prompting, CRM's cascade):
 
 1. SAM (MobileSAM by default) encodes the photo once; prompts derived from the coarse mask
    (:mod:`sam_sr.sam.prompt`, one answer per entry of ``prompts``) give SAM's view of the object.
-2. The region network (:class:`~sam_sr.models.region.RegionNet`) decides on SAM's 256 x 256 grid
+2. The region network (:class:`~sam_sr.variants.v4.region_net.RegionNet`) decides on SAM's 256 x 256 grid
    which cells belong to the object, from the embedding, the coarse mask, SAM's answers and the
    photo: it can add a missing part or drop a wrong region anywhere in the photo.
 3. Its decisions replace the coarse mask where they differ from it by regions
-   (:func:`sam_sr.sam.region_step.compose`, opening radius ``compose`` grid cells), and the CRM
+   (:func:`sam_sr.variants.v4.region_step.compose`, opening radius ``compose`` grid cells), and the CRM
    refiner this model also is (:class:`~sam_sr.models.crm.CRM`) re-draws the boundary at full
    resolution in its cascade.
 
@@ -36,11 +36,11 @@ class V4Config(CRMConfig):
     """A CRM refiner's architecture (:class:`CRMConfig` fields) plus the region step's.
 
     Args:
-        region: :class:`~sam_sr.models.region.RegionConfig` fields.
+        region: :class:`~sam_sr.variants.v4.region_net.RegionConfig` fields.
         prompts: :class:`~sam_sr.sam.prompt.PromptConfig` field dicts, one SAM answer each (as many as
             ``region["sam_inputs"]``, default 2).
         compose: opening radius, in cells of SAM's 256 grid, of the region step's disagreements with
-            the coarse mask (see :func:`sam_sr.sam.region_step.compose`); 0 = the region mask alone.
+            the coarse mask (see :func:`sam_sr.variants.v4.region_step.compose`); 0 = the region mask alone.
 
     Raises:
         SamSrError: unknown keys, a bad region config or prompt, a prompt count that is not the

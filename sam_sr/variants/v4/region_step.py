@@ -1,7 +1,7 @@
 """The region step of SAM-SR v4 at inference: SAM's answers to prompts from the coarse mask, then the
-region network (:class:`sam_sr.models.region.RegionNet`) on SAM's low-resolution grid.
+region network (:class:`sam_sr.variants.v4.region_net.RegionNet`) on SAM's low-resolution grid.
 
-The inputs are built exactly as the stored training samples are (:mod:`sam_sr.data.region_data`):
+The inputs are built exactly as the stored training samples are (:mod:`sam_sr.variants.v4.data`):
 the photo, the coarse mask and a validity map on the 256 x 256 grid of SAM's padded 1024 px frame,
 SAM's image embedding, and one SAM answer per prompt setting.
 """

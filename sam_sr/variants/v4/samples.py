@@ -1,24 +1,10 @@
-"""Training of SAM-SR v4's region step (:class:`sam_sr.models.region.RegionNet`), with accelerate.
+"""SAM-SR v4's stored region samples read for training: the dataset held in memory, the weighted
+epoch sampler and the region loss (used by :mod:`sam_sr.training.region`; the samples are made by
+:mod:`sam_sr.variants.v4.data`).
 
-A config with ``variant: v4`` and ``task: region`` (``sam-sr train --config configs/v4/...``):
-
-1. The v4 model is built from ``model``; its CRM boundary refiner's weights come from
-   ``region.refiner`` (a CRM checkpoint, e.g. the shipped ``sam_sr/weights/crm_r18.pt``) or, for a
-   later stage, from ``train.init_checkpoint`` (the previous stage's ``final.pt``). Only the region
-   network is trained.
-2. The region samples of ``region.make.datasets`` (:mod:`sam_sr.data.region_data`) that are not stored
-   under ``region.records`` yet are made first (SAM runs there, once per photo); training reads the
-   datasets named in ``region.train_on``, drawn with ``region.weights`` (per-sample weights by
-   dataset), and never runs SAM.
-3. Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512 grid of the stored
-   ground truth and scored with BCE against the area-averaged (soft) ground truth plus a soft-IoU
-   (Jaccard) loss, over the cells the photo covers (``region.loss_weights``: ``bce``, ``iou``).
-
-Resumable and deterministic as :mod:`sam_sr.training`: the state (region network, optimizer,
-scheduler, RNG) is saved with accelerate every ``train.ckpt_every`` iterations and swapped in
-atomically; a rerun re-enters the epoch where it stopped (``skip_first_batches``) and each epoch's
-draws are seeded from (seed, epoch). The result, ``<out_dir>/final.pt``, is a whole v4 checkpoint
-(region network + boundary refiner) that ``Refiner.from_checkpoint`` runs.
+Loss: the network's 256 x 256 logits are upsampled (bilinear) to the 512 x 512 grid of the stored
+ground truth and scored with BCE against the area-averaged (soft) ground truth plus a soft-IoU
+(Jaccard) loss, over the cells the photo covers (``region.loss_weights``: ``bce``, ``iou``).
 """
 from __future__ import annotations
 
