@@ -149,7 +149,7 @@ def test_region_training_is_deterministic_resumes_exactly_and_keeps_the_refiner(
 def test_a_region_checkpoint_runs_as_the_v4_variant(records, refiner_checkpoint, tmp_path):
     from sam_sr.training import train
     from sam_sr.variants.v4 import RegionStage
-    root, cache, pred = records[0], records[1], records[2]
+    root, pred = records[0], records[2]
     res = train(_cfg(root, tmp_path / "r", refiner_checkpoint, iterations=2))
     # the stage bound to the trained model and a live tiny SAM (which has no checkpoint file to load)
     from sam_sr.checkpoint import load_model

@@ -34,57 +34,64 @@ def data_or(given: str | None, rel: str, option: str) -> Path:
                          f"${DATA_ENV}/{rel})") from None
 
 
+#: The cascade settings on the command line: (option, type name in :mod:`.types`, what it sets, the
+#: default when neither the option nor the model gives one). Unset options keep the model's
+#: recommended ``inference`` settings (stored in its checkpoint), else :class:`CascadeConfig`'s.
+CASCADE_OPTIONS = (
+    ("scales", "scales", "cascade scales in (0, 1], comma-separated", "0.125,0.25,0.5,1"),
+    ("min-size", "count", "skip cascade scales whose longer side is below this many pixels", "512"),
+    ("decode", "decode_mode", "query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N]; "
+                              "a mode the checkpoint was not trained for is refused", "full"),
+    ("margin", "margin", "confidence margin in [0, 0.5): refined probabilities within it of 0.5 keep the "
+                         "coarse mask's value", "0 = off"),
+    ("upsample-to", "count", "refine images whose longer side is below this many pixels at this size and "
+                             "resize the result back", "0 = off"),
+    ("fusion-patches", "count", "run the fusion convolutions in N bands (exact, less memory; 0 = off)", "8"),
+    ("encoder-tile", "encoder_tile", "encode inputs larger than this many pixels in overlapping tiles "
+                                     "(above twice the tiles' 64 px context)", "0 = off"),
+    ("sparse-tile", "sparse_tile", "at steps whose decoded pixels are known first (contour, bbox), encode only "
+                                   "the tiles of this many px they read (a multiple of 8; exact; 0 = whole inputs)",
+     "64"),
+)
+
+
 def add_model_args(ap: argparse.ArgumentParser) -> None:
-    """--checkpoint, --variant, SAM options, --device and the cascade settings."""
+    """The options that choose and run a model, in three groups of ``--help``: model (--checkpoint,
+    --variant, --device, --mask-threshold), SAM (--sam-type, --sam-checkpoint, --points-per-side,
+    --sam-cache) and speed (the cascade settings, :data:`CASCADE_OPTIONS`)."""
     from ..variants import available_variants
-    ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the model shipped in the package)")
-    ap.add_argument("--variant", default=None,
-                    help=f"run the checkpoint as this variant: {', '.join(available_variants())} "
-                         f"(v1 also runs a crm checkpoint, with SAM's union as its input)")
-    ap.add_argument("--sam-type", default=None, help="SAM type for SAM-SR variants and --fusion (vit_t = "
-                                                     "MobileSAM, vit_b/vit_l/vit_h; default vit_t)")
-    ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for SAM-SR variants / --fusion")
-    ap.add_argument("--points-per-side", type=types.positive_int, default=16,
-                    help="SAM automatic-mask point grid for v1 / v2.1 (SAM's default 32; 16 or less on CPU)")
-    ap.add_argument("--sam-cache", default=None,
-                    help="folder of cached SAM outputs (sam-sr precompute-sam); read and filled")
-    ap.add_argument("--device", type=types.device, default=None,
-                    help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu; in a "
-                         "data-parallel run, each process's own GPU)")
-    ap.add_argument("--mask-threshold", type=types.float_in(0, 1, True, True), default=None,
-                    help="binarise coarse masks at this value in (0, 1) before refining (default: binary masks "
-                         "stay binary, soft masks are refined as they are)")
-    # cascade settings: unset = the checkpoint's recommended `inference` settings, else CascadeConfig's
-    ap.add_argument("--scales", type=types.scales, default=None,
-                    help="cascade scales in (0, 1], comma-separated (default: the model's, else 0.125,0.25,0.5,1)")
-    ap.add_argument("--min-size", type=types.count, default=None,
-                    help="skip cascade scales whose longer side is below this many pixels "
-                         "(default: the model's, else 512)")
-    ap.add_argument("--decode", type=types.decode_mode, default=None,
-                    help="query selection: full, bbox[:PAD], contour[:WIDTH], strided:N, hierarchical[:N] "
-                         "(default: the model's recommended mode, else full); a mode the checkpoint was "
-                         "not trained for is refused (the shipped model: contour only)")
-    ap.add_argument("--allow-any-decode", action="store_true",
-                    help="run a --decode mode the checkpoint was not trained for anyway (with a warning)")
-    ap.add_argument("--margin", type=types.float_in(0, 0.5, high_open=True), default=None,
-                    help="confidence margin in [0, 0.5): refined probabilities within it of 0.5 keep the "
-                         "coarse mask's value (default: the model's, else 0 = off)")
-    ap.add_argument("--upsample-to", type=types.count, default=None,
-                    help="refine images whose longer side is below this many pixels at this size and resize "
-                         "the result back (default: the model's, else 0 = off)")
-    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                    help="test-time augmentation: also refine the mirrored image and average (2x time; "
-                         "default: the model's, else off)")
-    ap.add_argument("--fusion-patches", type=types.count, default=None,
-                    help="run the fusion convolutions in N bands (exact, less memory; 0 = off; default 8)")
-    ap.add_argument("--encoder-tile", type=types.encoder_tile, default=None,
-                    help="encode inputs larger than this many pixels in overlapping tiles (0 = off, the "
-                         "default; else above twice the tiles' 64 px context)")
-    ap.add_argument("--sparse-tile", type=types.sparse_tile, default=None,
-                    help="at steps whose decoded pixels are known first (contour, bbox), encode only the "
-                         "tiles of this many px they read (a multiple of 8; exact; 0 = whole inputs; default 64)")
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                    help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
+    model = ap.add_argument_group("model")
+    model.add_argument("--checkpoint", help="sam-sr checkpoint (default: the model shipped in the package)")
+    model.add_argument("--variant", default=None,
+                       help=f"run the checkpoint as this variant: {', '.join(available_variants())} "
+                            f"(v1 also runs a crm checkpoint, with SAM's union as its input)")
+    model.add_argument("--device", type=types.device, default=None,
+                       help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu; in a "
+                            "data-parallel run, each process's own GPU)")
+    model.add_argument("--mask-threshold", type=types.float_in(0, 1, True, True), default=None,
+                       help="binarise coarse masks at this value in (0, 1) before refining (default: binary "
+                            "masks stay binary, soft masks are refined as they are)")
+    sam = ap.add_argument_group("SAM (the default model and the SAM-SR variants)")
+    sam.add_argument("--sam-type", default=None, help="SAM type (vit_t = MobileSAM, vit_b/vit_l/vit_h; "
+                                                      "default vit_t)")
+    sam.add_argument("--sam-checkpoint", default=None,
+                     help="SAM checkpoint (default: the MobileSAM bundled with sam-sr)")
+    sam.add_argument("--points-per-side", type=types.positive_int, default=16,
+                     help="SAM automatic-mask point grid for v1 / v2.1 (SAM's default 32; 16 or less on CPU)")
+    sam.add_argument("--sam-cache", default=None,
+                     help="folder of cached SAM outputs (sam-sr precompute-sam); read and filled")
+    speed = ap.add_argument_group("speed and the cascade (default: the model's recommended settings)")
+    margin = types.float_in(0, 0.5, high_open=True)
+    for option, kind, what, fallback in CASCADE_OPTIONS:
+        speed.add_argument(f"--{option}", type=margin if kind == "margin" else getattr(types, kind), default=None,
+                           help=f"{what} (default: the model's, else {fallback})")
+    speed.add_argument("--allow-any-decode", action="store_true",
+                       help="run a --decode mode the checkpoint was not trained for anyway (with a warning)")
+    speed.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                       help="test-time augmentation: also refine the mirrored image and average (2x time; "
+                            "default: the model's, else off)")
+    speed.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                       help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
 
 
 def cascade_settings(args) -> dict:

@@ -27,30 +27,49 @@ EXAMPLE_MASK = "coffee_coarse.png"
 
 
 def arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--image", help="input photo")
-    ap.add_argument("--mask", help="coarse mask for --image")
-    ap.add_argument("--images", help="folder of photos (folder modes)")
-    ap.add_argument("--masks", help="folder of coarse masks, matched to photos by file stem")
-    ap.add_argument("--example", action="store_true", help="refine the example bundled with sam-sr")
-    ap.add_argument("--labels", help="label maps: an index or palette PNG for --image, or a folder of them "
-                                     "(matched by stem) for --images")
-    ap.add_argument("--num-classes", type=types.positive_int, help="label maps: number of classes")
-    ap.add_argument("--ignore-index", type=types.count, default=None, help="label maps: label left untouched")
-    ap.add_argument("--fusion", default="refine",
-                    help="one label map: refine (per-class refiner), majority (SAM masks, majority vote) "
-                         "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
-    ap.add_argument("--out", required=True, help="output file (.png or .tif), or output folder (folder modes)")
-    ap.add_argument("--overlay", help="one image: also write an overlay (coarse red, refined green)")
-    ap.add_argument("--soft", action="store_true", help="also write the soft refined map (<out>_soft)")
-    ap.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
-    ap.add_argument("--gt", help="folder modes: ground-truth masks or label maps (by stem), for IoU/mBA in the "
-                                 "summary and the report")
-    ap.add_argument("--ext", default=".png", choices=(".png", ".tif", ".tiff"),
-                    help="folder modes: output format (default .png)")
-    ap.add_argument("--summary", help="folder modes: write the run's summary (per-photo status, change, "
-                                      "IoU/mBA) to this JSON file")
-    ap.add_argument("--report", help="folder modes: write an HTML report (overlays sorted by change)")
+    ap.add_argument("paths", nargs="*", metavar="IMAGE MASK",
+                    help="one photo and its coarse mask (the same as --image IMAGE --mask MASK)")
+    inp = ap.add_argument_group("input")
+    inp.add_argument("--image", help="input photo")
+    inp.add_argument("--mask", help="coarse mask for --image")
+    inp.add_argument("--images", help="folder of photos (folder modes)")
+    inp.add_argument("--masks", help="folder of coarse masks, matched to photos by file stem")
+    inp.add_argument("--example", action="store_true", help="refine the example bundled with sam-sr")
+    inp.add_argument("--labels", help="label maps: an index or palette PNG for --image, or a folder of them "
+                                      "(matched by stem) for --images")
+    inp.add_argument("--num-classes", type=types.positive_int, help="label maps: number of classes")
+    inp.add_argument("--ignore-index", type=types.count, default=None, help="label maps: label left untouched")
+    inp.add_argument("--fusion", default="refine",
+                     help="one label map: refine (per-class refiner), majority (SAM masks, majority vote) "
+                          "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
+    inp.add_argument("--gt", help="folder modes: ground-truth masks or label maps (by stem), for IoU/mBA in the "
+                                  "summary and the report")
+    out = ap.add_argument_group("output")
+    out.add_argument("--out", help="output file (.png or .tif), or output folder (folder modes); required")
+    out.add_argument("--overlay", help="one image: also write an overlay (coarse red, refined green)")
+    out.add_argument("--soft", action="store_true", help="also write the soft refined map (<out>_soft)")
+    out.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
+    out.add_argument("--ext", default=".png", choices=(".png", ".tif", ".tiff"),
+                     help="folder modes: output format (default .png)")
+    out.add_argument("--summary", help="folder modes: write the run's summary (per-photo status, change, "
+                                       "IoU/mBA) to this JSON file")
+    out.add_argument("--report", help="folder modes: write an HTML report (overlays sorted by change)")
     add_model_args(ap)
+
+
+def _positional(args) -> None:
+    """``sam-sr infer IMAGE MASK --out OUT``: the two paths become --image and --mask; any other
+    count of positional paths, or --out missing, is one clear error naming the flags."""
+    if args.paths:
+        if len(args.paths) != 2:
+            raise SamSrError(f"give one photo and its coarse mask (IMAGE MASK, or --image IMAGE --mask MASK); "
+                             f"got {len(args.paths)} path(s): {' '.join(args.paths)}")
+        if args.image or args.mask or args.images:
+            raise SamSrError("give the photo and mask either as IMAGE MASK or as --image/--mask, not both")
+        args.image, args.mask = args.paths
+    if not args.out:
+        what = "the output folder" if args.images else "the refined mask's path (.png or .tif)"
+        raise SamSrError(f"give --out: {what}, e.g. sam-sr infer IMAGE MASK --out refined.png")
 
 
 def _soft_path(out: Path) -> Path:
@@ -88,6 +107,7 @@ def _refuse(args, names: tuple[str, ...], mode: str) -> None:
 
 
 def run(args) -> int:
+    _positional(args)
     folder = args.images is not None
     if args.example:
         if args.image or args.mask or folder or args.masks or args.labels:

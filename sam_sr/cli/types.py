@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,41 +76,35 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def _comma_list(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], want: str) -> list:
+    """Comma-separated values converted by ``convert`` (raising ValueError) and checked by ``ok``;
+    empty parts are skipped. The error says ``want`` and names the bad part."""
+    out = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        try:
+            value = convert(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {want}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"each value must be {want}, got {part!r} in {text!r}")
+        out.append(value)
+    return out
+
+
 def scales(text: str) -> tuple[float, ...]:
     """Comma-separated cascade scales, each a fraction of full size in (0, 1] (e.g.
     ``0.125,0.25,0.5,1``). NaN, infinities, 0, negatives and values above 1 are refused."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if not any(parts):
+    out = _comma_list(text, float, lambda v: math.isfinite(v) and 0 < v <= 1, "fractions of full size in (0, 1]")
+    if not out:
         raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1], got {text!r}")
-    out = []
-    for p in parts:
-        if not p:
-            continue
-        try:
-            v = float(p)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-        if not (math.isfinite(v) and 0 < v <= 1):
-            raise argparse.ArgumentTypeError(f"each scale must be a fraction of full size in (0, 1], "
-                                             f"got {p!r} in {text!r}")
-        out.append(v)
     return tuple(out)
 
 
 def int_list(text: str) -> list[int]:
     """Comma-separated positive integers (e.g. image sizes ``2048,3840``); ``''`` is the empty list."""
-    out = []
-    for p in (s.strip() for s in str(text).split(",")):
-        if not p:
-            continue
-        try:
-            v = int(p)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"each value must be >= 1, got {p!r} in {text!r}")
-        out.append(v)
-    return out
+    return _comma_list(text, int, lambda v: v >= 1, "integers >= 1")
 
 
 def device(text: str) -> str:

@@ -51,8 +51,10 @@ from .losses import point_loss, refinement_loss, sample_query_points
 from .state import (
     build_optimizer,
     build_schedule,
+    check_progress,
     end_iteration,
     init_from,
+    load_progress,
     read_progress,
     save_state,
     state_dir_of,
@@ -152,15 +154,9 @@ def train_refiner(cfg: dict[str, Any], accelerator: Accelerator | None = None) -
                 raise SamSrError("train.init_skip needs a model with the mask skip (model.mask_skip: true)")
             with torch.no_grad():
                 model.skip_scale.fill_(float(t["init_skip"]))
-    elif progress.get("variant") != cfg["variant"] or progress.get("model_config") != model_config:
-        raise SamSrError(f"cannot resume from {state_dir}: it was trained with another model config")
-
+    check_progress(progress, state_dir, cfg["variant"], model_config)
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-    start = 0
-    if progress is not None:
-        acc.load_state(str(state_dir))
-        start = int(progress["iteration"])
-        acc.print(f"resumed from {state_dir} at iteration {start}")
+    start = load_progress(acc, state_dir, progress)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

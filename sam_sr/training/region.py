@@ -107,7 +107,8 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     from ..checkpoint import save_checkpoint
     from ..variants import build_model
     from ..variants.v4.samples import RegionSamples, WeightedEpochSampler, region_loss
-    from .state import build_schedule, end_iteration, init_from, read_progress, save_state, state_dir_of
+    from .state import (build_schedule, check_progress, end_iteration, init_from, load_progress, read_progress,
+                        save_state, state_dir_of)
 
     if cfg["variant"] != "v4":
         raise SamSrError(f"task: region trains SAM-SR v4's region step; variant is {cfg['variant']!r}")
@@ -140,14 +141,9 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
         init_from(model, r["refiner"])                     # the boundary refiner's weights
     else:
         raise SamSrError("a v4 region stage needs region.refiner (a CRM checkpoint) or train.init_checkpoint")
-    if progress is not None and (progress.get("variant") != "v4" or progress.get("model_config") != model_config):
-        raise SamSrError(f"cannot resume from {state_dir}: it was trained with another model config")
+    check_progress(progress, state_dir, "v4", model_config)
     net, opt, loader, sched = acc.prepare(net, opt, loader, sched)
-    start = 0
-    if progress is not None:
-        acc.load_state(str(state_dir))
-        start = int(progress["iteration"])
-        acc.print(f"resumed from {state_dir} at iteration {start}")
+    start = load_progress(acc, state_dir, progress)
     acc.init_trackers("tb", config={k: v for k, v in t.items() if isinstance(v, (int, float, str))})
 
     def save(it: int, final: Path | None = None) -> None:

@@ -181,3 +181,25 @@ def end_iteration(t: dict[str, Any]) -> int:
         raise SamSrError(f"train.stop_at must be in [0, train.iterations={total}], got {stop}")
     return stop or total
 
+
+def check_progress(progress: dict[str, Any] | None, state_dir: Path, variant: str,
+                   model_config: dict[str, Any]) -> None:
+    """Refuse to resume from a state of another model (before anything is prepared or loaded).
+
+    Raises:
+        SamSrError: ``progress`` (from :func:`read_progress`) names another variant or model config.
+    """
+    if progress is not None and (progress.get("variant") != variant or progress.get("model_config") != model_config):
+        raise SamSrError(f"cannot resume from {state_dir}: it was trained with another model config")
+
+
+def load_progress(acc: Accelerator, state_dir: Path, progress: dict[str, Any] | None) -> int:
+    """Load the saved state into the prepared model, optimizer, scheduler and RNGs
+    (:meth:`~accelerate.Accelerator.load_state`); returns the iteration to start at (0 without a
+    state)."""
+    if progress is None:
+        return 0
+    acc.load_state(str(state_dir))
+    start = int(progress["iteration"])
+    acc.print(f"resumed from {state_dir} at iteration {start}")
+    return start

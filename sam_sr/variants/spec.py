@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import SamSrError
-from ..models.base import RefinerModel
-from ..sam.stage import SamStage
+
+if TYPE_CHECKING:     # annotations only: the registry names variants without importing torch
+    from ..models.base import RefinerModel
+    from ..sam.stage import SamStage
 
 #: The package folder; relative ``default_sam_checkpoint`` paths resolve against it.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
