@@ -7,14 +7,11 @@ cascade encodes them whole); the bundled example (sam_sr/assets/coffee.jpg) and 
 masks and the number of pixels whose binary value differs, and writes
 ``benchmarks/results/sparse_equality.json``.
 
-    SAM_SR_DATA=/path/to/shared/data python benchmarks/sparse_equality.py [--limit N]
+    SAM_SR_DATA=/path/to/data python benchmarks/sparse_equality.py [--limit N]
 """
 import argparse
 import json
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 

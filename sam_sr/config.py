@@ -6,7 +6,7 @@ use SAM), ``train`` and ``inference`` (the model's recommended cascade settings)
 
 1. :data:`DEFAULTS` below;
 2. the file's ``extends:`` chain, base first (a path relative to the file; e.g. every stage of the
-   shipped model extends ``configs/crm_r18_base.yaml`` and states only what it changes);
+   shipped model extends ``configs/crm_r18/crm_r18_base.yaml`` and states only what it changes);
 3. the file itself;
 4. command-line overrides with dotted keys and YAML values, e.g. ``train.iterations=200
    data.crop_size=192``.

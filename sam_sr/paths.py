@@ -2,10 +2,10 @@
 
 Library code never assumes a data location. Configs name data as ``${data:sod}`` (a path inside the
 data folder), and commands whose data options are not given read ``$SAM_SR_DATA`` (e.g.
-``sam-sr eval`` uses ``$SAM_SR_DATA/sod``). This repository's data (photos with masks and coarse
-maps, see ``shared/data/README.md``) sits at ``../shared/data`` beside the checkout::
+``sam-sr eval`` uses ``$SAM_SR_DATA/sod``). The data folder holds one folder per dataset (``sod/``,
+``horse/``, ``camvid/``, ``ecssd/``, ...; layouts in :mod:`sam_sr.data.datasets`)::
 
-    export SAM_SR_DATA=../shared/data
+    export SAM_SR_DATA=/path/to/data
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def data_root() -> Path:
     """
     root = os.environ.get(DATA_ENV, "").strip()
     if not root:
-        raise SamSrError(f"the data folder is not set: export {DATA_ENV}=<folder with sod/, horse/, ...> "
-                         f"(here ../shared/data), or pass the data paths explicitly")
+        raise SamSrError(f"the data folder is not set: export {DATA_ENV}=<folder with sod/, horse/, ...>, "
+                         f"or pass the data paths explicitly")
     return Path(root)
 
 

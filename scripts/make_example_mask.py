@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from sam_sr.imaging.read import read_image
 from sam_sr.imaging.write import write_png

@@ -1,6 +1,6 @@
 """Build a small COCO instance set from the sod photos (ground truth + a real saliency network's maps).
 
-``python scripts/make_sod_coco.py --out /tmp/sod_coco [--root DIR] [--ids configs/splits/sod_eval.txt]
+``python scripts/make_sod_coco.py --out sod_coco [--root DIR] [--ids configs/splits/sod_eval.txt]
 [--source dss]`` (``--root`` defaults to ``$SAM_SR_DATA/sod``)
 
 Writes ``OUT/annotations.json`` (ground-truth instances = 8-connected components of each photo's
@@ -8,13 +8,11 @@ ground-truth mask; specks under ``--min-area`` pixels are ``iscrowd`` ignore reg
 ``OUT/detections.json`` (a COCO results list: the 8-connected components of the ``--source`` saliency
 map thresholded at ``--threshold``, at least ``--min-area`` pixels, score = the mean saliency in the
 component). File names in the annotation file are relative to ``<root>/images``. Nothing from
-``../shared`` is copied. See :func:`sam_sr.data.coco.coco_from_masks`.
+the data folder is copied. See :func:`sam_sr.data.coco.coco_from_masks`.
 """
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sam_sr import SamSrError
 from sam_sr.cli.common import data_or

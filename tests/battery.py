@@ -15,7 +15,7 @@ Each :class:`Case` belongs to one of the issue's eight classes and states what a
 ``clean``, ``traceback`` (an exception other than SamSrError escaped, or a traceback was printed),
 ``silent wrong output`` (a bad input accepted, a wrong result, a partial output, a finished result
 lost), ``silent overwrite`` (a file the user had was changed), ``refused`` (a valid input refused)
-or ``unclear`` (a failure without one ``error:`` line). ``scripts/bad_input_battery.py`` runs them
+or ``unclear`` (a failure without one ``error:`` line). ``pytest tests/test_battery.py`` runs them
 all and prints the counts; ``tests/test_battery.py`` requires every case to be clean.
 
 Only ``sam_sr.cli.main``, ``sam_sr.Refiner``, ``sam_sr.imaging``, ``sam_sr.config`` and

@@ -22,7 +22,7 @@ def test_checkpoint_for_uses_crm_for_v1(tmp_path):
     (tmp_path / "crm").mkdir()
     torch.save({}, tmp_path / "crm" / "final.pt")
     assert checkpoint_for(tmp_path, "v1") == tmp_path / "crm" / "final.pt"
-    with pytest.raises(SamSrError, match="configs/sam_sr/v2.1.yaml"):
+    with pytest.raises(SamSrError, match="configs/experiments/sam_sr/v2.1.yaml"):
         checkpoint_for(tmp_path, "v2.1")
 
 

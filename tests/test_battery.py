@@ -3,7 +3,7 @@
 A case is clean when a bad input ends in one ``error:`` line and exit status 2 (the API: a
 ``SamSrError``) with no file written or changed, a folder or COCO run with a bad item reports it,
 goes on and exits 1, Ctrl-C ends in one ``interrupted`` line and status 130, and a valid but unusual
-input gives the right output (each case's check). ``scripts/bad_input_battery.py`` runs the same
+input gives the right output (each case's check). ``pytest tests/test_battery.py -v`` lists the same
 cases and prints the counts per class, also against older code.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_sr.cli import eval_main, infer_main, main
+from sam_sr.cli import infer_main, main
 from sam_sr.inference.predictor import DEFAULT_CHECKPOINT
 from tests.conftest import ROOT, SHARED_DATA, disk_photo, needs_shared, save_pair
 
@@ -123,7 +123,7 @@ def test_eval_cli_on_a_tiny_dataset(tmp_path, tiny_checkpoint, capsys):
         save_pair(tmp_path / "images", tmp_path / "masks", f"{i}", i)
         save_pair(tmp_path / "x", tmp_path / "coarse" / "net", f"{i}", i + 7)
     js = tmp_path / "res.json"
-    assert eval_main(["--root", str(tmp_path), "--ids", "", "--sources", "net,scale_gap_x8",
+    assert main(["eval", "--root", str(tmp_path), "--ids", "", "--sources", "net,scale_gap_x8",
                       "--checkpoint", str(tiny_checkpoint), "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "coarse source: net" in out and "coarse source: scale_gap_x8" in out
@@ -135,7 +135,7 @@ def test_eval_cli_on_a_tiny_dataset(tmp_path, tiny_checkpoint, capsys):
 @pytest.mark.slow
 @needs_shared
 def test_eval_cli_coarse_rows_on_real_data(capsys):
-    rc = eval_main(["--root", str(SHARED_DATA / "sod"),
+    rc = main(["eval", "--root", str(SHARED_DATA / "sod"),
                     "--ids", str(ROOT / "configs/splits/sod_eval.txt"), "--coarse-only", "--limit", "5"])
     assert rc == 0
     out = capsys.readouterr().out
@@ -218,9 +218,8 @@ def test_help_lists_every_command_and_exits_0(capsys):
 def test_console_entry_points_help():
     r = subprocess.run([sys.executable, "-m", "sam_sr", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "boundary-alignment" in r.stdout
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--help"], capture_output=True,
-                       text=True, cwd=ROOT)
-    assert r.returncode == 0 and r.stdout.startswith("usage: scripts/evaluate.py")
+    r = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("usage: infer.py")
 
 
 def test_ctrl_c_gives_one_line_status_130_and_no_output(tmp_path, tiny_checkpoint, capsys, monkeypatch):
@@ -241,27 +240,27 @@ def test_ctrl_c_gives_one_line_status_130_and_no_output(tmp_path, tiny_checkpoin
 
 def test_data_defaults_come_from_the_environment_variable(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SAM_SR_DATA", raising=False)
-    assert eval_main(["--coarse-only"]) == 2
+    assert main(["eval", "--coarse-only"]) == 2
     assert "--root" in capsys.readouterr().err
     for i in range(2):
         save_pair(tmp_path / "sod" / "images", tmp_path / "sod" / "masks", f"{i}", i)
     monkeypatch.setenv("SAM_SR_DATA", str(tmp_path))
-    assert eval_main(["--coarse-only", "--ids", "", "--sources", "scale_gap_x4"]) == 0
+    assert main(["eval", "--coarse-only", "--ids", "", "--sources", "scale_gap_x4"]) == 0
     assert "(n = 2)" in capsys.readouterr().out
 
 
 def test_figure_command_draws_and_refuses_to_overwrite(tmp_path, tiny_checkpoint, capsys):
-    from sam_sr.cli import figure_main
+    from sam_sr.cli import main
     for i in range(2):
         save_pair(tmp_path / "images", tmp_path / "masks", f"p{i}", i)
     out = tmp_path / "fig.png"
     args = ["--root", str(tmp_path), "--ids", "p0,p1", "--source", "scale_gap_x4", "--checkpoint",
             str(tiny_checkpoint), "--out", str(out)]
-    assert figure_main(args + ["--zoom", "16"]) == 0
+    assert main(["figure"] + args + ["--zoom", "16"]) == 0
     fig = np.asarray(Image.open(out))
     assert fig.ndim == 3 and fig.shape[2] == 3
     before = out.read_bytes()
-    assert figure_main(args) == 2 and "output exists" in capsys.readouterr().err
+    assert main(["figure"] + args) == 2 and "output exists" in capsys.readouterr().err
     assert out.read_bytes() == before
-    assert figure_main(args[:3] + ["p0,zz"] + args[4:] + ["--force"]) == 2
+    assert main(["figure"] + args[:3] + ["p0,zz"] + args[4:] + ["--force"]) == 2
     assert "zz" in capsys.readouterr().err

@@ -31,12 +31,12 @@ def test_the_default_is_sam_sr_v4_with_its_settings_and_the_crm_as_boundary_refi
 
 def test_shipped_checkpoint_is_small_and_matches_its_config(data_env):
     r = Refiner.from_checkpoint(variant="crm", device="cpu")
-    last_stage = load_config(ROOT / "configs" / "crm_r18_pixel_sod2.yaml")   # its final training stage
+    last_stage = load_config(ROOT / "configs" / "crm_r18" / "crm_r18_pixel_sod2.yaml")   # its final training stage
     mine = r.model.config.to_dict()
     assert mine["pixel_head"] == last_stage["model"]["pixel_head"] > 0
     for name in ("crm_r18.yaml", "crm_r18_band.yaml", "crm_r18_band_skip.yaml", "crm_r18_band_narrow.yaml",
                  "crm_r18_pixel.yaml", "crm_r18_pixel_x2.yaml", "crm_r18_pixel_sod.yaml"):   # earlier stages (1-3c: no pixel head)
-        cfg = load_config(ROOT / "configs" / name)["model"]
+        cfg = load_config(ROOT / "configs" / "crm_r18" / name)["model"]
         assert all(mine[k] == v for k, v in cfg.items() if k != "pretrained"), (name, mine, cfg)
     # the recommended inference settings it ships with are the ones its config documents
     settings = {k: v for k, v in last_stage["inference"].items() if k != "valid_decode"}

@@ -1,4 +1,4 @@
-"""scripts/profile_gpu.py runs end to end on the CPU (its intended device is CUDA; no timing is
+"""benchmarks/gpu_profile.py runs end to end on the CPU (its intended device is CUDA; no timing is
 checked, only the table's rows and the JSON)."""
 import json
 import subprocess
@@ -16,7 +16,7 @@ def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_checkpoint):
     Image.fromarray(img).save(tmp_path / "p.png")
     Image.fromarray(mask).save(tmp_path / "p_coarse.png")
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_gpu.py"), "--device", "cpu",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_profile.py"), "--device", "cpu",
                            "--image", str(tmp_path / "p.png"), "--checkpoint", str(tiny_checkpoint),
                            "--sizes", "200", "--runs", "1", "--warmup", "0", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -36,6 +36,6 @@ def test_gpu_profile_script_refuses_cuda_without_a_gpu():
     import torch
     if torch.cuda.is_available():
         return
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_gpu.py")], capture_output=True,
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_profile.py")], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2 and "--device cpu" in proc.stderr

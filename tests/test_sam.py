@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from sam_sr import SamSrError
-from sam_sr.cli import semantic_eval_main
+from sam_sr.cli import main
 from sam_sr.evaluation.semantic import evaluate_semantic, list_pairs
 from sam_sr.sam import build_tiny_sam, load_sam, mask_generator
 from tests.conftest import SHARED
@@ -78,10 +78,10 @@ def test_semantic_evaluation_wiring_with_tiny_sam(tmp_path, tiny_checkpoint):
 
 def test_semantic_eval_cli_baseline_only(tmp_path, capsys):
     root = _camvid(tmp_path)
-    assert semantic_eval_main(["--root", str(root), "--methods", "baseline", "--factor", "4",
+    assert main(["eval-semantic", "--root", str(root), "--methods", "baseline", "--factor", "4",
                                "--json", str(tmp_path / "r.json")]) == 0
     assert "| baseline |" in capsys.readouterr().out
-    assert semantic_eval_main(["--root", str(tmp_path / "nope"), "--methods", "baseline"]) == 2
+    assert main(["eval-semantic", "--root", str(tmp_path / "nope"), "--methods", "baseline"]) == 2
 
 
 @pytest.mark.slow

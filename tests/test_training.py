@@ -161,7 +161,7 @@ def test_train_cli_reports_bad_configs(tmp_path, capsys):
     bad.write_text("train: {max_minutes: 30}\n")         # wall-time stopping is gone
     assert train_main(["--config", str(bad)]) == 2
     assert "unknown config key 'train.max_minutes'" in capsys.readouterr().err
-    assert train_main(["--config", "configs/crm_r18.yaml", "train.iterations"]) == 2
+    assert train_main(["--config", "configs/crm_r18/crm_r18.yaml", "train.iterations"]) == 2
 
 
 @pytest.mark.slow

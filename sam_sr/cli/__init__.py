@@ -1,5 +1,5 @@
 """The command line: ``sam-sr COMMAND [options]`` (argparse subcommands), and the entry points of the
-top-level scripts (``infer.py``, ``train.py``, ``scripts/*.py``), which only call these.
+top-level scripts ``infer.py`` and ``train.py`` (``accelerate launch train.py``), which only call these.
 
 Every command handles errors the same way (here, once): a bad input ends with one ``error: ...``
 line on stderr and exit status 2, with nothing written (outputs are written atomically); Ctrl-C ends
@@ -23,41 +23,37 @@ from .types import Parser
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its options (``arguments(parser)``), its body (``run(args) -> status``), the
-    one-line help and the longer description, and the top-level script that runs it."""
+    one-line help and the longer description."""
 
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     help: str
     description: str
-    script: str
 
 
 COMMANDS: dict[str, Command] = {
-    "infer": Command(infer.arguments, infer.run, infer.HELP, infer.DESCRIPTION, "infer.py"),
-    "coco": Command(coco.arguments, coco.run, coco.HELP, coco.DESCRIPTION, "scripts/refine_coco.py"),
-    "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION,
-                    "scripts/evaluate.py"),
-    "compare": Command(compare.arguments, compare.run, compare.HELP, compare.DESCRIPTION, "scripts/compare.py"),
+    "infer": Command(infer.arguments, infer.run, infer.HELP, infer.DESCRIPTION),
+    "coco": Command(coco.arguments, coco.run, coco.HELP, coco.DESCRIPTION),
+    "eval": Command(evaluate.arguments, evaluate.run, evaluate.HELP, evaluate.DESCRIPTION),
+    "compare": Command(compare.arguments, compare.run, compare.HELP, compare.DESCRIPTION),
     "eval-semantic": Command(evaluate.semantic_arguments, evaluate.semantic_run, evaluate.SEMANTIC_HELP,
-                             evaluate.SEMANTIC_DESCRIPTION, "scripts/evaluate_semantic.py"),
-    "train": Command(train.arguments, train.run, train.HELP, train.DESCRIPTION, "train.py"),
+                             evaluate.SEMANTIC_DESCRIPTION),
+    "train": Command(train.arguments, train.run, train.HELP, train.DESCRIPTION),
     "profile": Command(tools.profile_arguments, tools.profile_run, tools.PROFILE_HELP,
-                       tools.PROFILE_DESCRIPTION, "scripts/profile_inference.py"),
+                       tools.PROFILE_DESCRIPTION),
     "precompute-sam": Command(sam.precompute_arguments, sam.precompute_run, sam.PRECOMPUTE_HELP,
-                              sam.PRECOMPUTE_DESCRIPTION, "scripts/precompute_sam.py"),
+                              sam.PRECOMPUTE_DESCRIPTION),
     "ablation": Command(sam.ablation_arguments, sam.ablation_run, sam.ABLATION_HELP,
-                        sam.ABLATION_DESCRIPTION, "scripts/ablation.py"),
-    "export": Command(tools.export_arguments, tools.export_run, tools.EXPORT_HELP, tools.EXPORT_DESCRIPTION,
-                      "scripts/export_model.py"),
-    "figure": Command(tools.figure_arguments, tools.figure_run, tools.FIGURE_HELP, tools.FIGURE_DESCRIPTION,
-                      "scripts/make_figure.py"),
+                        sam.ABLATION_DESCRIPTION),
+    "export": Command(tools.export_arguments, tools.export_run, tools.EXPORT_HELP, tools.EXPORT_DESCRIPTION),
+    "figure": Command(tools.figure_arguments, tools.figure_run, tools.FIGURE_HELP, tools.FIGURE_DESCRIPTION),
     "boundary-alignment": Command(tools.alignment_arguments, tools.alignment_run, tools.ALIGN_HELP,
-                                  tools.ALIGN_DESCRIPTION, "scripts/boundary_alignment.py"),
+                                  tools.ALIGN_DESCRIPTION),
 }
 
 DESCRIPTION = """sam-sr: refine a coarse mask from any segmenter into a boundary-accurate mask at the
 image's full resolution. `sam-sr COMMAND --help` describes a command. Commands that read the bundled
-data folders default to $SAM_SR_DATA (e.g. ../shared/data)."""
+data folders default to $SAM_SR_DATA (the folder holding sod/, horse/, camvid/, ...)."""
 
 
 def build_parser(prog: str = "sam-sr") -> argparse.ArgumentParser:
@@ -148,34 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     return _parse_and_run(parser, argv)
 
 
-def command_main(name: str) -> Callable[[list[str] | None], int]:
-    """The entry point of command ``name``'s top-level script: the same options and handling as
-    ``sam-sr NAME``."""
+def command_main(name: str, script: str) -> Callable[[list[str] | None], int]:
+    """The entry point of the top-level script ``script`` that runs command ``name``: the same options
+    and handling as ``sam-sr NAME``."""
     cmd = COMMANDS[name]
 
     def entry(argv: list[str] | None = None) -> int:
-        parser = Parser(prog=cmd.script, description=cmd.description)
+        parser = Parser(prog=script, description=cmd.description)
         cmd.arguments(parser)
         parser.set_defaults(run=cmd.run)
         return _parse_and_run(parser, argv)
 
     entry.__name__ = entry.__qualname__ = f"{name.replace('-', '_')}_main"
-    entry.__doc__ = f"``{cmd.script}``: {cmd.help} (= ``sam-sr {name}``)."
+    entry.__doc__ = f"``{script}``: {cmd.help} (= ``sam-sr {name}``)."
     return entry
 
 
-infer_main = command_main("infer")
-coco_main = command_main("coco")
-eval_main = command_main("eval")
-semantic_eval_main = command_main("eval-semantic")
-train_main = command_main("train")
-profile_main = command_main("profile")
-precompute_main = command_main("precompute-sam")
-ablation_main = command_main("ablation")
-export_main = command_main("export")
-figure_main = command_main("figure")
-boundary_alignment_main = command_main("boundary-alignment")
+infer_main = command_main("infer", "infer.py")
+train_main = command_main("train", "train.py")
 
-__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "coco_main", "eval_main", "semantic_eval_main",
-           "train_main", "profile_main", "precompute_main", "ablation_main", "export_main", "figure_main",
-           "boundary_alignment_main"]
+__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "train_main"]

@@ -16,7 +16,7 @@ are skipped, so an interrupted run resumes."""
 
 ABLATION_HELP = "score every SAM-SR variant and the CRM baseline on the same photos (table, JSON, figure)"
 ABLATION_DESCRIPTION = """The SAM-SR ablation: coarse masks, then every variant's checkpoint
-(<runs>/<variant>/final.pt, trained with configs/sam_sr/<variant>.yaml) on the same photos and
+(<runs>/<variant>/final.pt, trained with configs/experiments/sam_sr/<variant>.yaml) on the same photos and
 coarse sources: IoU mean, mBA and the mean gain over the coarse masks. SAM outputs come from the cache
 (sam-sr precompute-sam). Default dataset: $SAM_SR_DATA/sod."""
 

@@ -9,12 +9,12 @@ DESCRIPTION = """Train a sam-sr refiner with accelerate (mixed precision and mul
 configs/recipes/NAME.yaml (or a recipe file) in order, skipping finished stages and resuming an
 unfinished one where it stopped. Dotted key=value overrides (YAML values) apply to the config, or to
 every stage of a recipe; unknown keys are errors. Configs read data through ${data:...}: set
-SAM_SR_DATA to the data folder (e.g. ../shared/data)."""
+SAM_SR_DATA to the data folder (the one holding sod/, horse/, ...)."""
 
 
 def arguments(ap: argparse.ArgumentParser) -> None:
     what = ap.add_mutually_exclusive_group(required=True)
-    what.add_argument("--config", help="YAML config, e.g. configs/crm_r18.yaml")
+    what.add_argument("--config", help="YAML config, e.g. configs/crm_r18/crm_r18.yaml")
     what.add_argument("--recipe", help="recipe name in configs/recipes/ (e.g. crm_r18) or a recipe file")
     ap.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.iterations=100")
 

@@ -1,6 +1,6 @@
 """SAM-SR ablation: coarse, CRM, v1, v2.1, v2.2, v3.1-v3.4 scored on the same images and coarse sources.
 
-Every variant is a checkpoint trained with its ``configs/sam_sr/<variant>.yaml`` (same data, same
+Every variant is a checkpoint trained with its ``configs/experiments/sam_sr/<variant>.yaml`` (same data, same
 budget); v1 runs the CRM checkpoint with SAM's union as its input unless a v1 checkpoint exists. SAM
 outputs come from the cache (``scripts/precompute_sam.py``), so the ablation runs SAM only for v2.2's
 prompts. Results: IoU (mean over images, cumulative) and mBA per variant and coarse source, the mean
@@ -27,7 +27,7 @@ def checkpoint_for(runs: str | Path, variant: str) -> Path:
     whose checkpoints this one runs (:attr:`VariantSpec.runs_checkpoints_of`: v1 runs CRM's).
 
     Raises:
-        SamSrError: unknown variant, or no checkpoint (train it with ``configs/sam_sr/<variant>.yaml``).
+        SamSrError: unknown variant, or no checkpoint (train it with ``configs/experiments/sam_sr/<variant>.yaml``).
     """
     runs = Path(runs)
     p = runs / variant / "final.pt"
@@ -36,7 +36,7 @@ def checkpoint_for(runs: str | Path, variant: str) -> Path:
             p = runs / other / "final.pt"
     if not p.is_file():
         raise SamSrError(f"no checkpoint for {variant} at {p}: train it with "
-                         f"accelerate launch train.py --config configs/sam_sr/{variant}.yaml")
+                         f"accelerate launch train.py --config configs/experiments/sam_sr/{variant}.yaml")
     return p
 
 

@@ -175,7 +175,7 @@ class Refiner:
         elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)
             p = get_variant(variant).checkpoint()
             if p is None:
-                raise SamSrError(f"variant {variant} ships no checkpoint: train one (configs/sam_sr/{variant}.yaml) "
+                raise SamSrError(f"variant {variant} ships no checkpoint: train one (configs/experiments/sam_sr/{variant}.yaml) "
                                  f"and pass it (--checkpoint)")
         else:
             p = DEFAULT_CHECKPOINT

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_sr.cli import coco_main, main
+from sam_sr.cli import main
 from sam_sr.data.coco import decode_segmentation, encode_mask
 from tests.conftest import disk_photo
 
@@ -62,7 +62,7 @@ def test_photos_by_id_from_an_image_folder_alone(coco_set, tiny_checkpoint):
     d = coco_set
     good = [r for r in json.loads((d / "results.json").read_text()) if r["score"] != 0.1]
     (d / "good.json").write_text(json.dumps(good))
-    assert coco_main(["--results", str(d / "good.json"), "--images", str(d / "images"), "--out",
+    assert main(["coco", "--results", str(d / "good.json"), "--images", str(d / "images"), "--out",
                       str(d / "out.json"), "--checkpoint", str(tiny_checkpoint)]) == 0
     assert len(json.loads((d / "out.json").read_text())) == 3
 
@@ -103,7 +103,7 @@ def test_coco_refusals_are_one_error_and_write_nothing(coco_set, tiny_checkpoint
         extra = ["--eval"]
     inputs = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
     argv = [x for k, v in args.items() for x in (k, str(v))] + extra + ["--checkpoint", str(tiny_checkpoint)]
-    assert coco_main(argv + (["--force"] if case.startswith("out_is") else [])) == 2
+    assert main(["coco"] + argv + (["--force"] if case.startswith("out_is") else [])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and text in err, err
     assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == inputs

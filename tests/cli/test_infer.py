@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_sr.cli import eval_main, infer_main, main
+from sam_sr.cli import infer_main, main
 from tests.conftest import disk_photo, save_pair
 
 
@@ -218,7 +218,7 @@ def test_eval_json_is_checked_before_evaluating(tmp_path, tiny_checkpoint, capsy
     calls = []
     monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: calls.append(1) or {})
     (tmp_path / "afile").write_text("")
-    rc = eval_main(["--root", str(tmp_path), "--ids", "", "--sources", "scale_gap_x4", "--checkpoint",
+    rc = main(["eval", "--root", str(tmp_path), "--ids", "", "--sources", "scale_gap_x4", "--checkpoint",
                     str(tiny_checkpoint), "--json", str(tmp_path / "afile" / "r.json")])
     assert rc == 2 and calls == []
     _one_error(capsys, "is a file")
@@ -231,7 +231,7 @@ def test_eval_json_in_a_read_only_folder_is_refused_before_evaluating(tmp_path, 
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o500)
     try:
-        rc = eval_main(["--root", str(tmp_path), "--ids", "", "--sources", "scale_gap_x4", "--checkpoint",
+        rc = main(["eval", "--root", str(tmp_path), "--ids", "", "--sources", "scale_gap_x4", "--checkpoint",
                         str(tiny_checkpoint), "--json", str(tmp_path / "ro" / "r.json")])
     finally:
         (tmp_path / "ro").chmod(0o700)
