@@ -668,7 +668,7 @@ def cases() -> list[Case]:
     add(3, "out-symlink-to-mask-forced", "error", I + ["--out", "{ws}/link.png", "--force"],
         setup=lambda ws: (ws / "link.png").symlink_to(ws / "mask.png"))
     add(3, "overlay-is-soft", "error", I + ["--out", "{ws}/o.png", "--soft", "--overlay", "{ws}/o_soft.png"])
-    add(3, "api-plan-out-is-masks", "error", call=lambda ws: __import__("importlib").import_module("sam_sr.inference.batch").plan_mask_folder(
+    add(3, "api-plan-out-is-masks", "error", call=lambda ws: __import__("importlib").import_module("sam_sr.batch.folders").plan_mask_folder(
         ws / "images", ws / "masks", ws / "masks"))
 
     add(4, "train-out-dir-is-a-file", "error", T + ["train.out_dir={ws}/photo.png"])

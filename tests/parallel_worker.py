@@ -1,5 +1,5 @@
 """A data-parallel job for tests/test_parallel.py: a folder run, a label-map run and a COCO run,
-sharded with :func:`sam_sr.inference.parallel.run_sharded`. Run it with ``python`` (one process) or under
+sharded with :func:`sam_sr.batch.parallel.run_sharded`. Run it with ``python`` (one process) or under
 ``accelerate launch --multi_gpu --num_processes 2`` (two CPU processes on a machine without GPUs).
 
 ``python tests/parallel_worker.py CKPT DATA OUT``: DATA holds images/, masks/, labels/, results.json,
@@ -13,11 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from sam_sr import Refiner  # noqa: E402
+from sam_sr import Refiner
+from sam_sr.batch import folders as batch
+from sam_sr.batch.coco import apply_refinement, merge_coco_summaries, plan_coco, run_coco_jobs
+from sam_sr.batch.parallel import process_device, process_state, run_sharded
 from sam_sr.data.coco import image_table, load_results, write_json
-from sam_sr.inference import batch
-from sam_sr.inference.coco import apply_refinement, merge_coco_summaries, plan_coco, run_coco_jobs
-from sam_sr.inference.parallel import process_device, process_state, run_sharded
 
 
 def main(ckpt: str, data: str, out: str) -> int:

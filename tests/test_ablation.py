@@ -4,12 +4,7 @@ import torch
 
 from sam_sr import Refiner, SamSrError
 from sam_sr.data import load_samples
-from sam_sr.evaluation.ablation import (
-    checkpoint_for,
-    format_ablation,
-    pick_examples,
-    run_ablation,
-)
+from sam_sr.evaluation.ablation import checkpoint_for, format_ablation, pick_examples, run_ablation
 from sam_sr.sam import build_tiny_sam
 from sam_sr.sam.cache import SamCache
 from sam_sr.sam.source import LiveSam

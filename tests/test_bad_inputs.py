@@ -133,7 +133,7 @@ def test_output_paths_are_checked_before_a_run(tmp_path, case, match):
     ("no_images", "no images"),
 ])
 def test_folder_runs_are_refused_before_they_start(tmp_path, case, match):
-    from sam_sr.inference import batch
+    from sam_sr.batch import folders as batch
     for d in ("images", "masks", "empty"):
         (tmp_path / d).mkdir()
     img, mask = disk_photo()
@@ -176,7 +176,7 @@ def test_write_errors_are_one_error_and_leave_no_file(tmp_path, monkeypatch, err
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="permissions do not bind root")
 def test_read_only_output_folder_in_a_folder_run_is_reported_per_item(tmp_path, refiner):
-    from sam_sr.inference import batch
+    from sam_sr.batch import folders as batch
     img, mask = disk_photo()
     for d in ("images", "masks", "out"):
         (tmp_path / d).mkdir()
@@ -192,7 +192,7 @@ def test_read_only_output_folder_in_a_folder_run_is_reported_per_item(tmp_path, 
 
 
 def test_an_output_folder_that_becomes_a_file_fails_items_not_the_run(tmp_path, refiner):
-    from sam_sr.inference import batch
+    from sam_sr.batch import folders as batch
     img, mask = disk_photo()
     for d in ("images", "masks"):
         (tmp_path / d).mkdir()
@@ -208,9 +208,9 @@ def test_an_output_folder_that_becomes_a_file_fails_items_not_the_run(tmp_path, 
 # --------------------------------------------------------------- 4. oversized photos in folder runs
 
 def test_decompression_bombs_are_reported_per_item(tmp_path, refiner, monkeypatch):
+    from sam_sr.batch import folders as batch
+    from sam_sr.batch.coco import refine_coco
     from sam_sr.data.coco import encode_mask, image_table
-    from sam_sr.inference import batch
-    from sam_sr.inference.coco import refine_coco
     img, mask = disk_photo(48, 64)
     for d in ("images", "masks", "labels"):
         (tmp_path / d).mkdir()
@@ -294,8 +294,8 @@ def test_bad_coco_image_tables(tmp_path, case, match):
 
 
 def test_bad_coco_items_are_reported_and_kept(tmp_path, refiner):
+    from sam_sr.batch.coco import refine_coco
     from sam_sr.data.coco import encode_mask, image_table
-    from sam_sr.inference.coco import refine_coco
     (tmp_path / "imgs").mkdir()
     img, mask = disk_photo(48, 64)
     Image.fromarray(img).save(tmp_path / "imgs" / "7.png")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sam_sr import SamSrError
-from sam_sr.inference.batch import (
+from sam_sr.batch.folders import (
     merge_summaries,
     plan_label_folder,
     plan_mask_folder,
@@ -183,7 +183,7 @@ def test_label_run_checks_num_classes_first(tmp_path):
 def test_prefetch_reads_the_next_job_while_the_current_one_runs_and_keeps_errors_per_job():
     import threading
 
-    from sam_sr.inference.batch import _Prefetch
+    from sam_sr.batch.folders import _Prefetch
     jobs = [{"name": str(i)} for i in range(3)]
     started = {str(i): threading.Event() for i in range(3)}
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from sam_sr import SamSrError
+from sam_sr.batch.coco import context_box, refine_coco, refine_instance
 from sam_sr.data.coco import (
     coco_from_masks,
     components,
@@ -16,7 +17,6 @@ from sam_sr.data.coco import (
     load_results,
 )
 from sam_sr.evaluation.coco import evaluate_coco
-from sam_sr.inference.coco import context_box, refine_coco, refine_instance
 from tests.conftest import SHARED_DATA, needs_shared
 
 

@@ -1,13 +1,7 @@
 import numpy as np
 import pytest
 
-from sam_sr.evaluation.metrics import (
-    BinaryScores,
-    boundary_accuracy,
-    boundary_radii,
-    intersection_union,
-    iou,
-)
+from sam_sr.evaluation.metrics import BinaryScores, boundary_accuracy, boundary_radii, intersection_union, iou
 
 
 def test_iou_hand_computed():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam_sr.batch.parallel import run_sharded
 from sam_sr.data.coco import encode_mask
-from sam_sr.inference.parallel import run_sharded
 from tests.conftest import ROOT, TINY, disk_photo
 
 WORKER = ROOT / "tests" / "parallel_worker.py"

@@ -8,13 +8,7 @@ from sam_sr.data.perturb import mask_iou
 from sam_sr.sam import build_tiny_sam, predictor
 from sam_sr.sam.cache import SamCache
 from sam_sr.sam.prompt import PromptConfig
-from sam_sr.variants.v4.data import (
-    RegionSynthConfig,
-    build_region_data,
-    draw_modes,
-    frame_grid,
-    synthesize,
-)
+from sam_sr.variants.v4.data import RegionSynthConfig, build_region_data, draw_modes, frame_grid, synthesize
 from tests.conftest import ROOT, disk_photo, save_pair
 
 TINY_REGION = {"widths": [4, 8, 8], "sam_channels": 32, "sam_proj": 8, "hidden": 16, "dilations": [1],

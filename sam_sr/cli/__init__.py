@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..errors import SamSrError
 from . import coco, compare, evaluate, infer, sam, tools, train
-from .types import Parser
+from .argtypes import Parser
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamSrError
-from . import types
+from . import argtypes
 from .common import add_model_args, run_jobs
 
 HELP = "refine the instance masks of a COCO results file (RLE or polygons); --eval scores AP and mBA"
@@ -29,14 +29,14 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                                           "for --eval)")
     ap.add_argument("--out", required=True, help="refined results JSON")
     ap.add_argument("--eval", action="store_true", help="score before/after against --annotations")
-    ap.add_argument("--min-iou", type=types.float_in(0, 1), default=0.5,
+    ap.add_argument("--min-iou", type=argtypes.float_in(0, 1), default=0.5,
                     help="mBA pairs: least IoU of a detection with its ground-truth instance (default 0.5)")
     ap.add_argument("--eval-json", help="also write the --eval scores to this JSON file")
     ap.add_argument("--report", help="also write an HTML report (overlays sorted by change)")
     ap.add_argument("--summary", help="write the run's summary (per-instance status and change) to this JSON file")
-    ap.add_argument("--pad", type=types.non_negative_float, default=0.5,
+    ap.add_argument("--pad", type=argtypes.non_negative_float, default=0.5,
                     help="context on each side of an instance's box, as a fraction of its longer side")
-    ap.add_argument("--min-context", type=types.count, default=32, help="least context on each side (px)")
+    ap.add_argument("--min-context", type=argtypes.count, default=32, help="least context on each side (px)")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
     add_model_args(ap)
 
@@ -66,9 +66,7 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
-    from ..data.coco import image_table, load_results, write_json
-    from ..evaluation.coco import evaluate_coco, format_evaluation, ground_truth
-    from ..inference.coco import (
+    from ..batch.coco import (
         apply_refinement,
         failed_instances,
         merge_coco_summaries,
@@ -76,6 +74,8 @@ def run(args) -> int:
         run_coco_jobs,
         summary_line,
     )
+    from ..data.coco import image_table, load_results, write_json
+    from ..evaluation.coco import evaluate_coco, format_evaluation, ground_truth
     _check(args)
     results = load_results(args.results)
     table = image_table(args.annotations, args.images)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import SamSrError
 from ..paths import DATA_ENV, data_path
-from . import types
+from . import argtypes
 
 
 def names(text: str, known, what: str) -> list[str]:
@@ -34,7 +34,7 @@ def data_or(given: str | None, rel: str, option: str) -> Path:
                          f"${DATA_ENV}/{rel})") from None
 
 
-#: The cascade settings on the command line: (option, type name in :mod:`.types`, what it sets, the
+#: The cascade settings on the command line: (option, type name in :mod:`.argtypes`, what it sets, the
 #: default when neither the option nor the model gives one). Unset options keep the model's
 #: recommended ``inference`` settings (stored in its checkpoint), else :class:`CascadeConfig`'s.
 CASCADE_OPTIONS = (
@@ -65,10 +65,10 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     model.add_argument("--variant", default=None,
                        help=f"run the checkpoint as this variant: {', '.join(available_variants())} "
                             f"(v1 also runs a crm checkpoint, with SAM's union as its input)")
-    model.add_argument("--device", type=types.device, default=None,
+    model.add_argument("--device", type=argtypes.device, default=None,
                        help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu; in a "
                             "data-parallel run, each process's own GPU)")
-    model.add_argument("--mask-threshold", type=types.float_in(0, 1, True, True), default=None,
+    model.add_argument("--mask-threshold", type=argtypes.float_in(0, 1, True, True), default=None,
                        help="binarise coarse masks at this value in (0, 1) before refining (default: binary "
                             "masks stay binary, soft masks are refined as they are)")
     sam = ap.add_argument_group("SAM (the default model and the SAM-SR variants)")
@@ -76,14 +76,14 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
                                                       "default vit_t)")
     sam.add_argument("--sam-checkpoint", default=None,
                      help="SAM checkpoint (default: the MobileSAM bundled with sam-sr)")
-    sam.add_argument("--points-per-side", type=types.positive_int, default=16,
+    sam.add_argument("--points-per-side", type=argtypes.positive_int, default=16,
                      help="SAM automatic-mask point grid for v1 / v2.1 (SAM's default 32; 16 or less on CPU)")
     sam.add_argument("--sam-cache", default=None,
                      help="folder of cached SAM outputs (sam-sr precompute-sam); read and filled")
     speed = ap.add_argument_group("speed and the cascade (default: the model's recommended settings)")
-    margin = types.float_in(0, 0.5, high_open=True)
+    margin = argtypes.float_in(0, 0.5, high_open=True)
     for option, kind, what, fallback in CASCADE_OPTIONS:
-        speed.add_argument(f"--{option}", type=margin if kind == "margin" else getattr(types, kind), default=None,
+        speed.add_argument(f"--{option}", type=margin if kind == "margin" else getattr(argtypes, kind), default=None,
                            help=f"{what} (default: the model's, else {fallback})")
     speed.add_argument("--allow-any-decode", action="store_true",
                        help="run a --decode mode the checkpoint was not trained for anyway (with a warning)")
@@ -134,7 +134,7 @@ def refiner_from_args(args, device=None):
 
 def run_jobs(args, jobs: list, work, scratch_dir, merge=None):
     """Run a planned folder or COCO run over the processes of a data-parallel launch
-    (:func:`sam_sr.inference.parallel.run_sharded`; one process under plain ``python``).
+    (:func:`sam_sr.batch.parallel.run_sharded`; one process under plain ``python``).
 
     Args:
         work: ``work(refiner, my_jobs, desc) -> summary``; the refiner is built from ``args`` on this
@@ -144,7 +144,7 @@ def run_jobs(args, jobs: list, work, scratch_dir, merge=None):
     Returns:
         The merged summary on the main process, None on the others.
     """
-    from ..inference.parallel import process_device, process_state, run_sharded
+    from ..batch.parallel import process_device, process_state, run_sharded
     state = process_state(cpu=True if args.device and args.device.startswith("cpu") else None)
     refiner = refiner_from_args(args, device=process_device(state))
     return run_sharded(jobs, lambda js, desc: work(refiner, js, desc), None, merge, state,

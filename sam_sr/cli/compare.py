@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import types
+from . import argtypes
 from .common import data_or, sam_cache_folder
 
 HELP = "compare refiners and baselines (IoU, mBA, photos losing IoU) on one dataset in one pass"
@@ -25,9 +25,9 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--layout", default="generic")
     ap.add_argument("--ids", default="configs/splits/sod_eval.txt", help="file of ids ('' for all)")
     ap.add_argument("--sources", default="picanet,dss,amulet,scale_gap_x8")
-    ap.add_argument("--limit", type=types.count, default=0, help="first N photos only (0 = all)")
+    ap.add_argument("--limit", type=argtypes.count, default=0, help="first N photos only (0 = all)")
     ap.add_argument("--sam-cache", default=None, help="folder of cached SAM embeddings (read and filled)")
-    ap.add_argument("--device", type=types.device, default=None)
+    ap.add_argument("--device", type=argtypes.device, default=None)
     ap.add_argument("--json", default=None, help="write the results (with per-photo IoU) here")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import types
+from . import argtypes
 from .common import add_model_args, data_or, plain_args, refiner_from_args
 
 HELP = "evaluate a refiner: coarse vs refined IoU (mean, cumulative) and mBA per coarse source"
@@ -25,7 +25,7 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                     help="file of evaluation ids ('' for all)")
     ap.add_argument("--sources", default="picanet,dss,amulet,scale_gap_x8",
                     help="coarse sources: folders under <root>/coarse and/or scale_gap_xK")
-    ap.add_argument("--limit", type=types.count, default=0, help="evaluate only the first N images (0 = all)")
+    ap.add_argument("--limit", type=argtypes.count, default=0, help="evaluate only the first N images (0 = all)")
     ap.add_argument("--coarse-only", action="store_true", help="score the coarse masks only")
     ap.add_argument("--json", default=None, help="write results to this JSON file (checked before evaluating)")
     add_model_args(ap)
@@ -61,11 +61,11 @@ def run(args) -> int:
 def semantic_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--root", default=None, help="CamVid folder (default: $SAM_SR_DATA/camvid)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--limit", type=types.count, default=0, help="first N images (0 = all)")
-    ap.add_argument("--num-classes", type=types.positive_int, default=11)
-    ap.add_argument("--ignore-index", type=types.count, default=11)
-    ap.add_argument("--factor", type=types.positive_int, default=8, help="simulated segmenter's downsampling factor")
-    ap.add_argument("--noise", type=types.float_in(0, 1), default=0.1, help="low-resolution label noise probability")
+    ap.add_argument("--limit", type=argtypes.count, default=0, help="first N images (0 = all)")
+    ap.add_argument("--num-classes", type=argtypes.positive_int, default=11)
+    ap.add_argument("--ignore-index", type=argtypes.count, default=11)
+    ap.add_argument("--factor", type=argtypes.positive_int, default=8, help="simulated segmenter's downsampling factor")
+    ap.add_argument("--noise", type=argtypes.float_in(0, 1), default=0.1, help="low-resolution label noise probability")
     ap.add_argument("--methods", default="baseline,refine,majority,prompt:single_point,prompt:points,"
                                          "prompt:box,prompt:points_box,prompt:points_box_mask,"
                                          "det:coarse,det:oracle")
@@ -76,11 +76,7 @@ def semantic_arguments(ap: argparse.ArgumentParser) -> None:
 def semantic_run(args) -> int:
     from ..errors import SamSrError
     from ..evaluation.evaluate import write_json
-    from ..evaluation.semantic import (
-        evaluate_semantic,
-        format_semantic_table,
-        list_pairs,
-    )
+    from ..evaluation.semantic import evaluate_semantic, format_semantic_table, list_pairs
     _check_json(args.json)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     pairs = list_pairs(data_or(args.root, "camvid", "--root"), args.split)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SamSrError
-from . import types
+from . import argtypes
 from .common import add_model_args, refiner_from_args, run_jobs
 
 HELP = "refine coarse masks: one image, a folder, a label map or a folder of label maps"
@@ -37,8 +37,8 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     inp.add_argument("--example", action="store_true", help="refine the example bundled with sam-sr")
     inp.add_argument("--labels", help="label maps: an index or palette PNG for --image, or a folder of them "
                                       "(matched by stem) for --images")
-    inp.add_argument("--num-classes", type=types.positive_int, help="label maps: number of classes")
-    inp.add_argument("--ignore-index", type=types.count, default=None, help="label maps: label left untouched")
+    inp.add_argument("--num-classes", type=argtypes.positive_int, help="label maps: number of classes")
+    inp.add_argument("--ignore-index", type=argtypes.count, default=None, help="label maps: label left untouched")
     inp.add_argument("--fusion", default="refine",
                      help="one label map: refine (per-class refiner), majority (SAM masks, majority vote) "
                           "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
@@ -198,7 +198,7 @@ def _folder_outputs(args) -> None:
 
 def _finish(args, summary, report) -> int:
     """On the main process: the summary line, the --summary file and the report; the exit status."""
-    from ..inference.batch import summary_line
+    from ..batch.folders import summary_line
     if summary is None:                 # another process of a data-parallel run: the main one reports
         return 0
     print(summary_line(summary, args.out))
@@ -213,8 +213,8 @@ def _finish(args, summary, report) -> int:
 
 
 def _folder(args) -> int:
-    """A folder of photos and coarse masks (:mod:`sam_sr.inference.batch`), sharded over the processes."""
-    from ..inference.batch import plan_mask_folder, run_mask_jobs
+    """A folder of photos and coarse masks (:mod:`sam_sr.batch.folders`), sharded over the processes."""
+    from ..batch.folders import plan_mask_folder, run_mask_jobs
     from ..reporting.report import folder_report
     jobs = plan_mask_folder(args.images, args.masks, args.out, args.ext, args.soft, args.gt)
     _folder_outputs(args)
@@ -224,8 +224,8 @@ def _folder(args) -> int:
 
 
 def _label_folder(args) -> int:
-    """A folder of photos and label maps, refined class by class (:mod:`sam_sr.inference.batch`)."""
-    from ..inference.batch import plan_label_folder, run_label_jobs
+    """A folder of photos and label maps, refined class by class (:mod:`sam_sr.batch.folders`)."""
+    from ..batch.folders import plan_label_folder, run_label_jobs
     from ..reporting.report import folder_report
     if not args.num_classes:
         raise SamSrError("--labels DIR needs --num-classes N")

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamSrError
-from . import types
+from . import argtypes
 from .common import data_or, names, sam_cache_folder
 
 PRECOMPUTE_HELP = "cache SAM embeddings and automatic masks of a config's training (and evaluation) images"
@@ -28,7 +28,7 @@ def precompute_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--eval-ids", default="configs/splits/sod_eval.txt",
                     help="evaluation ids file ('' to skip the evaluation images)")
     ap.add_argument("--no-masks", action="store_true", help="embeddings only (enough for v2.2, v3.x)")
-    ap.add_argument("--threads", type=types.count, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--threads", type=argtypes.count, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 
@@ -64,11 +64,11 @@ def ablation_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--root", default=None, help="dataset folder (default: $SAM_SR_DATA/sod)")
     ap.add_argument("--ids", default="configs/splits/sod_eval.txt")
     ap.add_argument("--sources", default="picanet,dss,amulet")
-    ap.add_argument("--limit", type=types.count, default=0, help="first N images only (0 = all)")
+    ap.add_argument("--limit", type=argtypes.count, default=0, help="first N images only (0 = all)")
     ap.add_argument("--sam-type", default="vit_t")
     ap.add_argument("--sam-checkpoint", required=True, help="SAM checkpoint, e.g. MobileSAM's mobile_sam.pt")
     ap.add_argument("--sam-cache", default="cache/sam", help="SAM cache (sam-sr precompute-sam)")
-    ap.add_argument("--points-per-side", type=types.positive_int, default=6,
+    ap.add_argument("--points-per-side", type=argtypes.positive_int, default=6,
                     help="grid of the cached automatic masks")
     ap.add_argument("--json", default="benchmarks/results/sam_sr_ablation.json")
     ap.add_argument("--figure", default="docs/figures/sam_sr_ablation.png",

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import SamSrError
-from . import types
+from . import argtypes
 from .common import data_or, names, plain_args
 
 PROFILE_HELP = "latency, peak memory and decoded points of inference settings on high-resolution photos"
@@ -37,16 +37,16 @@ def profile_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--highres", default=None, help="folder with aeroplane.jpg (default: $SAM_SR_DATA/highres)")
     ap.add_argument("--image", help="profile this image instead (with --mask)")
     ap.add_argument("--mask")
-    ap.add_argument("--sizes", type=types.int_list, default="2048,3840,6000",
+    ap.add_argument("--sizes", type=argtypes.int_list, default="2048,3840,6000",
                     help="also resize the image to these long sides (2k/4k/6k); '' for none")
     ap.add_argument("--skip-native", action="store_true", help="profile only the resized copies")
     ap.add_argument("--configs", default=",".join(CONFIGS),
                     help=f"comma-separated from {list(CONFIGS)} and the peers {list(BASELINES)}")
-    ap.add_argument("--runs", type=types.positive_int, default=3, help="timed runs per configuration (median)")
-    ap.add_argument("--warmup", type=types.count, default=1, help="untimed runs first")
-    ap.add_argument("--threads", type=types.count, default=0, help="torch threads in each run (0 = default)")
+    ap.add_argument("--runs", type=argtypes.positive_int, default=3, help="timed runs per configuration (median)")
+    ap.add_argument("--warmup", type=argtypes.count, default=1, help="untimed runs first")
+    ap.add_argument("--threads", type=argtypes.count, default=0, help="torch threads in each run (0 = default)")
     ap.add_argument("--checkpoint", help="sam-sr checkpoint (default: the shipped model)")
-    ap.add_argument("--device", type=types.device, default=None)
+    ap.add_argument("--device", type=argtypes.device, default=None)
     ap.add_argument("--json", default="benchmarks/results/profile.json",
                     help="write rows here (replaced; its folder is checked before profiling)")
 
@@ -54,14 +54,7 @@ def profile_arguments(ap: argparse.ArgumentParser) -> None:
 def profile_run(args) -> int:
     from ..evaluation.evaluate import write_json
     from ..imaging.outputs import check_output_path
-    from ..reporting.profiling import (
-        BASELINES,
-        CONFIGS,
-        default_items,
-        format_summary,
-        format_table,
-        profile,
-    )
+    from ..reporting.profiling import BASELINES, CONFIGS, default_items, format_summary, format_table, profile
     configs = names(args.configs, {**CONFIGS, **BASELINES}, "configs")
     sizes = args.sizes
     if args.json:
@@ -102,16 +95,16 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("src", help="training checkpoint, e.g. runs/crm_r18_pixel_sod2/final.pt")
     ap.add_argument("dst", help="inference checkpoint to write")
     ap.add_argument("--force", action="store_true", help="overwrite DST")
-    ap.add_argument("--decode", type=types.decode_mode, default=None,
+    ap.add_argument("--decode", type=argtypes.decode_mode, default=None,
                     help="recommended query selection, e.g. contour:8")
     ap.add_argument("--valid-decode", default=None,
                     help="the decode modes the model was trained for, comma-separated names (e.g. contour); "
                          "others are refused at inference unless --allow-any-decode (default: the source's "
                          "declaration, else the recommended mode only)")
-    ap.add_argument("--min-size", type=types.count, default=None, help="recommended cascade min_size (px)")
-    ap.add_argument("--margin", type=types.float_in(0, 0.5, high_open=True), default=None,
+    ap.add_argument("--min-size", type=argtypes.count, default=None, help="recommended cascade min_size (px)")
+    ap.add_argument("--margin", type=argtypes.float_in(0, 0.5, high_open=True), default=None,
                     help="recommended confidence margin")
-    ap.add_argument("--upsample-to", type=types.count, default=None, help="recommended upsample_to (px)")
+    ap.add_argument("--upsample-to", type=argtypes.count, default=None, help="recommended upsample_to (px)")
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                     help="recommended test-time mirror averaging")
 
@@ -132,8 +125,8 @@ def figure_arguments(ap: argparse.ArgumentParser) -> None:
                     "(coarse, --variant crm, the default), whole and zoomed")
     ap.add_argument("--source", default="dss", help="coarse source folder under <root>/coarse, or scale_gap_xK")
     ap.add_argument("--checkpoint", default=None, help="sam-sr checkpoint (default: the shipped model)")
-    ap.add_argument("--height", type=types.positive_int, default=240, help="panel height in pixels")
-    ap.add_argument("--zoom", type=types.count, default=0, help="add a pixel-level panel of this window size (px)")
+    ap.add_argument("--height", type=argtypes.positive_int, default=240, help="panel height in pixels")
+    ap.add_argument("--zoom", type=argtypes.count, default=0, help="add a pixel-level panel of this window size (px)")
     ap.add_argument("--out", required=True, help="output PNG")
     ap.add_argument("--force", action="store_true", help="overwrite --out")
 
@@ -186,7 +179,7 @@ def figure_run(args) -> int:
 def alignment_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dataset", action="append", help="ROOT or ROOT:IDS_FILE (repeatable; default: "
                                                        "sod's training photos and horse)")
-    ap.add_argument("--max-distance", type=types.positive_int, default=4, help="report distances -D..-1, 1..D px")
+    ap.add_argument("--max-distance", type=argtypes.positive_int, default=4, help="report distances -D..-1, 1..D px")
     ap.add_argument("--json", default=None, help="also write the profiles here")
     ap.add_argument("--force", action="store_true", help="overwrite --json")
 

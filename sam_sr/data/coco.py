@@ -9,7 +9,7 @@ Input is a COCO *results* file, as Detectron2, MMDetection or YOLO write it: a J
 image folder or next to the annotation file), or an image folder alone whose file stems are the ids
 (COCO's ``000000397133.jpg``). RLE goes through pycocotools' ``mask`` module.
 
-Refining such a file: :mod:`sam_sr.inference.coco`; scoring it: :mod:`sam_sr.evaluation.coco`.
+Refining such a file: :mod:`sam_sr.batch.coco`; scoring it: :mod:`sam_sr.evaluation.coco`.
 """
 from __future__ import annotations
 

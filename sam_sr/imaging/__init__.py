@@ -2,14 +2,14 @@
 and losslessly (:mod:`.write`), and checking a run's output paths before it starts (:mod:`.outputs`)."""
 from .outputs import check_output_folder, check_output_path, check_outputs, folder_outputs
 from .read import (
-                   IMAGE_EXTS,
-                   check_aspect,
-                   list_images,
-                   mask_to_float,
-                   read_image,
-                   read_label_map,
-                   read_mask,
-                   to_rgb_uint8,
+    IMAGE_EXTS,
+    check_aspect,
+    list_images,
+    mask_to_float,
+    read_image,
+    read_label_map,
+    read_mask,
+    to_rgb_uint8,
 )
 from .write import MASK_FORMATS, atomic_write_bytes, encode_image, mask_format, write_mask, write_png
 

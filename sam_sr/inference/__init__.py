@@ -1,5 +1,5 @@
-"""Inference: the public predictor :class:`Refiner` (:mod:`.predictor`), the cascade, query selection,
-sparse steps, folder, label-map and COCO runs.
+"""Inference: the public predictor :class:`Refiner` (:mod:`.predictor`), the cascade, query selection
+(decode modes), sparse steps, and label maps refined class by class (:mod:`.labels`).
 
 ``Refiner``, ``CascadeConfig``, ``cascade_refine``, ``prepare_mask`` and ``DEFAULT_CHECKPOINT`` are
 imported on first use (PEP 562): importing a torch-free submodule such as :mod:`.decode_mode` loads

@@ -11,14 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import SamSrError
-from .base import (
-    ALIGN,
-    EXTRA_CHANNELS,
-    EXTRA_NONE,
-    RefinerModel,
-    config_from_dict,
-    config_to_dict,
-)
+from .base import ALIGN, EXTRA_CHANNELS, EXTRA_NONE, RefinerModel, config_from_dict, config_to_dict
 from .encoder import MaskEncoder
 from .fusion import FeatureFusion
 from .implicit_decoder import ImplicitDecoder

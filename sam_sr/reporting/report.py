@@ -245,7 +245,7 @@ def _mean_gain(rows: Sequence[ReportRow], key: str) -> str | None:
 
 def folder_report(summary: dict[str, Any], html_path: str | os.PathLike, force: bool = False,
                   max_rows: int = 100, title: str | None = None, progress: bool = True) -> Path:
-    """The report of a folder run, from its summary (:mod:`sam_sr.inference.batch`: ``kind`` "masks" or
+    """The report of a folder run, from its summary (:mod:`sam_sr.batch.folders`: ``kind`` "masks" or
     "labels"); photos, coarse inputs, outputs and ground truth are read from the paths it names.
 
     Raises:
@@ -307,7 +307,7 @@ def coco_report(before: str | os.PathLike | list, after: str | os.PathLike | lis
     Args:
         before, after: the results lists (or files) before and after refinement, same order.
         images: :func:`sam_sr.data.coco.image_table`.
-        summary: :func:`sam_sr.inference.coco.run_coco_jobs`' summary (its per-instance ``change`` and
+        summary: :func:`sam_sr.batch.coco.run_coco_jobs`' summary (its per-instance ``change`` and
             failures); without it, the change is computed here.
         evaluation: :func:`sam_sr.evaluation.coco.evaluate_coco`'s result, for per-photo IoU and mBA.
 

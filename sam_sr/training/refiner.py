@@ -38,12 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
-from ..data import (
-    CoarseMaskSynthesizer,
-    EpochSampler,
-    RefinementDataset,
-    concat_samples,
-)
+from ..data import CoarseMaskSynthesizer, EpochSampler, RefinementDataset, concat_samples
 from ..data.transforms import train_transform
 from ..errors import SamSrError
 from ..variants import build_model, get_variant

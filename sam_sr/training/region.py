@@ -107,8 +107,16 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     from ..checkpoint import save_checkpoint
     from ..variants import build_model
     from ..variants.v4.samples import RegionSamples, WeightedEpochSampler, region_loss
-    from .state import (build_schedule, check_progress, end_iteration, init_from, load_progress, read_progress,
-                        save_state, state_dir_of)
+    from .state import (
+        build_schedule,
+        check_progress,
+        end_iteration,
+        init_from,
+        load_progress,
+        read_progress,
+        save_state,
+        state_dir_of,
+    )
 
     if cfg["variant"] != "v4":
         raise SamSrError(f"task: region trains SAM-SR v4's region step; variant is {cfg['variant']!r}")

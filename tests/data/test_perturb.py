@@ -1,13 +1,7 @@
 import numpy as np
 import pytest
 
-from sam_sr.data.perturb import (
-    CoarseMaskSynthesizer,
-    mask_iou,
-    perturb_to_iou,
-    scale_gap,
-    simplify_contours,
-)
+from sam_sr.data.perturb import CoarseMaskSynthesizer, mask_iou, perturb_to_iou, scale_gap, simplify_contours
 from tests.conftest import disk_photo
 
 

@@ -26,13 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import SamSrError
-from ...models.base import (
-    EXTRA_EMBEDDING,
-    RefinerModel,
-    config_from_dict,
-    config_to_dict,
-    signed,
-)
+from ...models.base import EXTRA_EMBEDDING, RefinerModel, config_from_dict, config_to_dict, signed
 from ...models.implicit_decoder import ImplicitDecoder
 
 MASK_MODES = ("none", "embed", "global", "window")

@@ -31,13 +31,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from ...data.perturb import (
-    _add_blobs,
-    _remove_part,
-    mask_iou,
-    perturb_to_iou,
-    scale_gap,
-)
+from ...data.perturb import _add_blobs, _remove_part, mask_iou, perturb_to_iou, scale_gap
 from ...errors import SamSrError
 from ...imaging.write import atomic_write_bytes
 

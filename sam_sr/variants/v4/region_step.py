@@ -13,14 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from ...sam.prompt import (
-    LOWRES,
-    PromptConfig,
-    image_to_lowres,
-    lowres_shape,
-    lowres_to_image,
-    sam_prompt,
-)
+from ...sam.prompt import LOWRES, PromptConfig, image_to_lowres, lowres_shape, lowres_to_image, sam_prompt
 
 
 def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Sequence[PromptConfig],

@@ -3,7 +3,7 @@
 A run is planned first (:func:`plan_mask_folder`, :func:`plan_label_folder`): inputs are matched by
 file stem and every output path is checked before anything is refined (no two inputs share a stem,
 no output is an input, an output folder that is a file, a lossy output extension). The plan is a
-list of JSON-able jobs, so it can be sharded over processes (:mod:`sam_sr.inference.parallel`). Then the jobs
+list of JSON-able jobs, so it can be sharded over processes (:mod:`sam_sr.batch.parallel`). Then the jobs
 run (:func:`run_mask_jobs`, :func:`run_label_jobs`) with a tqdm progress bar (with ETA): a bad item
 (a missing mask, an unreadable or oversized photo, an existing output without ``force``, labels
 above ``num_classes``, an unwritable output) is reported on stderr and in the summary, and the rest
@@ -33,13 +33,7 @@ from tqdm.auto import tqdm
 
 from ..errors import SamSrError
 from ..imaging.outputs import check_outputs, folder_outputs
-from ..imaging.read import (
-    IMAGE_EXTS,
-    list_images,
-    read_image,
-    read_label_map,
-    read_mask,
-)
+from ..imaging.read import IMAGE_EXTS, list_images, read_image, read_label_map, read_mask
 from ..imaging.write import MASK_FORMATS, mask_format, write_mask
 
 MASK_EXTS = (".png",) + tuple(e for e in IMAGE_EXTS if e != ".png")
@@ -254,7 +248,7 @@ def run_label_jobs(refiner, jobs: Sequence[dict[str, Any]], num_classes: int,
         SamSrError: ``num_classes`` < 1 (before any item runs).
     """
     from ..evaluation.metrics import SemanticScores
-    from .labels import check_label_values, refine_semantic
+    from ..inference.labels import check_label_values, refine_semantic
 
     check_label_values(np.zeros(1, np.int64), num_classes)
 

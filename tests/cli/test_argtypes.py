@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 
-from sam_sr.cli import main, types
+from sam_sr.cli import argtypes as types
+from sam_sr.cli import main
 
 
 @pytest.mark.parametrize("text,value", [("0.125,0.25,0.5,1", (0.125, 0.25, 0.5, 1.0)), ("1", (1.0,)),

@@ -68,7 +68,7 @@ def plan_coco(results: Sequence[Any], images: dict[int, dict[str, Any]]) -> list
     """Jobs of a COCO run, one per photo (in order of first appearance): ``{"index", "name",
     "image_id", "image", "height", "width", "instances": [result indices], "missing": error or
     None}``. Items that are not dicts with an integer ``image_id`` form one job with ``image_id``
-    None that fails. JSON-able, for :mod:`sam_sr.inference.parallel`."""
+    None that fails. JSON-able, for :mod:`sam_sr.batch.parallel`."""
     groups: "OrderedDict[Any, list[int]]" = OrderedDict()
     for k, it in enumerate(results):
         iid = it.get("image_id") if isinstance(it, dict) else None

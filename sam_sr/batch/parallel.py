@@ -70,14 +70,14 @@ def run_sharded(jobs: Sequence[Any], work: Callable[[list, str], dict[str, Any]]
 
     Args:
         jobs: the run's JSON-able jobs, the same list in every process (e.g. from
-            :func:`sam_sr.inference.batch.plan_mask_folder` or :func:`sam_sr.inference.coco.plan_coco`).
+            :func:`sam_sr.batch.folders.plan_mask_folder` or :func:`sam_sr.batch.coco.plan_coco`).
         work: ``work(my_jobs, desc) -> summary`` (e.g. ``lambda js, d: run_mask_jobs(refiner, js,
             desc=d)``); ``desc`` labels this process's progress bar.
         summary_path: where the main process writes the merged summary (JSON); part files go next
             to it. None: no summary file is kept (with more than one process, the part files then go
             to ``scratch_dir``, e.g. the run's output folder, and are removed after the merge).
-        merge: joins the summaries (default :func:`sam_sr.inference.batch.merge_summaries`; COCO:
-            :func:`sam_sr.inference.coco.merge_coco_summaries`).
+        merge: joins the summaries (default :func:`sam_sr.batch.folders.merge_summaries`; COCO:
+            :func:`sam_sr.batch.coco.merge_coco_summaries`).
 
     Returns:
         The merged summary in the main process, None in the others.
@@ -87,7 +87,7 @@ def run_sharded(jobs: Sequence[Any], work: Callable[[list, str], dict[str, Any]]
             process's ``work``
             (in the main process, naming the process; in that process, its own).
     """
-    from .batch import merge_summaries
+    from .folders import merge_summaries
     merge = merge or merge_summaries
     state = state or process_state()
     n, rank = state.num_processes, state.process_index
