@@ -12,7 +12,6 @@ the data folder is copied. See :func:`sam_sr.data.coco.coco_from_masks`.
 """
 import argparse
 import sys
-from pathlib import Path
 
 from sam_sr import SamSrError
 from sam_sr.cli.common import data_or

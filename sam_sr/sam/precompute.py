@@ -1,4 +1,4 @@
-"""Precompute SAM outputs for training and evaluation images (``scripts/precompute_sam.py``).
+"""Precompute SAM outputs for training and evaluation images (``sam-sr precompute-sam``).
 
 For every image: SAM's image embedding (v2.2 prompts and v3.x features are decoded from it) and the
 automatic masks of a ``points_per_side`` x ``points_per_side`` grid (v1, v2.1). Both go to a

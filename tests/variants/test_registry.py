@@ -88,3 +88,26 @@ def test_a_new_variant_is_one_spec_a_stage_replacing_the_coarse_mask_and_a_crm_r
     # the strong mask skip keeps the replaced mask, upsampled x2 to the image, away from its contour
     assert out[30:60, 40:80].all() and not out[:15].any()
 
+
+
+def test_the_variant_example_of_the_architecture_page_runs(tmp_path, monkeypatch):
+    """docs/ARCHITECTURE.md's "Adding a variant" code, run as written: its spec registered, a CRM
+    checkpoint run as that variant with a tiny SAM (the bundled MobileSAM is replaced to stay fast)."""
+    from tests.conftest import ROOT
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    code = text.split("### Adding a variant", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code, "ARCHITECTURE.md", "exec"), scope)
+    spec = scope["SPEC"]
+    monkeypatch.setitem(REGISTRY, spec.name, spec)
+    monkeypatch.setattr("sam_sr.sam.load_sam", lambda sam_type, checkpoint, device=None: build_tiny_sam())
+    torch.manual_seed(0)
+    crm = build_model("crm", {**TINY, "mask_skip": True, "mask_skip_init": 8.0}).eval()
+    ckpt = tmp_path / "crm.pt"
+    save_checkpoint(ckpt, crm, "crm", crm.config.to_dict())
+    r = Refiner.from_checkpoint(ckpt, variant="sam-box", device="cpu", decode="contour:1", scales=(1.0,),
+                                min_size=8)
+    img, mask = disk_photo(96, 128)
+    res = r.predict(img, mask)
+    assert res.mask.shape == (96, 128) and "sam_score" in res.info["sam"]
+    assert build_model("sam-box", TINY).variant == "sam-box"
