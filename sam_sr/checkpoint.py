@@ -43,12 +43,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SamSrError(f"cannot read checkpoint {p}: corrupt or not a PyTorch checkpoint ({first})") from exc
+        raise SamSrError(f"cannot read checkpoint {p}: {_load_failure(exc)}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise SamSrError(f"{p} is not a sam-sr checkpoint (no 'format: sam-sr' header); "
                          f"train one with train.py or omit --checkpoint to use the default model")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch could not read a file, without torch's advice to load it unsafely: a sam-sr checkpoint
+    holds only tensors and plain values, and a file that needs more may run code when unpickled."""
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return ("it holds Python objects besides tensors and plain values; sam-sr loads only weights "
+                "(a file from elsewhere could run code when unpickled), so it is not a sam-sr checkpoint")
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return f"corrupt or not a PyTorch checkpoint ({first})"
 
 
 def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.Module, dict]:

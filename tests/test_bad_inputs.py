@@ -100,7 +100,7 @@ def test_a_phone_photo_is_refined_against_a_mask_of_the_displayed_photo(tmp_path
     ("out_webp", "lossy"),
     ("out_no_ext", "unknown output format"),
     ("out_exists", "output exists"),
-    ("out_is_dir", "directory"),
+    ("out_is_dir", "is a folder"),
     ("parent_is_file", "is a file"),
 ])
 def test_output_paths_are_checked_before_a_run(tmp_path, case, match):
@@ -312,3 +312,188 @@ def test_bad_coco_items_are_reported_and_kept(tmp_path, refiner):
     assert [it["status"] for it in s["items"]] == ["ok"] + ["failed"] * 6
     assert out[1:] == items[1:]
     assert all(it["error"] for it in s["items"][1:])
+
+
+# ------------------------------------------- 7. the inputs of issue 24: one clear line, or the right result
+
+def _cli(argv, capsys):
+    from sam_sr.cli import main
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("decode", ["bbox:1e20", "bbox:100000000000000000000", "contour:99999999"])
+def test_huge_decode_parameters_are_one_error(tmp_path, tiny_checkpoint, capsys, decode):
+    img, mask = disk_photo(48, 64)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    code, err = _cli(["infer", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "--out", str(tmp_path / "o.png"),
+                      "--checkpoint", str(tiny_checkpoint), f"--decode={decode}", "--allow-any-decode"], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "decode" in err[0], err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_mask_with_a_leading_axis_of_one_refines_like_the_plain_mask(refiner, photo):
+    img, mask = photo
+    assert np.array_equal(refiner.refine(img, mask[None]), refiner.refine(img, mask))
+    with pytest.raises(SamSrError, match="channel-first"):
+        refiner.refine(img, np.stack([mask] * 3))
+
+
+def test_a_signed_mask_is_refused_not_emptied(refiner, photo):
+    img, mask = photo
+    signed = np.where(mask > 0, 1, -1).astype(np.int16)
+    with pytest.raises(SamSrError, match="negative values"):
+        refiner.refine(img, signed)
+
+
+def test_a_path_given_for_an_array_names_the_reader(refiner, photo):
+    img, mask = photo
+    with pytest.raises(SamSrError, match=r"read the file first with sam_sr.imaging.read_mask"):
+        refiner.refine(img, "coarse_mask_of_mine.png")
+    with pytest.raises(SamSrError, match=r"read the file first with sam_sr.imaging.read_image"):
+        refiner.refine("photo.jpg", mask)
+
+
+def test_aspect_errors_print_width_x_height(refiner, photo):
+    img, _ = photo                                   # 64 wide, 48 high
+    with pytest.raises(SamSrError, match=r"mask \(10x40 px\) and the image \(64x48 px\)"):
+        refiner.refine(img, np.ones((40, 10), np.uint8))
+
+
+def test_a_decompression_bomb_quotes_one_limit(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
+    with pytest.raises(SamSrError) as info:
+        sio.read_image(tmp_path / "big.png")
+    text = str(info.value)
+    assert "300x200 px = 60,000 pixels" in text and "20,000 pixels" in text
+    assert "exceeds" not in text and "40000" not in text and "40,000" not in text   # PIL's own numbers
+
+
+def test_out_pointing_at_a_folder_says_so(tmp_path, tiny_checkpoint, capsys):
+    img, mask = disk_photo(48, 64)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    (tmp_path / "outdir").mkdir()
+    code, err = _cli(["infer", "--image", str(tmp_path / "p.png"), "--mask", str(tmp_path / "m.png"), "--out",
+                      str(tmp_path / "outdir"), "--checkpoint", str(tiny_checkpoint)], capsys)
+    assert code == 2 and len(err) == 1 and "is a folder" in err[0] and "extension" not in err[0], err
+
+
+def test_a_mask_in_the_stored_orientation_of_an_exif_rotated_photo_names_exif(tmp_path, tiny_checkpoint, capsys):
+    img, mask = disk_photo(48, 64)                   # stored 64 x 48, displayed 48 x 64 (tag 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(img).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    Image.fromarray(mask).save(tmp_path / "raw_mask.png")
+    code, err = _cli(["infer", str(tmp_path / "phone.jpg"), str(tmp_path / "raw_mask.png"), "--out",
+                      str(tmp_path / "o.png"), "--checkpoint", str(tiny_checkpoint)], capsys)
+    assert code == 2 and len(err) == 1 and "EXIF orientation" in err[0] and "rotate the mask" in err[0], err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_checkpoint_with_pickled_objects_gives_no_unsafe_advice(tmp_path):
+    import torch
+    bad = tmp_path / "objects.pt"
+    import argparse
+    torch.save({"format": "sam-sr", "model": {}, "thing": argparse.Namespace(code="a pickled object")}, bad)
+    with pytest.raises(SamSrError) as info:
+        Refiner.from_checkpoint(bad, device="cpu")
+    assert "weights_only" not in str(info.value) and "only weights" in str(info.value)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(SamSrError, match="corrupt") as info:
+        Refiner.from_checkpoint(truncated, device="cpu")
+    assert "weights_only" not in str(info.value)
+
+
+def test_a_scale_gap_of_zero_is_refused_before_evaluating(tmp_path, tiny_checkpoint, capsys):
+    for i in range(2):
+        img, mask = disk_photo(48, 64, seed=i)
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "images" / f"{i}.jpg")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{i}.png")
+    for src in ("scale_gap_x0", "scale_gap_x1", "scale_gap_xfoo", "nonsense"):
+        code, err = _cli(["eval", "--root", str(tmp_path), "--ids", "", "--sources", src, "--checkpoint",
+                          str(tiny_checkpoint)], capsys)
+        assert code == 2 and len(err) == 1 and err[0].startswith("error:") and src in err[0], (src, err)
+
+
+@pytest.mark.slow
+def test_profile_on_a_corrupt_image_is_one_error(tmp_path, tiny_checkpoint, capsys):
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    Image.fromarray(disk_photo(48, 64)[1]).save(tmp_path / "m.png")
+    code, err = _cli(["profile", "--image", str(tmp_path / "bad.png"), "--mask", str(tmp_path / "m.png"),
+                      "--sizes", "", "--configs", "default", "--runs", "1", "--warmup", "0", "--checkpoint",
+                      str(tiny_checkpoint), "--json", str(tmp_path / "p.json")], capsys)
+    errors = [line for line in err if not line.startswith("profile:")]        # the progress bar's lines
+    assert code == 2 and len(errors) == 1 and "cannot read image" in errors[0], err
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_a_folder_run_where_every_pair_fails_writes_no_report(tmp_path, tiny_checkpoint, capsys):
+    img, mask = disk_photo(48, 64)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks" / "u2net").mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray(img).save(tmp_path / "images" / f"{name}.jpg")
+        Image.fromarray(mask).save(tmp_path / "masks" / "u2net" / f"{name}.png")
+    code, err = _cli(["infer", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--out",
+                      str(tmp_path / "out"), "--report", str(tmp_path / "r.html"), "--checkpoint",
+                      str(tiny_checkpoint)], capsys)
+    assert code == 1 and not (tmp_path / "r.html").exists() and not (tmp_path / "r_files").exists()
+    assert any("no report" in line for line in err), err
+
+
+def test_rerunning_a_finished_training_run_says_so(tmp_path, capsys):
+    from sam_sr.cli import train_main
+    from tests.test_training import _config
+    cfg = _config(tmp_path, 2, ckpt_every=1)
+    import yaml
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({k: cfg[k] for k in ("model", "data", "train")}))
+    assert train_main(["--config", str(tmp_path / "c.yaml")]) == 0
+    capsys.readouterr()
+    assert train_main(["--config", str(tmp_path / "c.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "already finished" in out and "nan" not in out
+
+
+def test_a_damaged_training_state_is_one_error(tmp_path, capsys):
+    import yaml
+
+    from sam_sr.cli import train_main
+    from tests.test_training import _config
+    cfg = _config(tmp_path, 2, ckpt_every=1)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({k: cfg[k] for k in ("model", "data", "train")}))
+    assert train_main(["--config", str(tmp_path / "c.yaml"), "train.stop_at=1"]) == 0
+    weights = tmp_path / "run" / "state" / "model.safetensors"
+    assert weights.is_file()
+    weights.write_bytes(weights.read_bytes()[:64])            # cut off, as a full disk or a crash leaves it
+    capsys.readouterr()
+    assert train_main(["--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged" in err[0] and "train.resume=false" in err[0], err
+
+
+@pytest.mark.slow
+def test_upsampling_beyond_the_memory_at_hand_is_one_error(tmp_path, tiny_checkpoint):
+    """A real allocation failure: the process's address space is capped (RLIMIT_AS) and --upsample-to
+    40000 asks for a 40000 x 30000 refinement."""
+    import subprocess
+    import sys
+    img, mask = disk_photo(48, 64)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
+            "from sam_sr.cli import main; "
+            f"sys.exit(main(['infer', {str(tmp_path / 'p.png')!r}, {str(tmp_path / 'm.png')!r}, '--out', "
+            f"{str(tmp_path / 'o.png')!r}, '--checkpoint', {str(tiny_checkpoint)!r}, '--upsample-to', '40000']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if "ImportError" in r.stderr:
+        pytest.skip("torch itself does not load under a 6 GiB address-space limit on this machine")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "not enough memory" in lines[0], r.stderr[-2000:]
+    assert not (tmp_path / "o.png").exists()

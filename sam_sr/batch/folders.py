@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..errors import SamSrError
 from ..imaging.outputs import check_outputs, folder_outputs
-from ..imaging.read import IMAGE_EXTS, list_images, read_image, read_label_map, read_mask
+from ..imaging.read import IMAGE_EXTS, check_pair, list_images, read_image, read_label_map, read_mask
 from ..imaging.write import MASK_FORMATS, mask_format, write_mask
 
 MASK_EXTS = (".png",) + tuple(e for e in IMAGE_EXTS if e != ".png")
@@ -217,6 +217,7 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
         check_outputs({"image": job["image"], "coarse mask": job["coarse"], "ground truth": job["gt"]},
                       outs, force, images=("out", "soft"))
         image, mask = reads.get(job)
+        check_pair(job["image"], image.shape[:2], np.asarray(mask).shape[:2])
         result = refiner.predict(image, mask, mask_threshold)
         binary, prob = result.mask, result.soft
         rec = _mask_scores(result.coarse, binary > 0, job.get("gt"), image.shape[:2])

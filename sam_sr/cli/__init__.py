@@ -119,6 +119,11 @@ def run_command(args: argparse.Namespace) -> int:
         _close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        _close_progress_bars()
+        print("error: not enough memory for this command (free memory, or use smaller inputs or settings)",
+              file=sys.stderr)
+        return 2
 
 
 def _parse_and_run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import SamSrError
@@ -101,7 +102,9 @@ def run(args) -> int:
         if args.eval_json:
             write_json(args.eval_json, evaluation, indent=1)
             print(f"wrote {args.eval_json}")
-    if args.report:
+    if args.report and summary["ok"] == 0:
+        print(f"no report: every one of the {summary['total']} instances failed or was empty", file=sys.stderr)
+    elif args.report:
         from ..reporting.report import coco_report
         coco_report(results, refined, table, args.report, gt=args.annotations if args.eval else None,
                     summary=summary, evaluation=evaluation, force=args.force)

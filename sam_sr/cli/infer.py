@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def refine_file(refiner, image_path, mask_path, out_path: Path, soft: bool, over
     """Refine one photo: check every output path first (none may be an input, even with
     ``force``; they must differ; lossless extensions), then refine and write atomically."""
     from ..imaging.outputs import check_outputs
-    from ..imaging.read import read_image, read_mask
+    from ..imaging.read import check_pair, read_image, read_mask
     from ..imaging.write import write_mask
     from ..reporting.visualize import overlay
 
@@ -90,6 +91,7 @@ def refine_file(refiner, image_path, mask_path, out_path: Path, soft: bool, over
                           "--overlay": overlay_path}, force, images=("--out", "--soft", "--overlay"))
     image = read_image(image_path)
     mask = read_mask(mask_path)
+    check_pair(image_path, image.shape[:2], mask.shape)
     result = refiner.predict(image, mask, mask_threshold)
     binary, prob = result.mask, result.soft
     write_mask(outs["--out"], binary)
@@ -148,7 +150,7 @@ def run(args) -> int:
 def _labels(args) -> int:
     """One label map: read it, refine or fuse it, write it with the input's palette."""
     from ..imaging.outputs import check_outputs
-    from ..imaging.read import read_image, read_label_map
+    from ..imaging.read import read_image, read_label_map, size_text
     from ..imaging.write import write_mask
     from ..inference.labels import check_label_values, refine_semantic
 
@@ -164,7 +166,8 @@ def _labels(args) -> int:
     image = read_image(args.image)
     labels, palette = read_label_map(args.labels)
     if labels.shape != image.shape[:2]:
-        raise SamSrError(f"label map {labels.shape} and image {image.shape[:2]} differ in size")
+        raise SamSrError(f"label map ({size_text(labels.shape)}) and image ({size_text(image.shape[:2])}) "
+                         f"differ in size")
     check_label_values(labels, args.num_classes, args.ignore_index, f"label map {args.labels}")
     if args.fusion == "refine":
         result = refine_semantic(refiner_from_args(args), image, labels, args.num_classes, args.ignore_index)
@@ -206,7 +209,9 @@ def _finish(args, summary, report) -> int:
         from ..data.coco import write_json
         write_json(args.summary, summary, indent=1)
         print(f"wrote {args.summary}")
-    if args.report:
+    if args.report and summary["ok"] == 0:
+        print(f"no report: every one of the {summary['total']} items failed (see the errors above)", file=sys.stderr)
+    elif args.report:
         report(summary)
         print(f"wrote {args.report}")
     return 1 if summary["failed"] else 0

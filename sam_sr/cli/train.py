@@ -32,6 +32,10 @@ def run(args) -> int:
     from ..training import train
     cfg = load_config(args.config, args.overrides)
     result = train(cfg)
+    if result.get("start") == result["iteration"]:
+        print(f"already finished: {cfg['train']['out_dir']} is at iteration {result['iteration']}, its last; "
+              f"nothing to train (checkpoint {result['final_checkpoint']})")
+        return 0
     print(f"done: {result['iteration']} iterations, loss {result['first_loss']:.4f} -> "
           f"{result['last_loss']:.4f}, {result['wall_s']:.0f} s, checkpoint {result['final_checkpoint']}")
     return 0

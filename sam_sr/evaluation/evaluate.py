@@ -3,8 +3,9 @@
 For each coarse source the coarse masks and the refined masks are scored against the ground truth:
 IoU as the mean over images and as dataset-cumulative (sum I / sum U, as CRM reports on BIG), and mBA
 (CascadePSP's definition, see :mod:`sam_sr.evaluation.metrics`). Sources are real coarse-mask folders of the
-dataset (e.g. ``picanet``, ``dss``, ``amulet``) and the synthetic scale-gap protocol ``scale_gap_xK``
-(ground truth downsampled xK and upsampled, thresholded at 0.5).
+dataset (e.g. ``picanet``, ``dss``, ``amulet``) and two synthetic ones: ``scale_gap_xK`` (ground truth
+downsampled xK, K >= 2, and upsampled, thresholded at 0.5: a right but blocky mask) and ``gt`` (the
+ground truth itself: a right mask, which a refiner must not make worse).
 """
 from __future__ import annotations
 
@@ -22,12 +23,50 @@ from ..imaging.read import read_image, read_mask
 from ..imaging.write import atomic_write_bytes
 from .metrics import BinaryScores
 
+#: The synthetic coarse sources: the ground truth itself, and ``scale_gap_x`` followed by a factor.
+GT_SOURCE, SCALE_GAP = "gt", "scale_gap_x"
+
+
+def scale_gap_factor(source: str) -> int | None:
+    """K of ``scale_gap_xK`` (an integer >= 2), or None for another source name.
+
+    Raises:
+        SamSrError: ``scale_gap_x`` followed by anything but an integer >= 2.
+    """
+    if not source.startswith(SCALE_GAP):
+        return None
+    k = source[len(SCALE_GAP):]
+    if not k.isdigit() or int(k) < 2:
+        raise SamSrError(f"coarse source {source!r}: the scale gap must be an integer >= 2, e.g. scale_gap_x8")
+    return int(k)
+
+
+def check_sources(sources: list[str], samples: list[Sample]) -> None:
+    """Refuse unknown coarse sources before a run starts: each must be ``gt``, ``scale_gap_xK`` or a
+    coarse folder every sample has.
+
+    Raises:
+        SamSrError: no source, a bad ``scale_gap_xK``, a folder some sample lacks (naming one).
+    """
+    if not sources:
+        raise SamSrError("no coarse source given")
+    for src in sources:
+        if src == GT_SOURCE or scale_gap_factor(src) is not None:
+            continue
+        missing = next((s.id for s in samples if src not in s.coarse), None)
+        if missing is not None:
+            raise SamSrError(f"unknown coarse source {src!r}: sample {missing} has no coarse mask from it "
+                             f"(sources: coarse folders of the dataset, {GT_SOURCE}, {SCALE_GAP}K)")
+
 
 def coarse_for(sample: Sample, source: str, gt: np.ndarray) -> np.ndarray:
-    """Coarse mask float32 (H, W) in [0, 1] of ``sample`` from ``source`` (a real folder or
-    ``scale_gap_xK``)."""
-    if source.startswith("scale_gap_x"):
-        return scale_gap(gt, int(source[len("scale_gap_x"):])).astype(np.float32)
+    """Coarse mask float32 (H, W) in [0, 1] of ``sample`` from ``source`` (a real folder,
+    ``scale_gap_xK`` or ``gt``)."""
+    k = scale_gap_factor(source)
+    if k is not None:
+        return scale_gap(gt, k).astype(np.float32)
+    if source == GT_SOURCE:
+        return np.asarray(gt, np.float32)
     if source not in sample.coarse:
         raise SamSrError(f"sample {sample.id} has no coarse mask from {source!r}")
     return read_mask(sample.coarse[source])
@@ -63,6 +102,7 @@ def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str])
         percent); each refiner's summary also has ``share_losing_1pt`` (percentage of photos whose IoU
         fell by more than 1 point) and ``ious`` (per-photo IoU, in sample order).
     """
+    check_sources(sources, samples)
     names = ["coarse", *refiners]
     scores = {s: {n: BinaryScores() for n in names} for s in sources}
     for image, src, cbin, gt in _coarse_pairs(samples, sources, "compare"):
@@ -111,6 +151,7 @@ def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, An
         :meth:`BinaryScores.summary` (percentages); the refined summary also has
         ``share_losing_1pt``: the percentage of images whose IoU fell by more than 1 point.
     """
+    check_sources(sources, samples)
     scores = {s: {"coarse": BinaryScores(), "refined": BinaryScores()} for s in sources}
     for image, src, cbin, gt in _coarse_pairs(samples, sources, "evaluate"):
         scores[src]["coarse"].add(cbin, gt)

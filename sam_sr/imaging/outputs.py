@@ -117,6 +117,9 @@ def check_outputs(inputs: Mapping[str, str | os.PathLike | None] | Iterable[str 
                 raise SamSrError(f"{a} and {b} are the same file {outs[a]}; give them different paths")
     for name in images:
         if name in outs:
+            if outs[name].is_dir():
+                raise SamSrError(f"{name} {outs[name]} is a folder: give a file name ending in .png or .tif "
+                                 f"(a folder of outputs is for folder runs: --images)")
             mask_format(outs[name])
     for name, o in outs.items():
         check_output_path(o, force)

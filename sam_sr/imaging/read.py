@@ -13,8 +13,8 @@ Conversions (documented behaviour, not errors):
 - masks: any size and bit depth. **An integer (or bool) mask whose values are all 0 or 1 is binary**
   (1 = foreground, whatever its dtype: a uint8 {0, 1} PNG, as many segmenters save, reads as
   0 / 255 would). Other integer masks are scaled to [0, 1] by their type's range (uint8 /255,
-  uint16 /65535, other integer types /255 if their maximum is at most 255 else /65535, negatives
-  clipped to 0); float masks must lie in [0, 1] (a tolerance of 1e-3 is clipped; values outside, or
+  uint16 /65535, other integer types /255 if their maximum is at most 255 else /65535; negative
+  values are refused, as a signed -1/1 mask is ambiguous); a (1, H, W) array is one mask; float masks must lie in [0, 1] (a tolerance of 1e-3 is clipped; values outside, or
   NaN, are refused). RGB/RGBA masks use the maximum over the colour channels (alpha is ignored unless
   the colour channels are constant, then alpha is the mask); palette ('P') masks use index > 0 as
   foreground. A binary coarse mask is ``value >= 0.5``, i.e. thresholded at half the range.
@@ -53,7 +53,7 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
         im = Image.open(p)
         im.load()
     except Image.DecompressionBombError as exc:
-        raise SamSrError(f"{what} {p} is too large to read safely ({exc}); the limit is "
+        raise SamSrError(f"{what} {p} is too large to read safely: {_header_size(p)}, over the limit of "
                          f"{Image.MAX_IMAGE_PIXELS:,} pixels (PIL.Image.MAX_IMAGE_PIXELS)") from exc
     except MemoryError as exc:
         raise SamSrError(f"not enough memory to read {what} {p}") from exc
@@ -64,6 +64,33 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
     except Exception as exc:  # noqa: BLE001 - corrupt EXIF blocks raise many types inside PIL
         raise SamSrError(f"cannot apply the EXIF orientation of {what} {p}: {exc}") from exc
 
+
+
+def size_text(hw: tuple[int, int]) -> str:
+    """An (H, W) size as image viewers print it: ``"W x H px"``."""
+    return f"{int(hw[1])}x{int(hw[0])} px"
+
+
+def _header_size(p: Path) -> str:
+    """The pixel size a file's header declares (read without decoding), e.g. ``"20000x15000 px =
+    300,000,000 pixels"``, or ``"its size"`` if even the header cannot be read."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None          # the header only: no pixel is decoded here
+        with Image.open(p) as im:
+            w, h = im.size
+        return f"{w}x{h} px = {w * h:,} pixels"
+    except Exception:  # noqa: BLE001 - the size is only for the message
+        return "its size"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _not_a_path(arr, what: str, reader: str) -> None:
+    """Refuse a path (or other non-array) where an array is expected, naming the reader to use."""
+    if isinstance(arr, (str, bytes, os.PathLike)):
+        raise SamSrError(f"the {what} must be an array, got the path {str(arr)!r}: read the file first with "
+                         f"sam_sr.imaging.{reader}(path)")
 
 
 def _float_range(a: np.ndarray, what: str, hint: str) -> np.ndarray:
@@ -91,7 +118,13 @@ def to_rgb_uint8(arr: np.ndarray) -> np.ndarray:
         SamSrError: another shape; a float image outside [0, 1] (e.g. 0-255 floats: divide by 255
             or pass uint8), NaN/inf; integers outside 0..255.
     """
+    _not_a_path(arr, "image", "read_image")
     a = np.asarray(arr)
+    if a.dtype.kind not in "biuf":
+        raise SamSrError(f"unsupported image dtype {a.dtype}: pass a uint8, uint16, bool or float array")
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
+        raise SamSrError(f"image of shape {a.shape} looks channel-first: pass it as (H, W, 3), e.g. "
+                         f"image.transpose(1, 2, 0)")
     if a.dtype == np.uint16:
         a = (a // 257).astype(np.uint8)
     elif a.dtype.kind == "f":
@@ -150,7 +183,14 @@ def mask_to_float(arr: np.ndarray) -> np.ndarray:
         SamSrError: not 2-D (after reducing channels), float values outside [0, 1] or NaN, an
             unsupported dtype.
     """
+    _not_a_path(arr, "mask", "read_mask")
     a = np.asarray(arr)
+    if a.dtype.kind not in "biuf":
+        raise SamSrError(f"unsupported mask dtype {a.dtype}: pass an integer, bool or float array")
+    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] != 1:
+        a = a[0]                            # (1, H, W), e.g. a batch or channel axis first: one mask
+    elif a.ndim == 3 and a.shape[0] in (2, 3, 4) and a.shape[2] > 4:
+        raise SamSrError(f"mask of shape {a.shape} looks channel-first: pass (H, W), or (H, W, C)")
     if a.ndim == 3:
         if a.shape[2] in (2, 4):
             colour = a[..., : a.shape[2] - 1]
@@ -163,7 +203,10 @@ def mask_to_float(arr: np.ndarray) -> np.ndarray:
         return a.astype(np.float32)
     if a.dtype.kind in "iu":
         lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-        if lo >= 0 and hi <= 1:             # binary {0, 1} of any integer type
+        if lo < 0:
+            raise SamSrError(f"a {a.dtype} mask holds negative values (min {lo}, max {hi}): sam-sr reads masks "
+                             f"as 0 = background; map a signed mask (e.g. -1/1) to 0/1 or 0/255 first")
+        if hi <= 1:                         # binary {0, 1} of any integer type
             return a.astype(np.float32)
         if a.dtype == np.uint8:
             return a.astype(np.float32) / 255.0
@@ -219,19 +262,52 @@ def read_label_map(path: str | os.PathLike) -> tuple[np.ndarray, list[int] | Non
 
 
 
+def exif_rotation_hint(image_path: str | os.PathLike, mask_hw: tuple[int, int]) -> str:
+    """A hint for a mask whose aspect ratio matches a photo as stored but not as displayed: the photo's
+    EXIF orientation turns it by 90 degrees (sam-sr reads photos as displayed). ``""`` otherwise
+    (no tag, no quarter turn, or a mask that would not match either way)."""
+    try:
+        with Image.open(image_path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    if orientation not in (5, 6, 7, 8):
+        return ""
+    mh, mw = mask_hw
+    if abs(mh / max(mw, 1) - h / max(w, 1)) > 0.02 * (h / max(w, 1)):
+        return ""
+    return (f"; the photo carries an EXIF orientation tag ({orientation}): it is stored as {w}x{h} px and "
+            f"displayed as {h}x{w} px, and sam-sr reads it as displayed. The mask matches the stored "
+            f"orientation: rotate the mask to the displayed photo, or save the photo without the tag")
+
+
 def check_aspect(image_hw: tuple[int, int], mask_hw: tuple[int, int], tol: float = 0.02) -> None:
     """Raise :class:`SamSrError` if the mask's aspect ratio differs from the image's by more than
     ``tol`` (relative) and more than one pixel of rounding. Masks of another size but the same aspect
     ratio are resized to the image."""
     (ih, iw), (mh, mw) = image_hw, mask_hw
     if min(ih, iw, mh, mw) <= 0:
-        raise SamSrError(f"empty image or mask: image {ih}x{iw}, mask {mh}x{mw}")
+        raise SamSrError(f"empty image or mask: image {size_text(image_hw)}, mask {size_text(mask_hw)}")
     ra, rb = ih / iw, mh / mw
     rounding = min(abs(mh - mw * ra), abs(mw - mh / ra)) <= 1.0
     if abs(ra - rb) / ra > tol and not rounding:
-        raise SamSrError(f"mask aspect ratio {mh}x{mw} does not match image {ih}x{iw}; "
-                         f"the mask must cover the same field of view")
+        raise SamSrError(f"the mask ({size_text(mask_hw)}) and the image ({size_text(image_hw)}) differ in "
+                         f"aspect ratio; the mask must cover the same field of view")
 
+
+
+def check_pair(image_path: str | os.PathLike, image_hw: tuple[int, int], mask_hw: tuple[int, int]) -> None:
+    """:func:`check_aspect` for a photo read from ``image_path``, whose error adds
+    :func:`exif_rotation_hint` when the photo's EXIF orientation explains the mismatch.
+
+    Raises:
+        SamSrError: the aspect ratios differ.
+    """
+    try:
+        check_aspect(image_hw, mask_hw)
+    except SamSrError as exc:
+        raise SamSrError(f"{exc}{exif_rotation_hint(image_path, mask_hw)}") from None
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

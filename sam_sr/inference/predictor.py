@@ -13,7 +13,7 @@ import torch
 from ..checkpoint import load_model
 from ..devices import check_device
 from ..errors import SamSrError
-from ..imaging.read import check_aspect, mask_to_float, to_rgb_uint8
+from ..imaging.read import check_aspect, mask_to_float, size_text, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
 from ..sam.stage import SamInputs
 from ..variants import get_variant
@@ -34,6 +34,14 @@ MIN_PIXELS = 4
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return check_device(None)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (Python's MemoryError, or torch's CPU or CUDA
+    allocator refusing a tensor)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text \
+        or "not enough memory" in text or "failed to allocate" in text
 
 
 def prepare_mask(mask: np.ndarray, image_hw: tuple[int, int], threshold: float | None = None) -> np.ndarray:
@@ -266,7 +274,15 @@ class Refiner:
             # uint8: the cascade reads it as value / 255 in float32 where it needs it (equal results)
             x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None]
             m = torch.from_numpy(coarse).to(self.device)[None, None].float()
-            out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
+            try:
+                out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
+            except (MemoryError, RuntimeError) as exc:
+                if not out_of_memory(exc):
+                    raise
+                raise SamSrError(f"not enough memory to refine this {size_text(img.shape[:2])} image with "
+                                 f"{self.cascade.settings()['upsample_to'] or 'no'} upsampling and "
+                                 f"{self.cascade.decode} decoding: free memory, lower --upsample-to, or use "
+                                 f"a smaller --sparse-tile") from None
             soft = out[0, 0].cpu().numpy()
             info.update(run)
             del x, m, out

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SamSrError
+
 #: name -> Refiner cascade options. "original" is the unpatched, fully decoded CRM cascade; the
 #: others override the model's recommended settings only where they name a setting.
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -138,7 +140,9 @@ def run_one(image: str, mask: str, config: str, checkpoint: str | None, device: 
     proc = subprocess.run([sys.executable, "-m", "sam_sr.reporting.profiling", "--child", json.dumps(args)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"profiling {config} on {image} failed:\n{proc.stderr[-2000:]}")
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ") or "Error:" in ln]
+        raise SamSrError(f"profiling {config} on {image} failed: "
+                         f"{(errors[-1] if errors else proc.stderr.strip()[-300:]).removeprefix('error: ')}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -327,4 +331,8 @@ def format_gpu_table(rows: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--child":
-    print(json.dumps(_child(json.loads(sys.argv[2]))))
+    try:
+        print(json.dumps(_child(json.loads(sys.argv[2]))))
+    except SamSrError as exc:          # one line back to the parent, which raises it as its own error
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -228,7 +228,7 @@ def train_refiner(cfg: dict[str, Any], accelerator: Accelerator | None = None) -
     checkpoint(it, final)
     acc.end_training()
     window = losses[-t["log_every"]:] or [float("nan")]
-    return {"iteration": it, "first_loss": first_loss if first_loss is not None else
+    return {"iteration": it, "start": start, "first_loss": first_loss if first_loss is not None else
             (losses[0] if losses else float("nan")), "last_loss": sum(window) / len(window),
             "final_checkpoint": str(final), "wall_s": time.time() - t0}
 

@@ -196,7 +196,7 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     final = out / "final.pt"
     save(it, final)
     acc.end_training()
-    return {"iteration": it, "first_loss": float(np.mean(losses[:log_every])) if losses else float("nan"),
+    return {"iteration": it, "start": start, "first_loss": float(np.mean(losses[:log_every])) if losses else float("nan"),
             "last_loss": float(np.mean(losses[-log_every:])) if losses else float("nan"),
             "wall_s": time.time() - t0, "final_checkpoint": str(final), "records": records}
 

@@ -199,7 +199,12 @@ def load_progress(acc: Accelerator, state_dir: Path, progress: dict[str, Any] | 
     state)."""
     if progress is None:
         return 0
-    acc.load_state(str(state_dir))
+    try:
+        acc.load_state(str(state_dir))
+    except Exception as exc:  # noqa: BLE001 - safetensors, torch and pickle raise many types for damaged files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SamSrError(f"cannot resume from {state_dir}: its saved state is damaged ({first[:200]}); delete "
+                         f"{state_dir}, or set train.resume=false, to start again") from exc
     start = int(progress["iteration"])
     acc.print(f"resumed from {state_dir} at iteration {start}")
     return start
