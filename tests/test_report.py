@@ -11,7 +11,7 @@ from sam_sr.batch.coco import refine_coco
 from sam_sr.batch.folders import plan_mask_folder, run_mask_jobs
 from sam_sr.data.coco import encode_mask, image_table
 from sam_sr.evaluation.coco import evaluate_coco
-from sam_sr.reporting.report import REFINED, ReportRow, coco_report, folder_report, render_row, write_report
+from sam_sr.reporting.report import COARSE, REFINED, WINDOW, ReportRow, coco_report, folder_report, render_row, write_report
 from tests.conftest import save_pair
 from tests.test_batch import DilatingRefiner
 
@@ -26,9 +26,9 @@ def test_render_row_draws_contours_and_zooms_on_the_change():
     image = np.zeros((100, 200, 3), np.uint8)
     coarse = _square(100, 200, 20, 120, 60, 180)
     refined = _square(100, 200, 20, 120, 60, 184)           # grew on the right side only
-    overview, zoom = render_row(image, [coarse], [refined], None, thumb=100, zoom=16, zoom_scale=4)
+    overview, zoom = render_row(image, [coarse], [refined], None, thumb=100, zoom=16, zoom_px=64)
     assert overview.shape == (50, 100, 3)                     # fitted in 100 px
-    assert zoom.shape == (64, 64, 3)
+    assert zoom.shape[:2] == (64, 64)
     green = np.all(zoom == REFINED, axis=2)
     assert green.any()
     ys, xs = np.nonzero(green)
@@ -36,6 +36,42 @@ def test_render_row_draws_contours_and_zooms_on_the_change():
     assert xs.max() > 32
     _, none = render_row(image, [coarse], [coarse], None)
     assert none is None
+
+
+def test_contours_lie_on_the_masks_own_edge_and_changes_are_tinted():
+    """The refined contour is drawn on the refined mask's outermost pixels (inside it, never outside),
+    and added pixels are tinted on the whole photo."""
+    image = np.full((60, 80, 3), 100, np.uint8)
+    coarse, refined = _square(60, 80, 10, 10, 50, 40), _square(60, 80, 10, 10, 50, 60)
+    overview, _ = render_row(image, [coarse], [refined], None, thumb=80)
+    green = np.all(overview == REFINED, axis=2)
+    assert green.any() and not (green & ~refined).any()                 # never outside the mask
+    drawn = green | np.all(overview == WINDOW, axis=2)                  # the zoom box may cross it
+    assert drawn[10, 10:60].all() and drawn[49, 10:60].all() and drawn[10:50, 59].all()   # its edge
+    tinted = (overview != 100).any(axis=2) & ~green & ~np.all(overview == COARSE, axis=2)
+    assert tinted[20:40, 45:55].all() and not tinted[20:40, 65:75].any()  # the added band only
+    assert tuple(overview[30, 50]) != tuple(overview[30, 70])
+
+
+def test_a_soft_coarse_mask_is_outlined_and_measured_at_one_half():
+    image = np.zeros((60, 80, 3), np.uint8)
+    soft = np.full((60, 80), 0.3, np.float32)                 # background at 0.3: below one half
+    soft[10:50, 10:40] = 0.9
+    refined = _square(60, 80, 10, 10, 50, 40)
+    overview, zoom = render_row(image, [soft], [refined], None, thumb=80)
+    assert zoom is None                                       # the same mask at 0.5: nothing changed
+    red = np.all(overview == COARSE, axis=2)
+    assert not red[:5].any() and not red[:, :5].any()         # no contour around the whole photo
+
+
+def test_the_zoom_window_frames_the_largest_change():
+    """A filled hole (a wheel's interior, 50 px across) is framed whole, not as a corner of it."""
+    from sam_sr.reporting.visualize import change_window
+    changed = np.zeros((400, 600), bool)
+    changed[100:150, 300:350] = True                          # the filled interior
+    changed[10:12, 10:12] = True                              # a speck elsewhere
+    y0, x0, y1, x1 = change_window(changed, 48)
+    assert y0 <= 100 and y1 >= 150 and x0 <= 300 and x1 >= 350 and (y1 - y0) <= 80
 
 
 def test_write_report_sorts_by_change_and_limits_rows(tmp_path):

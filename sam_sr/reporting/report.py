@@ -1,10 +1,10 @@
 """HTML reports of folder and COCO runs: what refinement changed, photo by photo, most changed first.
 
-Each photo gets two pictures: the whole photo with contours (ground truth blue, drawn first, then
-coarse red, then refined green on top: where refined and coarse agree only green shows), and a
-pixel-level zoom (``zoom`` x ``zoom`` pixels of the photo, each drawn ``zoom_scale`` times larger) of
-the window where refined and coarse differ in the most pixels (its place is the yellow box on the
-photo). Photos are sorted by how much the mask changed:
+Each photo gets two pictures: the whole photo, tinted where refinement added pixels (cyan) or
+removed them (magenta), with contours on each mask's own edge (ground truth blue, drawn first, then
+coarse red, then refined green on top: where refined and coarse agree only green shows); and a zoom on
+the largest connected change, its window sized to that change (the yellow box on the photo). Soft
+masks are outlined and measured at 0.5. Photos are sorted by how much the mask changed:
 
 - binary folder runs: 1 - IoU(coarse, refined);
 - label maps: the fraction of pixels whose label changed;
@@ -33,7 +33,7 @@ from ..errors import SamSrError
 from ..imaging.outputs import check_output_path
 from ..imaging.read import read_image, read_label_map, read_mask
 from ..imaging.write import atomic_write_bytes
-from .visualize import busiest_window, draw_contours
+from .visualize import ADDED, REMOVED, binary, change_window, draw_contours, tint_changes
 
 COARSE, REFINED, GT, WINDOW = (255, 40, 40), (40, 230, 40), (60, 140, 255), (255, 220, 0)
 
@@ -55,42 +55,54 @@ class ReportRow:
 
 
 def _fit(image: np.ndarray, masks: Sequence[np.ndarray], max_side: int):
+    """The image resized (area) so that its longer side is at most ``max_side`` (upscaled, nearest, when
+    ``upscale`` would make it larger), and the masks resized with it and thresholded at 0.5."""
     h, w = image.shape[:2]
-    s = min(1.0, max_side / max(h, w))
+    s = max_side / max(h, w)
     if s == 1.0:
-        return image, list(masks), 1.0
+        return image, [binary(m) for m in masks], 1.0
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return small, [cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_NEAREST
+    small = cv2.resize(image, size, interpolation=interp)
+    return small, [cv2.resize(binary(m).astype(np.float32), size, interpolation=interp) >= 0.5
                    for m in masks], s
 
 
 def render_row(image: np.ndarray, coarse: list, refined: list, gt: list | None, thumb: int = 480,
-               zoom: int = 64, zoom_scale: int = 4) -> tuple[np.ndarray, np.ndarray | None]:
-    """The two pictures of a report row, uint8 RGB: the photo fitted in ``thumb`` x ``thumb`` pixels
-    with contours, and the ``zoom``-pixel window of most change drawn ``zoom_scale`` x (None when
-    nothing changed)."""
+               zoom: int = 48, zoom_px: int = 320) -> tuple[np.ndarray, np.ndarray | None]:
+    """The two pictures of a report row, uint8 RGB.
+
+    - the photo fitted in ``thumb`` x ``thumb`` pixels, tinted where refinement added
+      (:data:`~sam_sr.reporting.visualize.ADDED`) or removed (:data:`~sam_sr.reporting.visualize.REMOVED`)
+      pixels, with the contours of ground truth, coarse and refined masks on their own edges, and the
+      zoom window as a yellow box;
+    - the zoom: the window around the largest connected change
+      (:func:`~sam_sr.reporting.visualize.change_window`, at least ``zoom`` px square), tinted and
+      outlined the same way and drawn ``zoom_px`` px on its longer side; None when nothing changed.
+
+    Masks are read by :func:`~sam_sr.reporting.visualize.binary` (soft masks at 0.5).
+    """
     changed = np.zeros(image.shape[:2], bool)
     for c, r in zip(coarse, refined):
-        changed |= np.asarray(c, bool) != np.asarray(r, bool)
+        changed |= binary(c) != binary(r)
     layers_all = [*(gt or []), *coarse, *refined]
     n_gt, n_c = len(gt or []), len(coarse)
-    small, masks, s = _fit(image, layers_all, thumb)
-    layers = [(masks[:n_gt], GT), (masks[n_gt:n_gt + n_c], COARSE), (masks[n_gt + n_c:], REFINED)]
-    overview = draw_contours(small, layers, 1)
+
+    def picture(img, masks):
+        tinted = tint_changes(img, masks[n_gt:n_gt + n_c], masks[n_gt + n_c:])
+        layers = [(masks[:n_gt], GT), (masks[n_gt:n_gt + n_c], COARSE), (masks[n_gt + n_c:], REFINED)]
+        return draw_contours(tinted, layers, 1)
+
+    small, masks, s = _fit(image, layers_all, min(thumb, max(image.shape[:2])))
+    overview = picture(small, masks)
     if not changed.any():
         return overview, None
-    y0, x0, y1, x1 = busiest_window(changed, zoom)
+    y0, x0, y1, x1 = change_window(changed, zoom)
     cv2.rectangle(overview, (int(x0 * s), int(y0 * s)), (int(np.ceil(x1 * s)) - 1, int(np.ceil(y1 * s)) - 1),
                   WINDOW, 1)
-
-    def up(a):
-        return np.repeat(np.repeat(np.asarray(a)[y0:y1, x0:x1], zoom_scale, 0), zoom_scale, 1)
-
-    crop = up(image)
-    zl = [([up(m) for m in (gt or [])], GT), ([up(m) for m in coarse], COARSE),
-          ([up(m) for m in refined], REFINED)]
-    return overview, draw_contours(crop, zl, 2)
+    crop = [np.asarray(m)[y0:y1, x0:x1] for m in layers_all]
+    big, masks, _ = _fit(np.ascontiguousarray(image[y0:y1, x0:x1]), crop, zoom_px)
+    return overview, picture(big, masks)
 
 
 def _jpeg(arr: np.ndarray, quality: int = 85) -> bytes:
@@ -160,8 +172,8 @@ def check_report_path(html_path: str | os.PathLike, force: bool = False) -> Path
 
 def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title: str,
                  header: Sequence[str] = (), failed: Sequence[tuple[str, str]] = (),
-                 force: bool = False, max_rows: int = 100, thumb: int = 480, zoom: int = 64,
-                 zoom_scale: int = 4, progress: bool = True, change_label: str = "") -> Path:
+                 force: bool = False, max_rows: int = 100, thumb: int = 480, zoom: int = 48,
+                 zoom_px: int = 320, progress: bool = True, change_label: str = "") -> Path:
     """Write an HTML report of ``rows`` (sorted here by ``change``, largest first; the first
     ``max_rows`` drawn) with its pictures in ``<stem>_files/``.
 
@@ -188,7 +200,7 @@ def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title:
                                     dynamic_ncols=True), 1):
         try:
             image, coarse, refined, gt = row.load()
-            overview, zoomed = render_row(image, coarse, refined, gt, thumb, zoom, zoom_scale)
+            overview, zoomed = render_row(image, coarse, refined, gt, thumb, zoom, zoom_px)
         except SamSrError as exc:
             failed.append((row.name, f"report: {exc}"))
             continue
@@ -215,14 +227,16 @@ def write_report(rows: Sequence[ReportRow], html_path: str | os.PathLike, title:
     legend = (f"<div class='legend'><span><i class='sw' style='background:rgb{COARSE}'></i>coarse</span>"
               f"<span><i class='sw' style='background:rgb{REFINED}'></i>refined</span>"
               f"<span><i class='sw' style='background:rgb{GT}'></i>ground truth</span>"
-              f"<span><i class='sw' style='background:rgb{WINDOW}'></i>zoom window "
-              f"({zoom} px, drawn x{zoom_scale})</span></div>")
+              f"<span><i class='sw' style='background:rgb{WINDOW}'></i>zoom window</span>"
+              f"<span><i class='sw' style='background:rgb{ADDED};height:10px'></i>added by refinement</span>"
+              f"<span><i class='sw' style='background:rgb{REMOVED};height:10px'></i>removed by refinement</span>"
+              f"</div>")
     more = len(ordered) - len(shown)
     lines = list(header) + [f"{len(ordered)} photos, sorted by how much the mask changed"
                             + (f" ({change_label})" if change_label else "")
                             + (f"; the {len(shown)} most changed are shown ({more} not drawn)" if more else ""),
-                            f"left: the photo; right: the {zoom} x {zoom} px window where coarse and refined "
-                            f"differ in the most pixels (yellow box), drawn {zoom_scale}x"]
+                            "left: the photo, tinted where refinement added or removed pixels; right: the "
+                            "largest change, zoomed (the yellow box on the photo)"]
     fail_html = ""
     if failed:
         items = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(e)}</li>" for n, e in failed)
