@@ -10,6 +10,10 @@ Layouts (``layout:`` in a config's ``data.datasets`` list):
 - ``generic``: ``<root>/images/*`` + ``<root>/masks/<id>.png``, optional coarse masks
   ``<root>/coarse/<source>/<id>.png`` (this is also the layout of the sod and horse folders of ``$SAM_SR_DATA``).
 - ``big``: ``<root>/**/<id>_im.jpg`` + ``<id>_gt.png`` + coarse ``<id>_seg.png``.
+- ``matting``: ``<root>/images/*`` + ``<root>/alpha/<id>.png`` (an alpha matte, read as a mask: its
+  threshold at 0.5 is the mask; e.g. the ``fur`` folder of ``$SAM_SR_DATA``, whose mattes come from a
+  matting network: near right, not ground truth. Scored with the ``gt`` source, a refiner's IoU with a
+  mask that is already right measures how little it changes it).
 A sample is a :class:`Sample` (paths); ``ids_file`` keeps only the listed ids (one per line).
 """
 from __future__ import annotations
@@ -118,9 +122,14 @@ def read_big(root: Path) -> list[Sample]:
     return out
 
 
+def read_matting(root: Path) -> list[Sample]:
+    """``images/`` + ``alpha/`` (alpha mattes as masks)."""
+    return _pairs(_need_dir(root / "images"), _need_dir(root / "alpha"))
+
+
 LAYOUTS: dict[str, Callable[[Path], list[Sample]]] = {
     "msra10k": read_msra10k, "duts": read_duts, "dut_omron": read_dut_omron, "ecssd": read_ecssd,
-    "fss1000": read_fss1000, "generic": read_generic, "big": read_big,
+    "fss1000": read_fss1000, "generic": read_generic, "big": read_big, "matting": read_matting,
 }
 
 
