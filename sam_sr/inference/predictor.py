@@ -20,7 +20,7 @@ from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
 from .decode_validity import KEY as VALID_DECODE
 from .decode_validity import check_decode, valid_modes
-from .heap import trim_heap
+from .heap import trim_heap, tune_allocator
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v4.pt"
@@ -138,6 +138,7 @@ class Refiner:
                  cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
                  sam_inputs: SamInputs | None = None):
         self.device = check_device(device)            # an unknown or absent device: SamSrError
+        tune_allocator()                              # once per process: see sam_sr.inference.heap
         self.model = model.to(self.device).eval()
         self.cascade = cascade or CascadeConfig()
         self.info = info or {}
@@ -178,6 +179,7 @@ class Refiner:
                 without ``allow_any_decode``, an unknown or absent ``device``.
         """
         device = check_device(device)      # before anything is loaded onto it
+        tune_allocator()                   # before the models' and SAM's allocations
         if path is not None:
             p = Path(path)
         elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)

@@ -2,6 +2,7 @@
 
 - :mod:`.refiner`: the refiner trainer (``task: refiner``: CRM and the SAM-SR variants), accelerate;
 - :mod:`.region`: SAM-SR v4's region-step trainer (``task: region``);
+- :mod:`.decision`: SAM-SR v5's keep-or-change decision (``task: decision``);
 - :mod:`.state`: what both share: optimizer, learning-rate schedule, fine-tuning initialisation and
   the resumable state saved atomically;
 - :mod:`.losses`, :mod:`.recipe` (a model's stages in order), :mod:`.export` (inference checkpoints).
@@ -42,8 +43,11 @@ def train(cfg: dict[str, Any], accelerator=None) -> dict[str, Any]:
     if task == "region":                         # SAM-SR v4's region step has its own trainer
         from .region import train_region
         return train_region(cfg)
+    if task == "decision":                       # and SAM-SR v5's keep-or-change decision
+        from .decision import train_decision
+        return train_decision(cfg)
     if task != "refiner":
-        raise SamSrError(f"unknown task {task!r} (refiner | region)")
+        raise SamSrError(f"unknown task {task!r} (refiner | region | decision)")
     from .refiner import train_refiner
     return train_refiner(cfg, accelerator)
 

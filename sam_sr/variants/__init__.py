@@ -29,6 +29,7 @@ _ENTRIES: dict[str, tuple[str, str]] = {
     "v3.4": ("v3", "SPEC_34"),
     "sam-prompt": ("sam_prompt", "SPEC"),
     "v4": ("v4", "SPEC"),
+    "v5": ("v5", "SPEC"),
 }
 
 

@@ -36,9 +36,11 @@ class RegionStage(SamStage):
         self.model = model
         return self
 
-    def __call__(self, source, image, coarse, rng=None):
+    def region(self, source, image: np.ndarray, coarse: np.ndarray):
+        """The region step of one photo: (coarse float32 (H, W), region logits float32 (H, W) at the
+        photo's size, :func:`region_step`'s info, the composition's opening radius in px)."""
         if self.model is None:
-            raise SamSrError("the v4 region stage is not bound to its model")
+            raise SamSrError(f"the {type(self).__name__} is not bound to its model")
         predictor = source.predictor(image)
         c = np.asarray(coarse, np.float32)
         dev = next(self.model.region.parameters()).device
@@ -48,6 +50,10 @@ class RegionStage(SamStage):
                                    device=dev)
         self.model.region.train(was_training)
         radius = int(round(float(self.model.config.compose) * max(c.shape) / 256))
+        return c, logits, info, radius
+
+    def __call__(self, source, image, coarse, rng=None):
+        c, logits, info, radius = self.region(source, image, coarse)
         out = compose(c >= 0.5, logits, radius)
         info = {"changed": info["changed"], "composed_changed": float((out != (c >= 0.5)).mean())}
         return out, None, info
@@ -56,6 +62,6 @@ class RegionStage(SamStage):
 SPEC = VariantSpec(
     name="v4", model=SamSrV4, config=V4Config, defaults={"extra_channels": 0}, fixed=("extra_channels",),
     sam_stage=RegionStage, default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
-    default_checkpoint="weights/sam_sr_v4.pt",
+    default_checkpoint="weights/sam_sr_v4.pt", runs_checkpoints_of=("v5",),
     summary="the default: SAM's answers + a region network on SAM's grid fix regions, then the CRM "
             "cascade re-draws the boundary")

@@ -17,12 +17,14 @@ from ...sam.prompt import LOWRES, PromptConfig, image_to_lowres, lowres_shape, l
 
 
 def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Sequence[PromptConfig],
-                  device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+                  device: torch.device | str | None = None, sam_info: list | None = None) -> dict[str, torch.Tensor]:
     """The region network's inputs for one photo (the predictor's image must be set to ``image``).
 
     Args:
         image: uint8 (H, W, 3) RGB. coarse: float (H, W) in [0, 1] (or bool).
         prompts: one SAM answer per entry.
+        sam_info: a list that receives each answer's :func:`~sam_sr.sam.prompt.sam_prompt` info
+            (``predicted_iou``, ...), in order, when given.
 
     Returns:
         float32 tensors with a batch of 1, on ``device`` (default the predictor's): ``embedding`` (1, 256, 64, 64),
@@ -32,7 +34,10 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
     from .data import frame_grid
     c = np.asarray(coarse, np.float32)
     binary, memo = c >= 0.5, {}     # one mask and memo: the prompts' full-resolution work is done once
-    answers = [sam_prompt(predictor, binary, cfg, memo)[0] for cfg in prompts]
+    asked = [sam_prompt(predictor, binary, cfg, memo) for cfg in prompts]
+    answers = [a for a, _ in asked]
+    if sam_info is not None:
+        sam_info.extend(i for _, i in asked)
     dev = torch.device(device) if device is not None else predictor.device
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)  # noqa: E731
     return {
@@ -53,15 +58,18 @@ def region_step(region_net, predictor, image: np.ndarray, coarse: np.ndarray,
     Returns:
         (logits float32 (H, W) at the photo's size, resampled as SAM resamples its masks;
         info ``{"lowres": float32 (256, 256) logits, "changed": share of the photo's low-resolution
-        cells whose side of 0 differs from the coarse mask's}``).
+        cells whose side of 0 differs from the coarse mask's, "sam": SAM's answers float32 (S, lh, lw)
+        on the photo's cells of the 256 grid, "sam_info": their sam_prompt infos}``).
     """
-    x = region_inputs(predictor, image, coarse, prompts, device)
+    sam_info: list = []
+    x = region_inputs(predictor, image, coarse, prompts, device, sam_info)
     low = region_net(x["embedding"], x["coarse"], x["sam"], x["image"], x["valid"])[0, 0].float().cpu().numpy()
     h, w = np.asarray(coarse).shape
     lh, lw = lowres_shape(h, w)
     coarse_low = x["coarse"][0, 0].cpu().numpy()[:lh, :lw] >= 0.5
     changed = float(((low[:lh, :lw] > 0) != coarse_low).mean())
-    return lowres_to_image(low, h, w), {"lowres": low, "changed": changed}
+    sam = x["sam"][0, :, :lh, :lw].float().cpu().numpy()
+    return lowres_to_image(low, h, w), {"lowres": low, "changed": changed, "sam": sam, "sam_info": sam_info}
 
 
 def compose(coarse: np.ndarray, region_logits: np.ndarray, radius: int) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""SAM-SR v5, sam-sr's default: v4's region step, whose changes a learned keep-or-change decision
+takes or leaves, then the CRM cascade re-draws the boundary.
+
+The region step (:mod:`sam_sr.variants.v4`) proposes changes to the coarse mask: connected parts where
+its mask and the coarse mask disagree by more than a sliver along the contour
+(:mod:`sam_sr.variants.v5.changes`). :class:`~sam_sr.variants.v5.model.Decision` gives each change,
+and the photo, the probability that taking it raises the mask's IoU with the truth, from what
+inference sees (the region network's confidence, SAM's two answers, their predicted IoU and
+stability and agreement, the coarse mask's softness, detail and holes, the change's size and place).
+A change is taken when its probability reaches ``take``; one that fills an enclosed hole of the
+coarse mask, or removes a thin part of it, only when it reaches ``strong``; and none is taken when
+the photo's probability is below ``photo``. The rest of the coarse mask, boundary included, goes to
+the boundary step unchanged. v5 checkpoints also run as ``--variant v4`` (the region step's changes
+all taken).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import VariantSpec
+from ..v4 import RegionStage
+from .changes import find_changes
+from .model import SamSrV5, V5Config
+
+
+class DecisionStage(RegionStage):
+    """v4's region step, then the decision (see the module docstring). ``info``: ``changes`` (count),
+    ``taken`` (count), ``photo`` (the photo's probability), ``composed_changed`` (share of the photo's
+    pixels that differ from the coarse mask afterwards)."""
+
+    def __call__(self, source, image, coarse, rng=None):
+        c, logits, info, radius = self.region(source, image, coarse)
+        binary = c >= 0.5
+        changes = find_changes(binary, c, logits, radius, list(info["sam"]),
+                               [float(i.get("predicted_iou", 0.0)) for i in info["sam_info"]])
+        settings = self.model.settings()
+        p_change, p_photo = self.model.decision.probabilities(changes.features, changes.photo)
+        take = decide(changes, p_change, p_photo, settings)
+        out = changes.apply(binary, take)
+        return out, None, {"changes": len(changes), "taken": int(take.sum()), "photo": p_photo,
+                           "composed_changed": float((out != binary).mean())}
+
+
+def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.ndarray:
+    """bool (K,): the changes taken, by the rule of the module docstring."""
+    from .changes import CHANGE_FEATURES
+    if len(changes) == 0 or p_photo < float(settings["photo"]):
+        return np.zeros(len(changes), bool)
+    f = changes.features
+    hole = f[:, CHANGE_FEATURES.index("fills_hole")] >= float(settings["hole"])
+    removal = f[:, CHANGE_FEATURES.index("is_addition")] < 0.5
+    thin = removal & (f[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
+    need = np.where(hole | thin, float(settings["strong"]), float(settings["take"]))
+    return p_change >= need
+
+
+SPEC = VariantSpec(
+    name="v5", model=SamSrV5, config=V5Config, defaults={"extra_channels": 0}, fixed=("extra_channels",),
+    sam_stage=DecisionStage, default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
+    default_checkpoint="weights/sam_sr_v5.pt",
+    summary="the default: v4's region step with a learned keep-or-change decision, then the CRM cascade")
