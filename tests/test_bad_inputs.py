@@ -497,3 +497,30 @@ def test_upsampling_beyond_the_memory_at_hand_is_one_error(tmp_path, tiny_checkp
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "not enough memory" in lines[0], r.stderr[-2000:]
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (20, 300), (10, 2000), (1200, 11)])
+def test_tiny_or_extreme_photos_change_only_the_boundary_band_and_say_why(hw, tiny_checkpoint, caplog):
+    """Sides under 32 px or aspect ratios over 100: a SAM variant's SAM step is skipped with a warning
+    (its info says why), and the boundary step changes only pixels within its band of the contour."""
+    import logging
+
+    from sam_sr.inference.band import contour_band
+    from tests.variants.test_registry import build_tiny_sam
+    h, w = hw
+    img = np.random.default_rng(0).integers(0, 255, (h, w, 3)).astype(np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4: 3 * h // 4 + 1, w // 4: 3 * w // 4 + 1] = 255
+    from sam_sr.sam.source import LiveSam
+    from sam_sr.sam.stage import SamInputs
+    from sam_sr.variants import get_variant
+    base = Refiner.from_checkpoint(tiny_checkpoint, device="cpu", decode="contour:2")
+    r = Refiner(base.model, "cpu", base.cascade, sam_inputs=SamInputs(get_variant("sam-prompt").stage(),
+                                                                       LiveSam(build_tiny_sam())))
+    with caplog.at_level(logging.WARNING, logger="sam_sr"):
+        res = r.predict(img, mask)
+    assert "too small or too narrow for SAM" in res.info["sam"]["skipped"]
+    assert any("only the boundary step ran" in m for m in caplog.messages)
+    changed = (res.mask > 0) != (mask > 0)
+    band = contour_band((mask > 0).astype(np.uint8), 2)
+    assert not (changed & ~band).any()

@@ -11,7 +11,16 @@ from sam_sr.batch.coco import refine_coco
 from sam_sr.batch.folders import plan_mask_folder, run_mask_jobs
 from sam_sr.data.coco import encode_mask, image_table
 from sam_sr.evaluation.coco import evaluate_coco
-from sam_sr.reporting.report import COARSE, REFINED, WINDOW, ReportRow, coco_report, folder_report, render_row, write_report
+from sam_sr.reporting.report import (
+    COARSE,
+    REFINED,
+    WINDOW,
+    ReportRow,
+    coco_report,
+    folder_report,
+    render_row,
+    write_report,
+)
 from tests.conftest import save_pair
 from tests.test_batch import DilatingRefiner
 

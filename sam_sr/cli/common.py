@@ -92,6 +92,11 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
                             "default: the model's, else off)")
     speed.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                        help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
+    speed.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                       help="run the networks with torch (default) or with onnxruntime on the CPU (pip install "
+                            "'sam-sr[onnx]'; the model is exported once, or read from --onnx-dir)")
+    speed.add_argument("--onnx-dir", default=None,
+                       help="folder of the model's ONNX export (sam-sr export --onnx DIR); default: a cache folder")
 
 
 def cascade_settings(args) -> dict:
@@ -129,7 +134,8 @@ def refiner_from_args(args, device=None):
     return Refiner.from_checkpoint(args.checkpoint, variant=args.variant, device=args.device or device,
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
                                    sam_cache=cache, sam_points_per_side=args.points_per_side,
-                                   allow_any_decode=args.allow_any_decode, **cascade_settings(args))
+                                   allow_any_decode=args.allow_any_decode, runtime=args.runtime,
+                                   onnx_dir=args.onnx_dir, **cascade_settings(args))
 
 
 def run_jobs(args, jobs: list, work, scratch_dir, merge=None):

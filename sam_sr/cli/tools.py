@@ -92,9 +92,14 @@ def profile_run(args) -> int:
 
 
 def export_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("src", help="training checkpoint, e.g. runs/crm_r18_pixel_sod2/final.pt")
-    ap.add_argument("dst", help="inference checkpoint to write")
-    ap.add_argument("--force", action="store_true", help="overwrite DST")
+    ap.add_argument("src", nargs="?", default=None,
+                    help="training checkpoint, e.g. runs/crm_r18_pixel_sod2/final.pt (with --onnx alone: "
+                         "default the shipped default model)")
+    ap.add_argument("dst", nargs="?", default=None, help="inference checkpoint to write")
+    ap.add_argument("--onnx", default=None, metavar="DIR",
+                    help="also (or only) write the networks as ONNX files into DIR, for --runtime onnx "
+                         "(needs pip install 'sam-sr[onnx]')")
+    ap.add_argument("--force", action="store_true", help="overwrite DST (and an ONNX export in DIR)")
     ap.add_argument("--decode", type=argtypes.decode_mode, default=None,
                     help="recommended query selection, e.g. contour:8")
     ap.add_argument("--valid-decode", default=None,
@@ -110,11 +115,27 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def export_run(args) -> int:
-    from ..training.export import export_checkpoint
-    given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
-             "upsample_to": args.upsample_to, "flip": args.flip, "valid_decode": args.valid_decode}
-    out = export_checkpoint(args.src, args.dst, {k: v for k, v in given.items() if v is not None}, args.force)
-    print(f"wrote {args.dst}: {out['variant']} at iteration {out['iteration']}, {out['bytes'] / 1e6:.1f} MB")
+    from ..errors import SamSrError
+    if args.dst is None and args.onnx is None:
+        raise SamSrError("give DST (an inference checkpoint to write) and/or --onnx DIR")
+    if args.dst is not None and args.src is None:
+        raise SamSrError("give SRC, the training checkpoint to export")
+    if args.dst is not None:
+        from ..training.export import export_checkpoint
+        given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
+                 "upsample_to": args.upsample_to, "flip": args.flip, "valid_decode": args.valid_decode}
+        out = export_checkpoint(args.src, args.dst, {k: v for k, v in given.items() if v is not None}, args.force)
+        print(f"wrote {args.dst}: {out['variant']} at iteration {out['iteration']}, {out['bytes'] / 1e6:.1f} MB")
+    if args.onnx is not None:
+        from ..inference import Refiner
+        from ..inference.onnx_runtime import export_onnx
+        src = args.dst or args.src
+        r = Refiner.from_checkpoint(src, device="cpu", allow_any_decode=True)
+        sam = getattr(r.sam_inputs, "source", None)
+        manifest = export_onnx(r.model, args.onnx, r.info["checkpoint"], getattr(sam, "sam", None), args.force)
+        print(f"wrote {args.onnx}: {', '.join(manifest['files'].values())} (largest difference from torch "
+              f"{max(manifest['max_abs_diff'].values()):.2g})"
+              + (f"; SAM's encoder {manifest['sam_encoder_note']}" if manifest["sam_encoder_note"] else ""))
     return 0
 
 

@@ -54,6 +54,8 @@ from .sparse import SparseFeatures
 #: the padded input's pixels (the fusion then also runs on little more than the tiles' cores).
 SPARSE_SHARE = 0.9
 PRECISIONS = ("fp32", "bf16")
+#: Cascade steps whose shorter side would fall below this many px are skipped (:meth:`CascadeConfig.steps`).
+MIN_STEP_SIDE = 32
 
 
 def _int(name: str, value: Any, low: int) -> int:
@@ -178,8 +180,11 @@ class CascadeConfig:
         return replace(self, **changes)
 
     def steps(self, h: int, w: int) -> list[float]:
-        """The scales run for an H x W image, increasing, ending at 1.0."""
-        s = sorted({float(x) for x in self.scales if 0 < x < 1 and max(h, w) * x >= self.min_size})
+        """The scales run for an H x W image, increasing, ending at 1.0: those whose longer side
+        reaches ``min_size`` and whose shorter side reaches :data:`MIN_STEP_SIDE` px (a narrow strip
+        shrunk to a few pixels would let a low-resolution step, whose band covers it whole, redraw it)."""
+        s = sorted({float(x) for x in self.scales if 0 < x < 1 and max(h, w) * x >= self.min_size
+                    and min(h, w) * x >= MIN_STEP_SIDE})
         return s + [1.0]
 
 

@@ -1,6 +1,7 @@
 """The public API: ``Refiner.from_checkpoint(path).refine(image, mask)``."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,14 @@ from ..devices import check_device
 from ..errors import SamSrError
 from ..imaging.read import check_aspect, mask_to_float, size_text, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
-from ..sam.stage import SamInputs
+from ..sam.stage import MAX_SAM_ASPECT, MIN_SAM_SIDE, SamInputs
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
 from .decode_validity import KEY as VALID_DECODE
 from .decode_validity import check_decode, valid_modes
 from .heap import trim_heap, tune_allocator
+
+log = logging.getLogger("sam_sr")
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v4.pt"
@@ -152,6 +155,7 @@ class Refiner:
                         device: str | torch.device | None = None, sam_type: str | None = None,
                         sam_checkpoint: str | os.PathLike | None = None, sam_cache=None,
                         sam_points_per_side: int = 16, allow_any_decode: bool = False,
+                        runtime: str = "torch", onnx_dir: str | os.PathLike | None = None,
                         **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
@@ -167,6 +171,9 @@ class Refiner:
             sam_points_per_side: automatic-mask point grid of v1 / v2.1 (SAM's default is 32).
             allow_any_decode: run a ``decode`` mode the checkpoint was not trained for (logs a
                 warning) instead of refusing it (:mod:`sam_sr.inference.decode_validity`).
+            runtime: ``"torch"``, or ``"onnx"``: the networks run by onnxruntime on the CPU
+                (:mod:`sam_sr.inference.onnx_runtime`), from ``onnx_dir`` (default: a per-checkpoint
+                folder under ``~/.cache/sam-sr/onnx``, exported there on first use).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
                 Fields not given come from the checkpoint's recommended inference settings (its
                 config's ``inference`` section, e.g. the shipped model's ``decode: contour:W``),
@@ -212,7 +219,17 @@ class Refiner:
             stage = spec.stage().bind(model)
             sam_inputs = SamInputs(stage, source)
         trim_heap()   # the checkpoints' loaded copies are freed: give their pages back
-        return cls(model, device, cascade_config, info, sam_inputs)
+        refiner = cls(model, device, cascade_config, info, sam_inputs)
+        if runtime == "onnx":
+            from .onnx_runtime import attach_onnx, default_onnx_dir, export_onnx
+            folder = Path(onnx_dir) if onnx_dir is not None else default_onnx_dir(p)
+            if onnx_dir is None and not (folder / "manifest.json").is_file():
+                log.warning("warning: exporting %s to ONNX once, into %s", p, folder)
+                export_onnx(model, folder, p, getattr(sam_inputs.source, "sam", None) if sam_inputs else None)
+            attach_onnx(refiner, folder, p)
+        elif runtime != "torch":
+            raise SamSrError(f"unknown runtime {runtime!r}; choose torch or onnx")
+        return refiner
 
     def refine(self, image: np.ndarray, mask: np.ndarray, mask_threshold: float | None = None) -> np.ndarray:
         """Refine a coarse mask at the image's full resolution: the refined mask alone,
@@ -258,7 +275,18 @@ class Refiner:
             info = {"decoded_points": 0, "steps": []}
         else:
             extra = None
-            if self.sam_inputs is not None:
+            h, w = img.shape[:2]
+            unseen = min(h, w) < MIN_SAM_SIDE or max(h, w) / min(h, w) > MAX_SAM_ASPECT
+            if self.sam_inputs is not None and unseen:
+                if not self.sam_inputs.stage.optional:
+                    raise SamSrError(f"a {self.model.variant} model cannot refine a {size_text((h, w))} image: "
+                                     f"SAM needs sides of at least {MIN_SAM_SIDE} px and an aspect ratio up "
+                                     f"to {MAX_SAM_ASPECT:g}; use --variant crm")
+                info["sam"] = {"skipped": f"a {size_text((h, w))} image is too small or too narrow for SAM "
+                                          f"(sides >= {MIN_SAM_SIDE} px, aspect <= {MAX_SAM_ASPECT:g}): "
+                                          f"only the boundary step ran"}
+                log.warning("warning: %s", info["sam"]["skipped"])
+            elif self.sam_inputs is not None:
                 coarse, extra_in, info_sam = self.sam_inputs(img, coarse)
                 c = np.asarray(coarse)
                 if c.dtype == bool and c.shape == img.shape[:2]:

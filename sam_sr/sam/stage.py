@@ -28,6 +28,11 @@ from ..errors import SamSrError
 from .features import sample_embedding
 from .source import SamSource
 
+#: Photos with a side under this many px, or an aspect ratio over :data:`MAX_SAM_ASPECT`, are not
+#: given to SAM: its 1024 px frame would blow a few pixels up into blocks, or squeeze the photo into a
+#: strip of one or two cells of its 256 grid.
+MIN_SAM_SIDE, MAX_SAM_ASPECT = 32, 100.0
+
 #: Keys of a config's ``sam`` section that name the SAM model and its cache (read by training and
 #: ``sam-sr precompute-sam``); the other keys are the settings of the variant's stage.
 SAM_KEYS = ("type", "checkpoint", "cache", "points_per_side")
@@ -43,6 +48,10 @@ class SamStage:
 
     uses_masks = False
     uses_embedding = False
+    #: the stage only corrects the coarse mask (it returns no extra input), so the refiner can run
+    #: without it where SAM cannot see the photo (a side under :data:`MIN_SAM_SIDE` px, or an aspect
+    #: ratio over :data:`MAX_SAM_ASPECT`)
+    optional = False
     #: the settings this stage reads (keys of a config's ``sam`` section besides :data:`SAM_KEYS`)
     setting_keys: tuple[str, ...] = ()
 

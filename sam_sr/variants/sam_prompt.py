@@ -20,6 +20,7 @@ class PromptStage(SamStage):
     :func:`sam_prompt`'s."""
 
     uses_embedding = True
+    optional = True
     setting_keys = ("prompt",)
 
     def __call__(self, source, image, coarse, rng=None):

@@ -79,6 +79,7 @@ class SamUnionStage(SamStage):
     fields)."""
 
     uses_masks = True
+    optional = True
     setting_keys = ("v1",)
 
     def __call__(self, source, image, coarse, rng=None):

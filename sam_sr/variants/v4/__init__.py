@@ -25,6 +25,7 @@ class RegionStage(SamStage):
     """
 
     uses_embedding = True
+    optional = True
 
     def __init__(self, settings=None):
         super().__init__(settings)

@@ -1,0 +1,61 @@
+"""ONNX Runtime: the exported networks give torch's outputs within a stated tolerance, through the
+same cascade (dense and sparse steps, the pixel head, the region step and SAM's encoder)."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from sam_sr import Refiner, SamSrError  # noqa: E402
+from sam_sr.imaging import read_image, read_mask  # noqa: E402
+from sam_sr.inference.onnx_runtime import TOLERANCE, export_onnx  # noqa: E402
+from tests.conftest import ROOT, disk_photo  # noqa: E402
+
+#: Largest difference of the refined probabilities between onnxruntime and torch that the tests accept.
+SOFT_TOLERANCE = 1e-4
+
+
+def test_a_tiny_refiner_runs_the_same_under_onnxruntime(tiny_checkpoint, tmp_path):
+    torch_r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu", decode="contour:3", min_size=32)
+    manifest = export_onnx(torch_r.model, tmp_path / "onnx", tiny_checkpoint)
+    assert set(manifest["files"]) >= {"encoder", "decoder_mlp"} and max(manifest["max_abs_diff"].values()) <= TOLERANCE
+    onnx_r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu", decode="contour:3", min_size=32,
+                                     runtime="onnx", onnx_dir=tmp_path / "onnx")
+    for h, w in ((96, 128), (200, 150)):
+        img, mask = disk_photo(h, w)
+        a, b = torch_r.predict(img, mask), onnx_r.predict(img, mask)
+        assert np.abs(a.soft - b.soft).max() <= SOFT_TOLERANCE and np.array_equal(a.mask, b.mask)
+    assert "onnxruntime" in onnx_r.info["runtime"]
+
+
+def test_an_export_of_another_checkpoint_is_refused(tiny_checkpoint, tmp_path, tiny_model):
+    r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")
+    export_onnx(r.model, tmp_path / "onnx", tiny_checkpoint)
+    m = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    m["checkpoint_sha256"] = "0" * 64
+    (tmp_path / "onnx" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(SamSrError, match="another checkpoint"):
+        Refiner.from_checkpoint(tiny_checkpoint, device="cpu", runtime="onnx", onnx_dir=tmp_path / "onnx")
+    with pytest.raises(SamSrError, match="no ONNX export"):
+        Refiner.from_checkpoint(tiny_checkpoint, device="cpu", runtime="onnx", onnx_dir=tmp_path / "none")
+    with pytest.raises(SamSrError, match="already holds"):
+        export_onnx(r.model, tmp_path / "onnx", tiny_checkpoint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [None, "crm"])
+def test_the_shipped_models_agree_with_torch_on_the_golden_photo(tmp_path, variant):
+    """The bundled example (the golden check's photo): the default (MobileSAM's encoder, the region
+    network and the decision included) and the CRM, onnxruntime against torch."""
+    image = read_image(ROOT / "sam_sr" / "assets" / "coffee.jpg")
+    coarse = read_mask(ROOT / "sam_sr" / "assets" / "coffee_coarse.png")
+    torch_r = Refiner.from_checkpoint(device="cpu", variant=variant)
+    sam = getattr(torch_r.sam_inputs, "source", None)
+    manifest = export_onnx(torch_r.model, tmp_path / "onnx", torch_r.info["checkpoint"], getattr(sam, "sam", None))
+    if variant is None:
+        assert "region" in manifest["files"] and "sam_encoder" in manifest["files"]
+    onnx_r = Refiner.from_checkpoint(device="cpu", variant=variant, runtime="onnx", onnx_dir=tmp_path / "onnx")
+    a, b = torch_r.predict(image, coarse), onnx_r.predict(image, coarse)
+    assert np.abs(a.soft - b.soft).max() <= SOFT_TOLERANCE and np.array_equal(a.mask, b.mask)
