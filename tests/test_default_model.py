@@ -13,20 +13,24 @@ from tests.conftest import ROOT, SHARED_DATA, needs_shared
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default model not built")
 
 
-def test_the_default_is_sam_sr_v4_with_its_settings_and_the_crm_as_boundary_refiner(data_env):
-    """The default model (sam_sr_v4.pt) is a v4 model whose boundary refiner is the shipped CRM,
-    unchanged, with the settings of configs/recipes/v4.yaml."""
+def test_the_default_is_sam_sr_v5_with_its_settings_and_the_crm_as_boundary_refiner(data_env):
+    """The default model (sam_sr_v5.pt) is a v5 model (v4's region network and a trained decision)
+    whose boundary refiner is the shipped CRM, unchanged, with the settings of configs/recipes/v5.yaml;
+    run as --variant v4 it is v4 (the same weights, every region change taken)."""
     import torch
     assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 2**20
-    v4 = Refiner.from_checkpoint(device="cpu")
+    v5 = Refiner.from_checkpoint(device="cpu")
     crm = Refiner.from_checkpoint(variant="crm", device="cpu")
-    assert v4.model.variant == "v4" and v4.sam_inputs is not None
-    region = {k for k in v4.model.state_dict() if k.startswith("region.")}
+    assert v5.model.variant == "v5" and v5.sam_inputs is not None
+    own = {k for k in v5.model.state_dict() if k.startswith(("region.", "decision."))}
     theirs = crm.model.state_dict()
-    assert region and all(torch.equal(v, theirs[k]) for k, v in v4.model.state_dict().items() if k not in region)
+    assert own and all(torch.equal(v, theirs[k]) for k, v in v5.model.state_dict().items() if k not in own)
+    assert int(v5.model.decision.change.depth) > 0 and v5.model.settings()["change_trees"][0] > 1   # trained
     import yaml
-    recipe = yaml.safe_load((ROOT / "configs" / "recipes" / "v4.yaml").read_text())
-    assert all(getattr(v4.cascade, k) == v for k, v in recipe["export"]["inference"].items()), v4.cascade.settings()
+    recipe = yaml.safe_load((ROOT / "configs" / "recipes" / "v5.yaml").read_text())
+    assert all(getattr(v5.cascade, k) == v for k, v in recipe["export"]["inference"].items()), v5.cascade.settings()
+    v4 = Refiner.from_checkpoint(variant="v4", device="cpu")
+    assert type(v4.sam_inputs.stage).__name__ == "RegionStage" and v4.info["variant"] == "v4"
 
 
 def test_shipped_checkpoint_is_small_and_matches_its_config(data_env):
@@ -99,7 +103,8 @@ def test_shipped_models_reproduce_their_golden_output(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,perturb", [("crm", "encoder_x1.01"), ("crm", "no_pixel_head"),
-                                          ("default", "encoder_x1.01"), ("default", "region_x1.01")])
+                                          ("default", "encoder_x1.01"), ("default", "region_x1.01"),
+                                          ("default", "decision_off")])
 def test_the_golden_check_fails_for_a_slightly_changed_model(name, perturb):
     """The check can fail: a 1% change of the boundary encoder's or the region network's weights, or
     the pixel head switched off (the CRM's last addition), is caught."""
@@ -109,6 +114,8 @@ def test_the_golden_check_fails_for_a_slightly_changed_model(name, perturb):
         if perturb == "no_pixel_head":
             r.model.pixel_head.out.weight.zero_()
             r.model.pixel_head.out.bias.zero_()
+        elif perturb == "decision_off":                  # the decision refuses every change
+            r.model.decision.change.baseline.fill_(-50.0)
         else:
             part = r.model.region if perturb.startswith("region") else r.model.encoder
             for p in part.parameters():
@@ -129,3 +136,35 @@ def test_the_default_corrects_regions_of_the_example():
     rim[90:200, 90:170] = True              # the saucer's upper-left rim, outside the coarse mask
     assert coarse[rim].mean() < 0.5
     assert default[rim].mean() - coarse[rim].mean() > 0.2 > crm[rim].mean() - coarse[rim].mean()
+
+
+def harm_check(refiner) -> dict:
+    """The default's harm on the bundled example, beside its gains: the golden refined mask given back
+    as the coarse mask (a right mask) must come back at IoU >= 0.99 with itself, and its x8 scale gap
+    (right but blocky) no lower in IoU (0.001 of rounding) nor mBA than the blocky mask itself:
+    ``{"right_iou", "gap_iou", "gap_coarse_iou", "gap_mba", "gap_coarse_mba", "ok"}``."""
+    from PIL import Image
+
+    from sam_sr.data.perturb import scale_gap
+    from sam_sr.evaluation.metrics import boundary_accuracy
+    image = read_image(ASSETS / "coffee.jpg")
+    right = np.asarray(Image.open(GOLDEN / "coffee_refined_default.png")) > 0
+    gap = scale_gap(right.astype(np.uint8), 8) > 0.5
+    out_right = refiner.refine(image, right.astype(np.uint8) * 255) > 0
+    out_gap = refiner.refine(image, gap.astype(np.uint8) * 255) > 0
+    r = {"right_iou": iou(out_right, right), "gap_iou": iou(out_gap, right), "gap_coarse_iou": iou(gap, right),
+         "gap_mba": boundary_accuracy(out_gap, right), "gap_coarse_mba": boundary_accuracy(gap, right)}
+    r["ok"] = r["right_iou"] >= 0.99 and r["gap_iou"] >= r["gap_coarse_iou"] - 1e-3 and r["gap_mba"] >= r["gap_coarse_mba"]
+    return r
+
+
+@pytest.mark.slow
+def test_the_default_leaves_a_right_mask_and_a_blocky_right_mask_no_worse():
+    assert harm_check(Refiner.from_checkpoint(device="cpu"))["ok"]
+
+
+@pytest.mark.slow
+def test_the_harm_check_fails_without_the_decision():
+    """v4 (the same weights with every region change taken and its wide band on every photo) fails it."""
+    result = harm_check(Refiner.from_checkpoint(device="cpu", variant="v4"))
+    assert not result["ok"], result

@@ -23,6 +23,7 @@ from sam_sr.sam.label_fusion import (
     prompt_fusion,
     read_detections,
 )
+from tests.conftest import SHARED_DATA, needs_shared
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -253,3 +254,44 @@ def test_fusion_methods_run_with_a_real_sam_module():
     dets = boxes_from_labels(labels, [2])
     out = detection_fusion(pred, image, labels, dets)
     assert out.shape == labels.shape
+
+
+def _class_ious(a, b, classes):
+    return {int(c): float(((a == c) & (b == c)).sum() / max(1, ((a == c) | (b == c)).sum())) for c in classes}
+
+
+@pytest.mark.slow
+def test_the_default_keeps_every_class_of_a_right_label_map():
+    """A label map that is already right (the bundled example's golden mask as class 1 over class 0,
+    and a thin third class along the saucer's rim): the default model gives every class back at
+    per-class IoU >= 0.9 with its input (issue 22: a 2-class map once came back without its object)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from sam_sr import Refiner
+    from sam_sr.imaging import read_image
+    root = Path(__file__).resolve().parent.parent
+    image = read_image(root / "sam_sr" / "assets" / "coffee.jpg")
+    cup = np.asarray(Image.open(root / "tests" / "golden" / "coffee_refined_default.png")) > 0
+    labels = cup.astype(np.uint8)
+    labels[300:310, 100:400] = 2 * (~cup[300:310, 100:400]) + cup[300:310, 100:400]    # a thin class
+    out = refine_semantic(Refiner.from_checkpoint(device="cpu"), image, labels, 3)
+    ious = _class_ious(out, labels, (0, 1, 2))
+    assert min(ious.values()) >= 0.9, ious
+
+
+@pytest.mark.slow
+@needs_shared
+def test_the_default_keeps_every_class_of_a_right_camvid_label_map():
+    """A CamVid test frame's own ground truth given as the coarse label map: every class comes back at
+    per-class IoU >= 0.9 (CamVid test was never trained on)."""
+    from sam_sr import Refiner
+    from sam_sr.imaging import read_image, read_label_map
+    camvid = SHARED_DATA / "camvid"
+    frame = sorted((camvid / "test" / "images").glob("*.jpg"))[0]
+    labels, _ = read_label_map(camvid / "test" / "labels" / f"{frame.stem}.png")
+    present = [c for c in np.unique(labels) if c != 11]
+    out = refine_semantic(Refiner.from_checkpoint(device="cpu"), read_image(frame), labels, 11, 11)
+    ious = _class_ious(out, labels, present)
+    assert min(ious.values()) >= 0.9, ious

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..errors import SamSrError
 from . import argtypes
-from .common import add_model_args, run_jobs
+from .common import add_model_args, run_jobs, write_run_report
 
 HELP = "refine the instance masks of a COCO results file (RLE or polygons); --eval scores AP and mBA"
 DESCRIPTION = """Refine every instance of a COCO results file (a JSON list of {image_id, category_id,
@@ -102,11 +101,8 @@ def run(args) -> int:
         if args.eval_json:
             write_json(args.eval_json, evaluation, indent=1)
             print(f"wrote {args.eval_json}")
-    if args.report and summary["ok"] == 0:
-        print(f"no report: every one of the {summary['total']} instances failed or was empty", file=sys.stderr)
-    elif args.report:
-        from ..reporting.report import coco_report
-        coco_report(results, refined, table, args.report, gt=args.annotations if args.eval else None,
-                    summary=summary, evaluation=evaluation, force=args.force)
-        print(f"wrote {args.report}")
+    from ..reporting.report import coco_report
+    write_run_report(args, summary, lambda: coco_report(results, refined, table, args.report,
+                                                        gt=args.annotations if args.eval else None, summary=summary,
+                                                        evaluation=evaluation, force=args.force), "instances")
     return 1 if summary["failed"] else 0

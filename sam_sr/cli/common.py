@@ -155,3 +155,16 @@ def run_jobs(args, jobs: list, work, scratch_dir, merge=None):
     refiner = refiner_from_args(args, device=process_device(state))
     return run_sharded(jobs, lambda js, desc: work(refiner, js, desc), None, merge, state,
                        scratch_dir=scratch_dir)
+
+
+def write_run_report(args, summary: dict, write, what: str = "items") -> None:
+    """``--report`` of a folder or COCO run: ``write()`` makes it, unless every one of the run's
+    ``what`` failed, which says so on stderr instead of writing an empty page."""
+    import sys
+    if not args.report:
+        return
+    if summary["ok"] == 0:
+        print(f"no report: every one of the {summary['total']} {what} failed (see the errors above)", file=sys.stderr)
+        return
+    write()
+    print(f"wrote {args.report}")

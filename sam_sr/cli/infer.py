@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SamSrError
 from . import argtypes
-from .common import add_model_args, refiner_from_args, run_jobs
+from .common import add_model_args, refiner_from_args, run_jobs, write_run_report
 
 HELP = "refine coarse masks: one image, a folder, a label map or a folder of label maps"
 DESCRIPTION = """Refine coarse masks with sam-sr: one image (--image --mask --out), a folder (--images
@@ -209,11 +208,7 @@ def _finish(args, summary, report) -> int:
         from ..data.coco import write_json
         write_json(args.summary, summary, indent=1)
         print(f"wrote {args.summary}")
-    if args.report and summary["ok"] == 0:
-        print(f"no report: every one of the {summary['total']} items failed (see the errors above)", file=sys.stderr)
-    elif args.report:
-        report(summary)
-        print(f"wrote {args.report}")
+    write_run_report(args, summary, lambda: report(summary))
     return 1 if summary["failed"] else 0
 
 

@@ -36,6 +36,10 @@ def run(args) -> int:
         print(f"already finished: {cfg['train']['out_dir']} is at iteration {result['iteration']}, its last; "
               f"nothing to train (checkpoint {result['final_checkpoint']})")
         return 0
+    if "thresholds" in result:                       # a decision stage: trees, not a loss curve
+        print(f"done: {result['iteration']} trees per head, cross-validated AUC {result['cv_auc']}, thresholds "
+              f"{result['thresholds']}, {result['wall_s']:.0f} s, checkpoint {result['final_checkpoint']}")
+        return 0
     print(f"done: {result['iteration']} iterations, loss {result['first_loss']:.4f} -> "
           f"{result['last_loss']:.4f}, {result['wall_s']:.0f} s, checkpoint {result['final_checkpoint']}")
     return 0

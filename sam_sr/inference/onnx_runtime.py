@@ -23,7 +23,6 @@ within float rounding (``tests/inference/test_onnx_runtime.py``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -34,20 +33,13 @@ import torch
 from torch import nn
 
 from ..errors import SamSrError
+from ..sam.loader import file_sha256
 
 #: Largest absolute difference from torch accepted at export, per output (float32 rounding).
 TOLERANCE = 1e-3
 OPSET = 17
 MANIFEST = "manifest.json"
 FORMAT = "sam-sr-onnx/1"
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Encode(nn.Module):
@@ -152,7 +144,7 @@ def export_onnx(model, out_dir: str | os.PathLike, checkpoint: str | os.PathLike
     if bad:
         raise SamSrError(f"ONNX export differs from torch beyond {TOLERANCE}: {bad}")
     manifest = {"format": FORMAT, "variant": model.variant, "opset": OPSET, "files": files,
-                "max_abs_diff": diffs, "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+                "max_abs_diff": diffs, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
                 "sam_encoder_note": sam_note}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -162,7 +154,7 @@ def default_onnx_dir(checkpoint: str | os.PathLike) -> Path:
     """Where ``--runtime onnx`` keeps a checkpoint's export when no folder is given:
     ``$SAM_SR_ONNX_CACHE`` (default ``~/.cache/sam-sr/onnx``) / the checkpoint's SHA-256 prefix."""
     root = Path(os.environ.get("SAM_SR_ONNX_CACHE") or Path.home() / ".cache" / "sam-sr" / "onnx")
-    return root / _sha256(checkpoint)[:16]
+    return root / file_sha256(checkpoint)[:16]
 
 
 class _Session:
@@ -198,7 +190,7 @@ def attach_onnx(refiner, onnx_dir: str | os.PathLike, checkpoint: str | os.PathL
     manifest = json.loads((d / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         raise SamSrError(f"{d} holds an ONNX export of another format ({manifest.get('format')!r})")
-    if checkpoint is not None and manifest.get("checkpoint_sha256") not in (None, _sha256(checkpoint)):
+    if checkpoint is not None and manifest.get("checkpoint_sha256") not in (None, file_sha256(checkpoint)):
         raise SamSrError(f"the ONNX export in {d} is of another checkpoint than {checkpoint}; export it again")
     if refiner.device.type != "cpu":
         raise SamSrError("--runtime onnx runs on the CPU (onnxruntime's CPU provider); drop --device")

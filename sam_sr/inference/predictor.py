@@ -26,7 +26,7 @@ from .heap import trim_heap, tune_allocator
 log = logging.getLogger("sam_sr")
 
 #: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v4.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v5.pt"
 #: The CRM band refiner trained by us (the default until SAM-SR v4; ``--variant crm``).
 CRM_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
 
@@ -147,6 +147,9 @@ class Refiner:
         self.info = info or {}
         self.sam_inputs = sam_inputs
         self.last_info: dict[str, Any] = {}
+        #: cascade settings the caller chose explicitly (a SAM stage's per-photo recommendation, e.g.
+        #: v5's, never overrides them); set by :meth:`from_checkpoint`
+        self.given: frozenset[str] = frozenset()
         if model.extra_input != EXTRA_NONE and sam_inputs is None:
             raise SamSrError(f"a {model.variant} model needs SAM inputs (--sam-type and --sam-checkpoint)")
 
@@ -220,6 +223,7 @@ class Refiner:
             sam_inputs = SamInputs(stage, source)
         trim_heap()   # the checkpoints' loaded copies are freed: give their pages back
         refiner = cls(model, device, cascade_config, info, sam_inputs)
+        refiner.given = frozenset(cascade)
         if runtime == "onnx":
             from .onnx_runtime import attach_onnx, default_onnx_dir, export_onnx
             folder = Path(onnx_dir) if onnx_dir is not None else default_onnx_dir(p)
@@ -268,6 +272,7 @@ class Refiner:
         """
         img = to_rgb_uint8(image)
         prepared = coarse = prepare_mask(mask, img.shape[:2], mask_threshold)
+        cascade = self.cascade
         fg = int((coarse >= 0.5).sum())
         info: dict[str, Any] = {}
         if fg < MIN_PIXELS or coarse.size - fg < MIN_PIXELS:
@@ -296,6 +301,12 @@ class Refiner:
                     check_aspect(img.shape[:2], c.shape)
                     coarse = fit_mask(c, img.shape[:2])
                 info["sam"] = info_sam
+                # a stage may recommend this photo's cascade settings (v5: the band refiner's own when it
+                # kept the coarse mask whole); settings the caller gave explicitly stay
+                recommended = {k: v for k, v in dict((info_sam or {}).get("cascade") or {}).items()
+                               if k not in self.given}
+                if recommended:
+                    cascade = cascade.replace(**recommended)
                 trim_heap()   # the SAM stage's full-resolution temporaries leave before the cascade
                 if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)
                     extra = extra_in.to(self.device)
@@ -305,13 +316,13 @@ class Refiner:
             x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None]
             m = torch.from_numpy(coarse).to(self.device)[None, None].float()
             try:
-                out, run = cascade_refine(self.model, x, m, self.cascade, extra, return_info=True)
+                out, run = cascade_refine(self.model, x, m, cascade, extra, return_info=True)
             except (MemoryError, RuntimeError) as exc:
                 if not out_of_memory(exc):
                     raise
                 raise SamSrError(f"not enough memory to refine this {size_text(img.shape[:2])} image with "
-                                 f"{self.cascade.settings()['upsample_to'] or 'no'} upsampling and "
-                                 f"{self.cascade.decode} decoding: free memory, lower --upsample-to, or use "
+                                 f"{cascade.settings()['upsample_to'] or 'no'} upsampling and "
+                                 f"{cascade.decode} decoding: free memory, lower --upsample-to, or use "
                                  f"a smaller --sparse-tile") from None
             soft = out[0, 0].cpu().numpy()
             info.update(run)

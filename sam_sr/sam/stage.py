@@ -12,7 +12,9 @@ A stage runs before the refiner, at inference and in training alike::
 - returns the coarse mask for the refiner (float32 or bool (h, w) with the image's aspect ratio: the
   input, or a replacement, e.g. SAM's union (v1); a replacement of another size is resized to the
   image), ``extra``: per-pixel channels float32 (H, W, C) in [0, 1], SAM's image embedding float32
-  tensor (1, C, 64, 64), or None; and ``info``, a dict about the run (e.g. v1's ``used_sam``).
+  tensor (1, C, 64, 64), or None; and ``info``, a dict about the run (e.g. v1's ``used_sam``). An
+  ``info["cascade"]`` dict recommends this photo's cascade settings (:class:`CascadeConfig` fields);
+  the predictor applies those the caller did not set explicitly.
 
 The variants' stages live with their variants (:mod:`sam_sr.variants`); :class:`SamInputs` and
 :class:`SamTrainingInputs` bind a stage to its source for the predictor and the training dataset.

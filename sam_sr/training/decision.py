@@ -10,13 +10,15 @@ A config with ``variant: v5`` and ``task: decision`` (``configs/v5/decision.yaml
    cached in ``sam.cache``) and the region step run on photos the region network never trained on.
 3. Labels: a change is positive when taking it alone raises the coarse mask's IoU with the truth,
    weighted by how much it moves it (``|delta IoU|`` in points, plus 0.05); a coarse mask's photo
-   label is whether taking all its changes raises the IoU. Each head (one hidden layer) is trained on
-   standardised features with full-batch AdamW and weighted BCE, ``train.iterations`` steps, seed
-   ``train.seed``: deterministic.
-4. The thresholds are chosen by the rule fixed beforehand (:func:`select_thresholds`) on
-   out-of-fold probabilities (``region.decision.folds``-fold cross-validation by photo), then the
-   heads are trained on all records and ``<out_dir>/final.pt`` is written, with the chosen
-   thresholds in its model config and ``<out_dir>/selection.json`` holding the whole grid.
+   label is whether taking all its changes raises the IoU. Each head is scikit-learn's
+   ``HistGradientBoostingClassifier`` (``train.iterations`` trees of at most 15 leaves, learning
+   rate ``train.lr``, no early stopping, ``random_state`` = ``train.seed``: deterministic) with those
+   sample weights; its trees are stored in the checkpoint as tensors
+   (:class:`~sam_sr.variants.v5.trees.TreeEnsemble`): inference needs no scikit-learn.
+4. The thresholds are chosen by the rule (:func:`select_thresholds`) on out-of-fold probabilities
+   (``region.decision.folds``-fold cross-validation by photo), then the heads are fitted on all
+   records and ``<out_dir>/final.pt`` is written, with the chosen thresholds in its model config and
+   ``<out_dir>/selection.json`` holding the whole grid.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import SamSrError
 
@@ -40,12 +41,12 @@ DECISION_DATA_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     # the coarse-mask sources whose IoU must not drop ("right" masks) and the others ("wrong" ones)
     "right": ["gt", "scale_gap_x8"],
-    "max_right_loss": 0.5,         # points of mean IoU the right masks may lose at most
+    "right_weight": 2.0,           # a point of IoU lost on a right source costs this many gained on others
 }
 #: The threshold grid of the selection (take, strong, photo).
-GRID = {"take": [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8],
+GRID = {"take": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
         "strong": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.01],
-        "photo": [0.0, 0.2, 0.3, 0.4, 0.5, 0.6]}
+        "photo": [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]}
 
 
 def decision_settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -99,41 +100,26 @@ def flatten(records: list[dict[str, np.ndarray]]) -> dict[str, Any]:
             "stats": stats}
 
 
-def fit_head(head, X: np.ndarray, y: np.ndarray, w: np.ndarray, steps: int, lr: float, weight_decay: float,
-             seed: int, log=None) -> list[float]:
-    """Train one decision head in place: its standardisation from ``X``, then full-batch AdamW on
-    weighted BCE for ``steps`` steps, seeded. Returns the losses."""
-    torch.manual_seed(seed)
-    for m in head.net:
-        if isinstance(m, torch.nn.Linear):
-            m.reset_parameters()
-    x = torch.from_numpy(X)
-    mean, std = x.mean(0), x.std(0)
-    head.mean.copy_(mean)
-    head.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
-    t, wt = torch.from_numpy(y), torch.from_numpy(w / w.mean())
-    opt = torch.optim.AdamW(head.net.parameters(), lr=lr, weight_decay=weight_decay)
-    losses = []
-    for i in range(steps):
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(head(x), t, reduction="none") * wt).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-        if log is not None:
-            log(i, float(loss))
-    return losses
+def fit_trees(X: np.ndarray, y: np.ndarray, w: np.ndarray, trees: int, lr: float, seed: int):
+    """A fitted ``HistGradientBoostingClassifier`` (see the module docstring)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    clf = HistGradientBoostingClassifier(max_iter=trees, learning_rate=lr, max_leaf_nodes=15, min_samples_leaf=20,
+                                         l2_regularization=1.0, early_stopping=False, random_state=seed)
+    return clf.fit(X, y, sample_weight=w)
 
 
 def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, strong: float, photo: float,
-             hole: float, thin: float) -> np.ndarray:
-    """IoU gain (points) of each coarse mask with the changes the rule takes, over the mask alone."""
+             settings: dict[str, Any]) -> np.ndarray:
+    """IoU gain (points) of each coarse mask with the changes the rule takes, over the mask alone
+    (the rule of :func:`sam_sr.variants.v5.decide`, with ``settings``' hole, thin and big)."""
     from ..variants.v5.changes import CHANGE_FEATURES
     from ..variants.v5.data import subset_iou
     X = data["X"]
-    is_hole = X[:, CHANGE_FEATURES.index("fills_hole")] >= hole
-    is_thin = (X[:, CHANGE_FEATURES.index("is_addition")] < 0.5) & (X[:, CHANGE_FEATURES.index("thickness")] < thin)
-    need = np.where(is_hole | is_thin, strong, take)
+    is_hole = X[:, CHANGE_FEATURES.index("fills_hole")] >= float(settings["hole"])
+    removal = X[:, CHANGE_FEATURES.index("is_addition")] < 0.5
+    is_thin = removal & (X[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
+    is_big = removal & (X[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
+    need = np.where(is_hole | is_thin | is_big, strong, take)
     taken = pc >= need
     out = np.zeros(len(data["stats"]))
     for m, st in enumerate(data["stats"]):
@@ -144,11 +130,13 @@ def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, 
 
 
 def select_thresholds(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, right: list[str],
-                      max_right_loss: float, hole: float, thin: float) -> tuple[dict[str, float], list[dict]]:
-    """The selection rule, fixed before selection: over :data:`GRID`, among the settings whose mean IoU
-    loss on every ``right`` source is at most ``max_right_loss`` points, the largest mean IoU gain
-    over the other coarse masks (each source weighted equally); ties to the larger ``take``, then
-    ``strong``, then ``photo``. ``pc``/``pp``: out-of-fold probabilities of the changes / masks.
+                      right_weight: float, settings: dict[str, Any]) -> tuple[dict[str, float], list[dict]]:
+    """The selection rule: over :data:`GRID`, the setting with the largest score = the mean IoU gain
+    (points) over the "wrong" sources (every source not in ``right``, each weighted equally) plus
+    ``right_weight`` times the mean over the ``right`` sources of their loss (min(0, mean gain)): a
+    point lost on a mask that was right costs ``right_weight`` points gained on one that was wrong.
+    Ties to the larger ``take``, then ``strong``, then ``photo``. ``pc``/``pp``: out-of-fold
+    probabilities of the changes / masks.
 
     Returns:
         (the chosen ``{"take", "strong", "photo"}``, every setting's row).
@@ -159,13 +147,14 @@ def select_thresholds(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, righ
     for take, strong, photo in itertools.product(GRID["take"], GRID["strong"], GRID["photo"]):
         if strong < take:
             continue
-        gain = outcomes(data, pc, pp, take, strong, photo, hole, thin)
+        gain = outcomes(data, pc, pp, take, strong, photo, settings)
         per = {s: float(gain[data["source"] == s].mean()) for s in sources}
-        rows.append({"take": take, "strong": strong, "photo": photo, "per_source": per,
-                     "right_worst": min(per[s] for s in right if s in per) if any(s in per for s in right) else 0.0,
-                     "wrong_mean": float(np.mean([per[s] for s in wrong])) if wrong else 0.0})
-    ok = [r for r in rows if r["right_worst"] >= -max_right_loss] or rows
-    best = max(ok, key=lambda r: (round(r["wrong_mean"], 6), r["take"], r["strong"], r["photo"]))
+        losses = [min(0.0, per[s]) for s in right if s in per]
+        wrong_mean = float(np.mean([per[s] for s in wrong])) if wrong else 0.0
+        rows.append({"take": take, "strong": strong, "photo": photo, "per_source": per, "wrong_mean": wrong_mean,
+                     "right_loss": float(np.mean(losses)) if losses else 0.0,
+                     "score": wrong_mean + right_weight * (float(np.mean(losses)) if losses else 0.0)})
+    best = max(rows, key=lambda r: (round(r["score"], 6), r["take"], r["strong"], r["photo"]))
     return {k: best[k] for k in ("take", "strong", "photo")}, rows
 
 
@@ -174,7 +163,7 @@ def train_decision(cfg: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"iteration", "start", "first_loss", "last_loss", "wall_s", "final_checkpoint", "records",
-        "thresholds"}``.
+        "thresholds", "cv_auc"}``.
 
     Raises:
         SamSrError: not a v5 config, no ``train.init_checkpoint``, no datasets, missing records.
@@ -225,39 +214,44 @@ def train_decision(cfg: dict[str, Any]) -> dict[str, Any]:
     if len(data["y"]) == 0:
         raise SamSrError("the decision records hold no change to learn from")
     settings = model.settings()
-    steps, lr, wd, seed = int(t["iterations"]), float(t["lr"]), float(t["weight_decay"]), int(t["seed"])
+    trees, lr, seed = int(t["iterations"]), float(t["lr"]), int(t["seed"])
     folds = int(d["folds"])
     fold_of_photo = np.array([_fold(r["dataset"], r["id"], folds) for r in records])
     change_fold = fold_of_photo[data["photo"][data["mask"]]]
     mask_fold = fold_of_photo[data["photo"]]
     pc, pp = np.zeros(len(data["y"]), np.float32), np.zeros(len(data["py"]), np.float32)
-    from ..variants.v5.model import Decision
     for f in range(folds):
-        tmp = Decision(int(settings["hidden"]))
         tr, te = change_fold != f, change_fold == f
-        fit_head(tmp.change, data["X"][tr], data["y"][tr], data["w"][tr], steps, lr, wd, seed)
+        if te.any():
+            pc[te] = fit_trees(data["X"][tr], data["y"][tr], data["w"][tr], trees, lr, seed).predict_proba(data["X"][te])[:, 1]
         ptr, pte = mask_fold != f, mask_fold == f
-        fit_head(tmp.photo, data["P"][ptr], data["py"][ptr], data["pw"][ptr], steps, lr, wd, seed)
-        with torch.no_grad():
-            if te.any():
-                pc[te] = torch.sigmoid(tmp.change(torch.from_numpy(data["X"][te]))).numpy()
-            if pte.any():
-                pp[pte] = torch.sigmoid(tmp.photo(torch.from_numpy(data["P"][pte]))).numpy()
-    chosen, rows = select_thresholds(data, pc, pp, list(d["right"]), float(d["max_right_loss"]),
-                                     float(settings["hole"]), float(settings["thin"]))
-    acc.init_trackers("tb", config={"iterations": steps, "lr": lr, "variant": "v5", "task": "decision"})
-    losses = fit_head(model.decision.change, data["X"], data["y"], data["w"], steps, lr, wd, seed,
-                      log=lambda i, v: acc.log({"loss/change": v}, step=i + 1) if (i + 1) % 20 == 0 else None)
-    fit_head(model.decision.photo, data["P"], data["py"], data["pw"], steps, lr, wd, seed,
-             log=lambda i, v: acc.log({"loss/photo": v}, step=i + 1) if (i + 1) % 20 == 0 else None)
-    model.config.decision = {**settings, **chosen}
+        if pte.any():
+            pp[pte] = fit_trees(data["P"][ptr], data["py"][ptr], data["pw"][ptr], trees, lr, seed).predict_proba(data["P"][pte])[:, 1]
+    chosen, rows = select_thresholds(data, pc, pp, list(d["right"]), float(d["right_weight"]), settings)
+    change = fit_trees(data["X"], data["y"], data["w"], trees, lr, seed)
+    photo = fit_trees(data["P"], data["py"], data["pw"], trees, lr, seed)
+    from ..variants.v5.model import Decision
+    from ..variants.v5.trees import TreeEnsemble
+    model.decision = Decision(TreeEnsemble.shape_of(change), TreeEnsemble.shape_of(photo))
+    model.decision.change.load_sklearn(change)
+    model.decision.photo.load_sklearn(photo)
+    model.config.decision = {**settings, **chosen, "change_trees": list(TreeEnsemble.shape_of(change)),
+                             "photo_trees": list(TreeEnsemble.shape_of(photo))}
+    acc.init_trackers("tb", config={"trees": trees, "lr": lr, "variant": "v5", "task": "decision"})
+    auc = {}
+    from sklearn.metrics import roc_auc_score
+    for name, truth, prob, weight in (("change", data["y"], pc, data["w"]), ("photo", data["py"], pp, data["pw"])):
+        auc[name] = float(roc_auc_score(truth, prob, sample_weight=weight)) if 0 < truth.mean() < 1 else float("nan")
+    acc.log({"cv/auc_change": auc["change"], "cv/auc_photo": auc["photo"], "selection/score":
+             max(r["score"] for r in rows)}, step=trees)
+    losses = [float("nan"), float("nan")]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "selection.json").write_text(json.dumps({"chosen": chosen, "rows": rows,
+    (out / "selection.json").write_text(json.dumps({"chosen": chosen, "cv_auc": auc, "rows": rows,
                                                     "changes": int(len(data["y"])), "masks": int(len(data["py"])),
                                                     "photos": len(records)}, indent=1) + "\n")
     final = out / "final.pt"
-    save_checkpoint(final, model, "v5", model.config.to_dict(), iteration=steps, config=cfg)
+    save_checkpoint(final, model, "v5", model.config.to_dict(), iteration=trees, config=cfg)
     acc.end_training()
-    return {"iteration": steps, "start": 0, "first_loss": losses[0], "last_loss": losses[-1],
+    return {"iteration": trees, "start": 0, "first_loss": losses[0], "last_loss": losses[-1],
             "wall_s": time.time() - t0, "final_checkpoint": str(final), "records": records_stats,
-            "thresholds": chosen}
+            "thresholds": chosen, "cv_auc": auc}

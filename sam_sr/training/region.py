@@ -107,22 +107,13 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     from ..checkpoint import save_checkpoint
     from ..variants import build_model
     from ..variants.v4.samples import RegionSamples, WeightedEpochSampler, region_loss
-    from .state import (
-        build_schedule,
-        check_progress,
-        end_iteration,
-        init_from,
-        load_progress,
-        read_progress,
-        save_state,
-        state_dir_of,
-    )
+    from . import state
 
     if cfg["variant"] != "v4":
         raise SamSrError(f"task: region trains SAM-SR v4's region step; variant is {cfg['variant']!r}")
     t, r = cfg["train"], region_settings(cfg)
     out = Path(t["out_dir"])
-    end = end_iteration(t)
+    end = state.end_iteration(t)
     acc = Accelerator(log_with="tensorboard", project_dir=str(out))
     set_seed(int(t["seed"]))
     model = build_model("v4", cfg["model"])
@@ -137,25 +128,25 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
         raise SamSrError(f"{len(data)} region samples are fewer than batch_size {t['batch_size']}")
     net = model.region
     opt = torch.optim.AdamW(net.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    sched = build_schedule(opt, t)
+    sched = state.build_schedule(opt, t)
 
-    state_dir = state_dir_of(acc, out)
-    progress = read_progress(state_dir) if t["resume"] else None
+    state_dir = state.state_dir_of(acc, out)
+    progress = state.read_progress(state_dir) if t["resume"] else None
     # The boundary refiner is not trained here, so it is not in the training state: load it on a
     # resume too (the region network's weights then come from the state).
     if t["init_checkpoint"]:
-        init_from(model, t["init_checkpoint"])             # the previous stage: region + refiner
+        state.init_from(model, t["init_checkpoint"])             # the previous stage: region + refiner
     elif r.get("refiner"):
-        init_from(model, r["refiner"])                     # the boundary refiner's weights
+        state.init_from(model, r["refiner"])                     # the boundary refiner's weights
     else:
         raise SamSrError("a v4 region stage needs region.refiner (a CRM checkpoint) or train.init_checkpoint")
-    check_progress(progress, state_dir, "v4", model_config)
+    state.check_progress(progress, state_dir, "v4", model_config)
     net, opt, loader, sched = acc.prepare(net, opt, loader, sched)
-    start = load_progress(acc, state_dir, progress)
+    start = state.load_progress(acc, state_dir, progress)
     acc.init_trackers("tb", config={k: v for k, v in t.items() if isinstance(v, (int, float, str))})
 
     def save(it: int, final: Path | None = None) -> None:
-        save_state(acc, state_dir, {"iteration": it, "variant": "v4", "model_config": model_config})
+        state.save_state(acc, state_dir, {"iteration": it, "variant": "v4", "model_config": model_config})
         if acc.is_main_process and final is not None:
             model.region = acc.unwrap_model(net)
             save_checkpoint(final, model, "v4", model_config, iteration=it, config=cfg)

@@ -20,6 +20,7 @@ from .spec import VariantSpec
 #: Every variant, in order: name -> (module of this package, name of its VariantSpec there).
 _ENTRIES: dict[str, tuple[str, str]] = {
     "crm": ("crm", "SPEC"),
+    "crm-full": ("crm", "SPEC_FULL"),
     "v1": ("v1", "SPEC"),
     "v2.1": ("v2_1", "SPEC"),
     "v2.2": ("v2_2", "SPEC"),

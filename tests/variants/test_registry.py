@@ -20,14 +20,15 @@ V3 = {"sam_channels": 16, "cnn_channels": [8, 8, 8], "sam_proj": 8, "heads": 2, 
 
 
 def test_the_registry_lists_every_variant_once_with_a_real_importable_class():
-    assert available_variants() == ["crm", "v1", "v2.1", "v2.2", "v3.1", "v3.2", "v3.3", "v3.4", "sam-prompt", "v4"]
+    assert available_variants() == ["crm", "crm-full", "v1", "v2.1", "v2.2", "v3.1", "v3.2", "v3.3", "v3.4",
+                                    "sam-prompt", "v4", "v5"]
     for name, spec in REGISTRY.items():
         assert spec.name == name and issubclass(spec.model, RefinerModel)
         module = importlib.import_module(spec.model.__module__)
         assert getattr(module, spec.model.__name__) is spec.model          # not made with type()
         model = build_model(name, V3 if name.startswith("v3") else TINY)
         assert type(model) is spec.model and model.variant == name
-        assert (spec.sam_stage is None) == (name == "crm")
+        assert (spec.sam_stage is None) == (name in ("crm", "crm-full"))
         extra = model.extra_input
         assert extra == ("embedding" if name.startswith("v3") else "channels" if spec.extra_channels else "none")
         if extra == "channels":

@@ -63,6 +63,6 @@ class RegionStage(SamStage):
 SPEC = VariantSpec(
     name="v4", model=SamSrV4, config=V4Config, defaults={"extra_channels": 0}, fixed=("extra_channels",),
     sam_stage=RegionStage, default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
-    default_checkpoint="weights/sam_sr_v4.pt", runs_checkpoints_of=("v5",),
-    summary="the default: SAM's answers + a region network on SAM's grid fix regions, then the CRM "
+    default_checkpoint="weights/sam_sr_v5.pt", runs_checkpoints_of=("v5",),
+    summary="SAM's answers + a region network on SAM's grid fix regions (every change taken), then the CRM "
             "cascade re-draws the boundary")

@@ -196,6 +196,40 @@ def _camvid_items(root: Path, split: str, classes_per_frame: int, ignore_index: 
             yield f"{p.stem}_c{int(c)}", p, labels == c, (coarse_labels == c).astype(np.float32)
 
 
+def new_items(spec: dict[str, Any], out_root: Path, stats: dict[str, int], seed: int, split: str,
+              classes_per_frame: int, desc: str):
+    """The items of one dataset spec not stored yet, with a progress bar: yields (id, record path,
+    image uint8 (H, W, 3), ground truth bool (H, W), the sample or the CamVid class's coarse mask);
+    stored ones count in ``stats["skipped"]``, empty ground truths are passed over.
+
+    Raises:
+        SamSrError: a ground truth of another size than its photo.
+    """
+    from tqdm.auto import tqdm
+
+    from ...data.datasets import load_samples
+    from ...imaging.read import read_image, read_mask
+    name = spec["name"]
+    if spec.get("layout") == "camvid":
+        items = list(_camvid_items(Path(spec["root"]), spec.get("split", split),
+                                   int(spec.get("classes_per_frame", classes_per_frame)),
+                                   int(spec.get("ignore_index", 11)), seed))
+    else:
+        items = [(s.id, s.image, None, s) for s in load_samples(spec)]
+    for item_id, image_path, gt, extra in tqdm(items, desc=f"{desc} {name}", unit="img", mininterval=10):
+        path = Path(out_root) / name / f"{item_id}.npz"
+        if path.is_file():
+            stats["skipped"] += 1
+            continue
+        image = read_image(image_path)
+        if gt is None:
+            gt = read_mask(extra.mask) >= 0.5
+        if gt.shape != image.shape[:2]:
+            raise SamSrError(f"{name}/{item_id}: mask {gt.shape} and image {image.shape[:2]} differ")
+        if gt.any():
+            yield item_id, path, image, gt, extra
+
+
 def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_cache, predictor, prompt_cfgs,
                       synth: RegionSynthConfig | None = None, seed: int = 0) -> dict[str, int]:
     """Make and store region samples (see the module docstring); photos already stored are skipped,
@@ -215,10 +249,7 @@ def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_
     Returns:
         ``{"written": n, "skipped": m, "samples": coarse masks written}``.
     """
-    from tqdm.auto import tqdm
-
-    from ...data.datasets import load_samples
-    from ...imaging.read import read_image, read_mask
+    from ...imaging.read import read_mask
     from ...sam.cache import image_key
     synth = synth or RegionSynthConfig()
     out_root = Path(out_root)
@@ -226,23 +257,7 @@ def build_region_data(datasets: list[dict[str, Any]], out_root: str | Path, sam_
     stats = {"written": 0, "skipped": 0, "samples": 0}
     for spec in datasets:
         name, k = spec["name"], int(spec["k"])
-        if spec.get("layout") == "camvid":
-            items = list(_camvid_items(Path(spec["root"]), spec.get("split", "train"),
-                                       int(spec.get("classes_per_frame", 3)), int(spec.get("ignore_index", 11)), seed))
-        else:
-            items = [(s.id, s.image, None, s) for s in load_samples(spec)]
-        for item_id, image_path, gt, extra in tqdm(items, desc=f"region data {name}", unit="img", mininterval=10):
-            path = out_root / name / f"{item_id}.npz"
-            if path.is_file():
-                stats["skipped"] += 1
-                continue
-            image = read_image(image_path)
-            if gt is None:
-                gt = read_mask(extra.mask) >= 0.5
-            if gt.shape != image.shape[:2]:
-                raise SamSrError(f"{name}/{item_id}: mask {gt.shape} and image {image.shape[:2]} differ")
-            if not gt.any():
-                continue
+        for item_id, path, image, gt, extra in new_items(spec, out_root, stats, seed, "train", 3, "region data"):
             if pred is None:
                 pred = predictor()
             sam_cache.set_predictor_image(pred, image)

@@ -8,8 +8,9 @@ and the photo, the probability that taking it raises the mask's IoU with the tru
 inference sees (the region network's confidence, SAM's two answers, their predicted IoU and
 stability and agreement, the coarse mask's softness, detail and holes, the change's size and place).
 A change is taken when its probability reaches ``take``; one that fills an enclosed hole of the
-coarse mask, or removes a thin part of it, only when it reaches ``strong``; and none is taken when
-the photo's probability is below ``photo``. The rest of the coarse mask, boundary included, goes to
+coarse mask, removes a thin part of it, or removes a big part of it (``big`` of its area or more)
+only when it reaches ``strong`` (above 1: never); and none is taken when the photo's probability is
+below ``photo``. The rest of the coarse mask, boundary included, goes to
 the boundary step unchanged. v5 checkpoints also run as ``--variant v4`` (the region step's changes
 all taken).
 """
@@ -37,8 +38,11 @@ class DecisionStage(RegionStage):
         p_change, p_photo = self.model.decision.probabilities(changes.features, changes.photo)
         take = decide(changes, p_change, p_photo, settings)
         out = changes.apply(binary, take)
-        return out, None, {"changes": len(changes), "taken": int(take.sum()), "photo": p_photo,
-                           "composed_changed": float((out != binary).mean())}
+        info = {"changes": len(changes), "taken": int(take.sum()), "photo": p_photo,
+                "composed_changed": float((out != binary).mean())}
+        if not take.any() and settings.get("kept"):
+            info["cascade"] = dict(settings["kept"])    # the coarse mask kept whole: its boundary as such
+        return out, None, info
 
 
 def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.ndarray:
@@ -50,7 +54,8 @@ def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.
     hole = f[:, CHANGE_FEATURES.index("fills_hole")] >= float(settings["hole"])
     removal = f[:, CHANGE_FEATURES.index("is_addition")] < 0.5
     thin = removal & (f[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
-    need = np.where(hole | thin, float(settings["strong"]), float(settings["take"]))
+    big = removal & (f[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
+    need = np.where(hole | thin | big, float(settings["strong"]), float(settings["take"]))
     return p_change >= need
 
 

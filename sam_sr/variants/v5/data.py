@@ -139,30 +139,13 @@ def build_decision_data(datasets: list[dict[str, Any]], out_root: str | Path, st
     Returns:
         ``{"written", "skipped", "masks"}``.
     """
-    from tqdm.auto import tqdm
-
-    from ...data.datasets import load_samples
-    from ...imaging.read import read_image, read_mask
-    from ..v4.data import _camvid_items, seed_of
+    from ..v4.data import new_items, seed_of
     out_root = Path(out_root)
     stats = {"written": 0, "skipped": 0, "masks": 0}
     for spec in datasets:
         name = spec["name"]
-        if spec.get("layout") == "camvid":
-            items = [(i, p, g, c) for i, p, g, c in _camvid_items(Path(spec["root"]), spec.get("split", "val"),
-                                                                   int(spec.get("classes_per_frame", 2)),
-                                                                   int(spec.get("ignore_index", 11)), seed)]
-        else:
-            items = [(s.id, s.image, None, s) for s in load_samples(spec)]
-        for item_id, image_path, gt, extra in tqdm(items, desc=f"decision data {name}", unit="img", mininterval=10):
-            path = out_root / name / f"{item_id}.npz"
-            if path.is_file():
-                stats["skipped"] += 1
-                continue
-            image = read_image(image_path)
-            if gt is None:
-                gt = read_mask(extra.mask) >= 0.5
-            if not gt.any() or gt.all():
+        for item_id, path, image, gt, extra in new_items(spec, out_root, stats, seed, "val", 2, "decision data"):
+            if gt.all():
                 continue
             rng = np.random.default_rng(seed_of(seed, "decision", name, item_id))
             predictor = source.predictor(image)

@@ -1,5 +1,5 @@
 """SAM-SR v5's model: SAM-SR v4 (a CRM boundary refiner with a region network) plus a learned
-keep-or-change decision (:class:`Decision`) over the region step's changes."""
+keep-or-change decision (:class:`Decision`: gradient-boosted trees) over the region step's changes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,15 +12,20 @@ from torch import nn
 from ...errors import SamSrError
 from ..v4.model import SamSrV4, V4Config
 from .changes import N_CHANGE, N_PHOTO
+from .trees import TreeEnsemble
 
 #: The decision's settings and their defaults (``decision`` of :class:`V5Config`).
 DECISION_DEFAULTS: dict[str, Any] = {
-    "hidden": 16,            # units of each head's hidden layer
     "take": 0.5,             # a change is taken when its probability reaches this
-    "strong": 0.8,           # ... and this, when it fills an enclosed hole or removes a thin part
+    "strong": 0.8,           # ... and this, when it fills a hole, cuts a thin part or removes a big one
     "photo": 0.5,            # no change is taken when the photo's probability is below this
     "hole": 0.5,             # an addition fills a hole when this share of it lies in one
     "thin": 0.05,            # a removal cuts a thin part when its thickness feature is below this
+    "big": 0.3,              # a removal is big when it takes this share of the coarse mask or more
+    "kept": {},              # cascade settings for a photo whose region changes are all left (e.g. the
+                             # band refiner's own: decode contour:2, margin 0.1); {} = the model's
+    "change_trees": [1, 1],  # the heads' shapes: trees, nodes per tree (set by training)
+    "photo_trees": [1, 1],
 }
 
 
@@ -43,11 +48,12 @@ class V5Config(V4Config):
         if unknown:
             raise SamSrError(f"unknown v5 decision settings {unknown}; known: {sorted(DECISION_DEFAULTS)}")
         decision = {**DECISION_DEFAULTS, **decision}
-        for k in ("take", "strong", "photo", "hole"):
+        for k in ("take", "photo", "hole", "big"):
             if not 0.0 <= float(decision[k]) <= 1.0:
                 raise SamSrError(f"v5 decision.{k} must be in [0, 1], got {decision[k]!r}")
-        if int(decision["hidden"]) < 1:
-            raise SamSrError(f"v5 decision.hidden must be >= 1, got {decision['hidden']!r}")
+        for k in ("change_trees", "photo_trees"):
+            if len(decision[k]) != 2 or min(int(v) for v in decision[k]) < 1:
+                raise SamSrError(f"v5 decision.{k} must be [trees, nodes], both >= 1, got {decision[k]!r}")
         base = V4Config.from_dict(d)
         return cls(**{**base.__dict__, "decision": decision})
 
@@ -62,34 +68,26 @@ class V5Config(V4Config):
         return d
 
 
-class _Head(nn.Module):
-    """Standardised features -> one hidden layer -> a logit."""
-
-    def __init__(self, n: int, hidden: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n))
-        self.register_buffer("std", torch.ones(n))
-        self.net = nn.Sequential(nn.Linear(n, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)[..., 0]
-
-
 class Decision(nn.Module):
-    """The keep-or-change decision: a head over each change's features (and its photo's), and a head
-    over the photo's features alone (:mod:`sam_sr.variants.v5.changes`). Each gives the probability
-    that taking the change (or, for the photo, the region step's changes at all) raises the mask's IoU
-    with the truth. Trained by :mod:`sam_sr.training.decision`."""
+    """The keep-or-change decision: gradient-boosted trees (:class:`~sam_sr.variants.v5.trees.TreeEnsemble`)
+    over each change's features (and its photo's), and over the photo's features alone
+    (:mod:`sam_sr.variants.v5.changes`). Each gives the probability that taking the change (or, for
+    the photo, the region step's changes at all) raises the mask's IoU with the truth. Trained by
+    :mod:`sam_sr.training.decision`.
 
-    def __init__(self, hidden: int = 16):
+    Args:
+        change_trees, photo_trees: (trees, nodes per tree) of each head.
+    """
+
+    def __init__(self, change_trees=(1, 1), photo_trees=(1, 1)):
         super().__init__()
-        self.change = _Head(N_CHANGE + N_PHOTO, hidden)
-        self.photo = _Head(N_PHOTO, hidden)
+        self.change = TreeEnsemble(N_CHANGE + N_PHOTO, *change_trees)
+        self.photo = TreeEnsemble(N_PHOTO, *photo_trees)
 
     @torch.no_grad()
     def probabilities(self, change_features: np.ndarray, photo_features: np.ndarray) -> tuple[np.ndarray, float]:
         """(float (K,) per change, float for the photo), each in [0, 1]."""
-        dev = self.photo.mean.device
+        dev = self.photo.value.device
         c = torch.from_numpy(np.asarray(change_features, np.float32)).to(dev)
         p = torch.from_numpy(np.asarray(photo_features, np.float32)).to(dev)
         pc = torch.sigmoid(self.change(c)).cpu().numpy() if len(c) else np.zeros(0, np.float32)
@@ -107,7 +105,8 @@ class SamSrV5(SamSrV4):
 
     def __init__(self, config: V5Config | None = None):
         super().__init__(config or V5Config.from_dict({}))
-        self.decision = Decision(int({**DECISION_DEFAULTS, **self.config.decision}["hidden"]))
+        d = {**DECISION_DEFAULTS, **self.config.decision}
+        self.decision = Decision(d["change_trees"], d["photo_trees"])
 
     def settings(self) -> dict[str, Any]:
         """The decision's settings (:data:`DECISION_DEFAULTS` keys)."""

@@ -1,0 +1,94 @@
+"""SAM-SR v5's decision: the changes and their features, the trees as tensors, the rule, the stage."""
+import numpy as np
+import pytest
+
+from sam_sr.variants.v4.region_step import compose
+from sam_sr.variants.v5 import decide
+from sam_sr.variants.v5.changes import CHANGE_FEATURES, N_CHANGE, N_PHOTO, find_changes, holes
+from sam_sr.variants.v5.data import subset_iou
+from sam_sr.variants.v5.model import DECISION_DEFAULTS
+from sam_sr.variants.v5.trees import TreeEnsemble
+
+
+def _scene():
+    """A ring-shaped coarse mask (a hole in the middle), a region mask that fills the hole, drops a
+    blob of the coarse mask and adds a new one far away."""
+    h, w = 120, 160
+    coarse = np.zeros((h, w), bool)
+    coarse[20:100, 20:100] = True
+    coarse[45:75, 45:75] = False                   # the hole
+    coarse[20:40, 120:150] = True                  # a blob the region step drops
+    region = coarse.copy()
+    region[45:75, 45:75] = True                    # fills the hole
+    region[20:40, 120:150] = False
+    region[80:110, 120:150] = True                 # adds a blob
+    logits = np.where(region, 6.0, -6.0).astype(np.float32)
+    sam = [np.where(region[::2, ::2], 8.0, -8.0).astype(np.float32)] * 2
+    return coarse, logits, sam
+
+
+def test_changes_are_the_composition_taken_apart():
+    coarse, logits, sam = _scene()
+    ch = find_changes(coarse, coarse.astype(np.float32), logits, 2, sam, [0.9, 0.8])
+    assert len(ch) == 3 and ch.features.shape == (3, N_CHANGE + N_PHOTO) and ch.photo.shape == (N_PHOTO,)
+    everything = ch.apply(coarse, np.ones(3, bool))
+    assert np.array_equal(everything, compose(coarse, logits, 2))
+    assert np.array_equal(ch.apply(coarse, np.zeros(3, bool)), coarse)
+    f = dict(zip(CHANGE_FEATURES, ch.features[np.argmax(ch.features[:, 0] * ch.features[:, CHANGE_FEATURES.index("fills_hole")])]))
+    assert f["is_addition"] == 1 and f["fills_hole"] == 1.0 and f["sam1_agrees"] == 1.0
+
+
+def test_holes_are_enclosed_background_only():
+    m = np.zeros((10, 10), bool)
+    m[2:8, 2:8] = True
+    m[4:6, 4:6] = False
+    assert holes(m).sum() == 4
+    m[4:6, 4:10] = False                           # opened to the border: no longer a hole
+    assert holes(m).sum() == 0
+
+
+def test_subset_iou_is_exact():
+    rng = np.random.default_rng(0)
+    gt = rng.random((40, 40)) > 0.5
+    coarse = rng.random((40, 40)) > 0.5
+    labels = rng.integers(0, 4, (40, 40))
+    adds = np.array([True, False, True])
+    stats = {"inter": (coarse & gt).sum(), "union": (coarse | gt).sum(), "additions": adds}
+    # changes may only add outside the coarse mask and remove inside it
+    region = [(labels == k + 1) & (~coarse if adds[k] else coarse) for k in range(3)]
+    stats["area"] = np.array([r.sum() for r in region])
+    stats["in_gt"] = np.array([(r & gt).sum() for r in region])
+    for take in ([1, 0, 1], [0, 1, 0], [1, 1, 1]):
+        out = coarse.copy()
+        for k, t in enumerate(take):
+            if t:
+                out[region[k]] = adds[k]
+        assert subset_iou(stats, np.array(take, bool)) == pytest.approx((out & gt).sum() / (out | gt).sum())
+
+
+def test_trees_give_scikit_learns_probabilities():
+    sklearn = pytest.importorskip("sklearn.ensemble")
+    import torch
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(float)
+    clf = sklearn.HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=7, early_stopping=False,
+                                                 random_state=0).fit(X, y)
+    t = TreeEnsemble(5, *TreeEnsemble.shape_of(clf)).load_sklearn(clf)
+    ours = torch.sigmoid(t(torch.from_numpy(X))).numpy()
+    assert np.abs(ours - clf.predict_proba(X)[:, 1]).max() < 1e-5
+    restored = TreeEnsemble(5, *TreeEnsemble.shape_of(clf))
+    restored.load_state_dict(t.state_dict())
+    assert torch.equal(restored(torch.from_numpy(X)), t(torch.from_numpy(X)))
+
+
+def test_the_rule_needs_strong_evidence_for_holes_thin_and_big_parts():
+    coarse, logits, sam = _scene()
+    ch = find_changes(coarse, coarse.astype(np.float32), logits, 2, sam, [0.9, 0.8])
+    settings = {**DECISION_DEFAULTS, "take": 0.5, "strong": 0.9, "photo": 0.5}
+    hole = ch.features[:, CHANGE_FEATURES.index("fills_hole")] >= 0.5
+    p = np.full(len(ch), 0.7)
+    take = decide(ch, p, 0.8, settings)
+    assert not take[hole].any() and take[~hole & (ch.features[:, 0] == 1)].all()
+    assert decide(ch, np.full(len(ch), 0.95), 0.8, settings).all()
+    assert not decide(ch, np.full(len(ch), 0.95), 0.4, settings).any()     # the photo says no
