@@ -524,3 +524,16 @@ def test_tiny_or_extreme_photos_change_only_the_boundary_band_and_say_why(hw, ti
     changed = (res.mask > 0) != (mask > 0)
     band = contour_band((mask > 0).astype(np.uint8), 2)
     assert not (changed & ~band).any()
+
+
+def test_positional_image_and_mask_work_and_misuse_names_the_flags(tmp_path, tiny_checkpoint, capsys):
+    img, mask = disk_photo(48, 64)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    assert _cli(["infer", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "--out", str(tmp_path / "o.png")] + ck,
+                capsys)[0] == 0 and (tmp_path / "o.png").is_file()
+    code, err = _cli(["infer", str(tmp_path / "p.png"), str(tmp_path / "m.png")] + ck, capsys)
+    assert code == 2 and len(err) == 1 and "give --out" in err[0]
+    code, err = _cli(["infer", str(tmp_path / "p.png"), "--out", str(tmp_path / "x.png")] + ck, capsys)
+    assert code == 2 and len(err) == 1 and "IMAGE MASK, or --image IMAGE --mask MASK" in err[0]

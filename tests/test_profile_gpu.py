@@ -22,7 +22,8 @@ def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_checkpoint):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    configs = ("original", "patched", "strided:4", "contour", "bbox", "hierarchical", "default")
+    configs = ("original", "patched", "strided:4", "contour", "bbox", "hierarchical", "default", "crm-full/full",
+               "crm-full/strided:4")
     assert [(r["size"][1], r["precision"], r["config"]) for r in rows] == [
         (s, p, c) for s in (200,) for p in ("fp32", "bf16") for c in configs]
     for r in rows:

@@ -41,6 +41,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "default/whole-head": {"pixel_tile": 0},   # ... with the pixel head over the whole output
     "default/dense": {"sparse_tile": 0},       # ... with every step encoded over the whole input
+    # crm-full (the CRM trained on every pixel) with full and strided decoding (GPU profile)
+    "crm-full/full": {"decode": "full", "fusion_patches": 8},
+    "crm-full/strided:4": {"decode": "strided:4", "fusion_patches": 8},
 }
 
 #: Peers run by the same harness (not sam-sr configurations): name -> description. ``cascadepsp``:
@@ -242,7 +245,8 @@ def default_items(highres: Path, sizes: list[int]) -> list[dict[str, Any]]:
 
 
 #: The configurations of the GPU profile (issue 14, item 5), as in :data:`CONFIGS`.
-GPU_CONFIGS = ("original", "patched", "strided:4", "contour", "bbox", "hierarchical", "default")
+GPU_CONFIGS = ("original", "patched", "strided:4", "contour", "bbox", "hierarchical", "default",
+               "crm-full/full", "crm-full/strided:4")
 #: Its long sides in pixels (2k, 4k, 6k) and precisions (CascadeConfig.precision).
 GPU_SIZES = (2048, 3840, 6000)
 GPU_PRECISIONS = ("fp32", "bf16")
@@ -272,9 +276,10 @@ def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = No
     from ..evaluation.metrics import iou
     from ..inference import Refiner
 
-    refiner = Refiner.from_checkpoint(checkpoint, device=device)
-    base = refiner.cascade
-    cuda = refiner.device.type == "cuda"
+    main = Refiner.from_checkpoint(checkpoint, device=device)
+    bases = {"main": main.cascade}
+    full = None                                   # crm-full, loaded when a crm-full/ configuration runs
+    cuda = main.device.type == "cuda"
     rows = []
     for long_side in sizes:
         h, w = image.shape[:2]
@@ -285,7 +290,12 @@ def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = No
         for precision in precisions:
             ref = None
             for name in configs:
-                refiner.cascade = base.replace(**CONFIGS[name], precision=precision)
+                if name.startswith("crm-full/") and full is None:
+                    full = Refiner.from_checkpoint(variant="crm-full", device=device)
+                    bases["full"] = full.cascade
+                refiner = full if name.startswith("crm-full/") else main
+                refiner.cascade = bases["full" if refiner is full else "main"].replace(**CONFIGS[name],
+                                                                                       precision=precision)
                 if cuda:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
@@ -311,7 +321,9 @@ def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = No
                              "iou_vs_original": 100 * iou(out > 0, ref > 0) if ref is not None else None})
                 if progress:
                     progress(rows[-1])
-    refiner.cascade = base
+    main.cascade = bases["main"]
+    if full is not None:
+        full.cascade = bases["full"]
     return rows
 
 
