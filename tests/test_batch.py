@@ -86,7 +86,7 @@ def test_mask_run_writes_outputs_scores_and_reports_bad_items(folder, capsys, mo
     s = run_mask_jobs(DilatingRefiner(), jobs, progress=False)
     status = {it["name"]: (it["status"], it["error"]) for it in s["items"]}
     assert status["p0"] == ("ok", None) and status["p1"] == ("ok", None)
-    assert "no coarse mask" in status["lonely"][1] and "directory" in status["p2"][1]
+    assert "no coarse mask" in status["lonely"][1] and "is a folder" in status["p2"][1]
     assert (s["total"], s["ok"], s["failed"]) == (4, 2, 2)
     out = np.asarray(Image.open(folder / "out" / "p1.tif"))
     assert Image.open(folder / "out" / "p1.tif").format == "TIFF"

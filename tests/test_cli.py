@@ -187,7 +187,7 @@ def test_labels_mode_errors(tmp_path, tiny_checkpoint, capsys):
 def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_checkpoint):
     from sam_sr import Refiner
     dst = tmp_path / "exported.pt"
-    cmd = [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(tiny_checkpoint), str(dst),
+    cmd = [sys.executable, "-m", "sam_sr", "export", str(tiny_checkpoint), str(dst),
            "--decode", "contour:6", "--min-size", "128"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -199,7 +199,7 @@ def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_c
     before = dst.read_bytes()
     again = subprocess.run(cmd[:-4] + ["--decode", "contour:3"], capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr and dst.read_bytes() == before
-    bad = subprocess.run(cmd[:3] + [str(tmp_path / "x.pt"), "--decode", "spiral"], capture_output=True, text=True)
+    bad = subprocess.run(cmd[:5] + [str(tmp_path / "x.pt"), "--decode", "spiral"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown decode mode" in bad.stderr and not (tmp_path / "x.pt").exists()
 
 

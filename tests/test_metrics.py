@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from sam_sr.evaluation.metrics import BinaryScores, boundary_accuracy, boundary_radii, intersection_union, iou
+from sam_sr.evaluation.metrics import (
+    BinaryScores,
+    boundary_accuracy,
+    boundary_radii,
+    contour_offset,
+    intersection_union,
+    iou,
+)
 
 
 def test_iou_hand_computed():
@@ -64,3 +71,26 @@ def test_boundary_accuracy_of_all_wrong_prediction():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         iou(np.zeros((3, 3)), np.zeros((3, 4)))
+
+
+def test_contour_offset_measures_a_rim_in_pixels():
+    """0 for the truth itself, +1 / +2 for a mask 1 / 2 px wider all round, -1 for one 1 px narrower;
+    NaN for an empty mask; BinaryScores reports the mean over images."""
+    import cv2
+    gt = np.zeros((100, 120), bool)
+    gt[30:70, 20:90] = True
+    wide1 = cv2.dilate(gt.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    wide2 = cv2.dilate(gt.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    narrow = cv2.erode(gt.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert contour_offset(gt, gt) == 0.0
+    assert contour_offset(wide1, gt) == pytest.approx(1.0, abs=0.05)
+    assert contour_offset(wide2, gt) == pytest.approx(2.0, abs=0.1)
+    assert contour_offset(narrow, gt) == pytest.approx(-1.0, abs=0.05)
+    assert np.isnan(contour_offset(np.zeros_like(gt), gt))
+    with pytest.raises(ValueError):
+        contour_offset(gt[:50], gt)
+    s = BinaryScores()
+    s.add(wide1, gt)
+    s.add(narrow, gt)
+    s.add(np.zeros_like(gt), gt)                       # undefined: left out of the mean
+    assert s.summary()["contour_offset_px"] == pytest.approx(0.0, abs=0.05)

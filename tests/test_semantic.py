@@ -99,11 +99,31 @@ def test_refine_semantic_argmax_fallback_and_ignore():
             return np.array([[0.9, 0.9, 0.8, 0.1], [0.9, 0.9, 0.2, 0.1], [0.9, 0.9, 0.1, 0.1]], np.float32)
         return np.array([[0.1, 0.1, 0.6, 0.9], [0.1, 0.1, 0.3, 0.9], [0.2, 0.9, 0.9, 0.9]], np.float32)
 
-    out = refine_semantic(FakeRefiner(soft), image, labels, num_classes=2, ignore_index=9, min_pixels=1)
+    out = refine_semantic(FakeRefiner(soft), image, labels, num_classes=2, ignore_index=9, min_pixels=1,
+                          switch_margin=0.0)
     assert out.tolist() == [[0, 0, 0, 1],      # (0,2): class 0 wins, 0.8 vs 0.6
                             [0, 0, 1, 1],      # (1,2): best is 0.3 < 0.5 -> input label 1 kept
                             [0, 9, 1, 1]]      # ignore kept
     assert out.dtype == labels.dtype
+
+
+def test_a_pixel_changes_class_only_when_the_new_class_clearly_wins():
+    """merge_class_probabilities' hysteresis: a thin class (one column) that its neighbour's refined map
+    also claims keeps its pixels unless the neighbour beats it by more than the switch margin."""
+    from sam_sr.inference.labels import merge_class_probabilities
+    labels = np.array([[0, 1, 2], [0, 1, 2]])
+    p0 = np.array([[0.95, 0.70, 0.05], [0.95, 0.99, 0.05]], np.float32)     # class 0 grows a rim over 1
+    p1 = np.array([[0.30, 0.60, 0.30], [0.30, 0.60, 0.30]], np.float32)
+    p2 = np.array([[0.05, 0.10, 0.95], [0.05, 0.10, 0.95]], np.float32)
+    probs = np.stack([p0, p1, p2])
+    plain = merge_class_probabilities(labels, probs, [0, 1, 2], switch_margin=0.0)
+    assert plain.tolist() == [[0, 0, 2], [0, 0, 2]]                   # argmax: the thin class is gone
+    kept = merge_class_probabilities(labels, probs, [0, 1, 2], switch_margin=0.2)
+    assert kept.tolist() == [[0, 1, 2], [0, 0, 2]]                    # 0.70 - 0.60 kept, 0.99 - 0.60 taken
+    with pytest.raises(SamSrError, match="switch_margin"):
+        merge_class_probabilities(labels, probs, [0, 1, 2], switch_margin=1.0)
+    with pytest.raises(SamSrError, match="probs"):
+        merge_class_probabilities(labels, probs[:2], [0, 1, 2])
 
 
 def test_refine_semantic_single_class_and_errors(tiny_checkpoint):

@@ -135,6 +135,11 @@ def format_comparison(results: dict[str, Any]) -> str:
             cells.append(f"{r['iou_mean']:.2f} / {r['mba']:.2f}{gain}")
         lose = "-" if m == "coarse" else " / ".join(f"{results[s][m]['share_losing_1pt']:.1f}%" for s in sources)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {lose} |")
+    lines += ["", "Contour offset, px (mean signed distance of the mask's contour from the truth's; + outward):", "",
+              "| method | " + " | ".join(sources) + " |", "|" + "---|" * (len(sources) + 1)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{results[s][m].get('contour_offset_px', float('nan')):+.2f}"
+                                             for s in sources) + " |")
     return "\n".join(lines) + "\n"
 
 

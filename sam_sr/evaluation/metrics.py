@@ -65,12 +65,47 @@ def boundary_accuracy(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(accs))
 
 
+def contour_offset(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean signed distance, in pixels, of the prediction's contour from the ground truth's boundary.
+
+    The contour is the prediction's outermost pixels (the mask minus its 3x3 erosion). Each is scored
+    by the ground truth's L2 distance transform (OpenCV, 5x5 mask): ``d - 1`` inside the ground truth
+    (0 on its outermost pixels), ``d`` outside it. So a prediction equal to the ground truth scores 0,
+    one a pixel wider all round +1 (an outward rim), one a pixel narrower -1. Issue 22's check that
+    a boundary step learns no dataset's annotation offset.
+
+    Args:
+        pred, gt: (H, W) masks as :func:`iou` takes them.
+
+    Returns:
+        float pixels; NaN when either mask is empty or fills the image.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    p, g = _binary(pred), _binary(gt)
+    if p.shape != g.shape:
+        raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in shape")
+    if not p.any() or not g.any() or g.all():
+        return float("nan")
+    p8, g8 = p.astype(np.uint8), g.astype(np.uint8)
+    contour = p & (cv2.erode(p8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) == 0)
+    if not contour.any():                              # the prediction fills the image: no contour
+        return float("nan")
+    inside = cv2.distanceTransform(g8, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - g8, cv2.DIST_L2, 5)
+    signed = np.where(g, inside - 1.0, -outside)
+    return float(-signed[contour].mean()) + 0.0       # + 0.0: no -0.0
+
+
 @dataclass
 class BinaryScores:
-    """Accumulates per-image IoU and mBA and the dataset-cumulative intersection/union."""
+    """Accumulates per-image IoU, mBA and contour offset (:func:`contour_offset`) and the
+    dataset-cumulative intersection/union."""
 
     ious: list[float] = field(default_factory=list)
     bas: list[float] = field(default_factory=list)
+    offsets: list[float] = field(default_factory=list)
     inter: int = 0
     union: int = 0
 
@@ -80,14 +115,18 @@ class BinaryScores:
         self.union += u
         self.ious.append(1.0 if u == 0 else i / u)
         self.bas.append(boundary_accuracy(pred, gt))
+        self.offsets.append(contour_offset(pred, gt))
 
     def summary(self) -> dict[str, float]:
-        """``{"n", "iou_mean", "iou_cumulative", "mba"}``; IoU/mBA in percent (0..100)."""
+        """``{"n", "iou_mean", "iou_cumulative", "mba", "contour_offset_px"}``; IoU/mBA in percent
+        (0..100); ``contour_offset_px`` the mean over images (those where it is defined) in pixels."""
         n = len(self.ious)
+        offsets = [o for o in self.offsets if np.isfinite(o)]
         return {"n": n,
                 "iou_mean": 100 * float(np.mean(self.ious)) if n else float("nan"),
                 "iou_cumulative": 100 * self.inter / self.union if self.union else float("nan"),
-                "mba": 100 * float(np.mean(self.bas)) if n else float("nan")}
+                "mba": 100 * float(np.mean(self.bas)) if n else float("nan"),
+                "contour_offset_px": float(np.mean(offsets)) if offsets else float("nan")}
 
 
 # ---------------------------------------------------------------------------------------------

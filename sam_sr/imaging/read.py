@@ -187,8 +187,9 @@ def mask_to_float(arr: np.ndarray) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype.kind not in "biuf":
         raise SamSrError(f"unsupported mask dtype {a.dtype}: pass an integer, bool or float array")
-    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] != 1:
+    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] > 4:
         a = a[0]                            # (1, H, W), e.g. a batch or channel axis first: one mask
+                                            # ((1, W, C) with C <= 4 stays a one-row image with channels)
     elif a.ndim == 3 and a.shape[0] in (2, 3, 4) and a.shape[2] > 4:
         raise SamSrError(f"mask of shape {a.shape} looks channel-first: pass (H, W), or (H, W, C)")
     if a.ndim == 3:

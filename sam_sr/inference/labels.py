@@ -11,6 +11,9 @@ import numpy as np
 from ..data.labels import check_labels
 from ..errors import SamSrError
 
+#: Default hysteresis of :func:`merge_class_probabilities` (chosen on CamVid val: docs/RESULTS.md).
+SWITCH_MARGIN = 0.3
+
 
 def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int | None = None,
                        name: str = "label map") -> None:
@@ -38,8 +41,11 @@ def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int |
 
 def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes: int,
                     ignore_index: int | None = None, confidence: float = 0.5,
-                    min_pixels: int = 16) -> np.ndarray:
+                    min_pixels: int = 16, switch_margin: float = SWITCH_MARGIN) -> np.ndarray:
     """Refine a semantic label map class by class.
+
+    Each class present is refined as a binary coarse mask (``refiner.predict(...).soft``); the
+    soft maps are merged by :func:`merge_class_probabilities`.
 
     Args:
         refiner: a :class:`sam_sr.Refiner` (binary).
@@ -47,27 +53,70 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
         labels: integer (H, W) class indices 0..num_classes-1, possibly ``ignore_index``.
         confidence: a pixel whose best refined probability is below this keeps its input label.
         min_pixels: classes with fewer pixels are not refined (they keep their input pixels).
+        switch_margin: a pixel changes class only when the new class's refined probability beats
+            its input class's by more than this (in [0, 1); 0: plain argmax).
 
     Returns:
         (H, W) label map of ``labels``' dtype. Ignore pixels are unchanged.
 
     Raises:
         SamSrError: not a 2-D integer map, a size different from the image's, labels outside
-            0..num_classes-1 other than ``ignore_index`` (:func:`check_label_values`).
+            0..num_classes-1 other than ``ignore_index`` (:func:`check_label_values`), a
+            ``switch_margin`` outside [0, 1).
     """
     lab = check_labels(labels, np.asarray(image).shape[:2])
     check_label_values(lab, num_classes, ignore_index)
-    valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
-    classes, counts = np.unique(lab[valid], return_counts=True)
-    present = [int(c) for c, n in zip(classes, counts) if 0 <= c < num_classes and n >= min_pixels]
+    present = classes_to_refine(lab, num_classes, ignore_index, min_pixels)
     if len(present) < 2:
         return lab.copy()
     probs = np.stack([refiner.predict(image, (lab == c).astype(np.uint8) * 255).soft
                       for c in present])
+    return merge_class_probabilities(lab, probs, present, ignore_index, confidence, switch_margin)
+
+
+def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | None = None,
+                      min_pixels: int = 16) -> list[int]:
+    """The classes of ``lab`` (outside ``ignore_index``) with at least ``min_pixels`` pixels, sorted."""
+    valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
+    classes, counts = np.unique(lab[valid], return_counts=True)
+    return [int(c) for c, n in zip(classes, counts) if 0 <= c < num_classes and n >= min_pixels]
+
+
+def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[int],
+                              ignore_index: int | None = None, confidence: float = 0.5,
+                              switch_margin: float = SWITCH_MARGIN) -> np.ndarray:
+    """Merge per-class refined probabilities into a label map.
+
+    A pixel takes the class of highest probability when that probability reaches ``confidence`` and
+    beats the probability of the pixel's input class by more than ``switch_margin`` (a hysteresis:
+    a pixel both refinements find likely keeps its input class, so a thin class is not eaten by a
+    neighbour's outward rim, nor grown by its own). Ignore pixels and classes not in ``present``
+    keep their input label.
+
+    Args:
+        lab: integer (H, W) input label map.
+        probs: float32 (K, H, W) in [0, 1], the refined probability of each class of ``present``.
+        present: the K classes, in the order of ``probs``.
+
+    Returns:
+        (H, W) label map of ``lab``'s dtype.
+
+    Raises:
+        SamSrError: ``switch_margin`` outside [0, 1), or ``probs`` not (len(present), H, W).
+    """
+    if not 0.0 <= float(switch_margin) < 1.0:
+        raise SamSrError(f"switch_margin must be in [0, 1), got {switch_margin!r}")
+    if probs.shape != (len(present),) + lab.shape:
+        raise SamSrError(f"probs must be {(len(present),) + lab.shape}, got {probs.shape}")
+    valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
     best = probs.argmax(axis=0)
-    conf = probs.max(axis=0)
+    conf = np.take_along_axis(probs, best[None], 0)[0]
+    index = np.full(int(max(present)) + 1, -1, np.int64)
+    index[present] = np.arange(len(present))
+    known = np.isin(lab, present) & valid
+    own = np.zeros(lab.shape, np.float32)
+    own[known] = np.take_along_axis(probs[:, known], index[lab[known]][None], 0)[0]
     out = np.asarray(present, dtype=lab.dtype)[best]
-    keep = (conf < confidence) | ~valid | ~np.isin(lab, present)
+    keep = (conf < confidence) | ~known | (conf - own <= switch_margin)
     out[keep] = lab[keep]
     return out
-

@@ -1,0 +1,131 @@
+"""Benchmark: checks of harm that need the data folder, beside their baselines in the same run.
+
+    SAM_SR_DATA=/path/to/data python benchmarks/harm_checks.py [--only bike,reencode,aeroplane]
+
+- ``bike``: ``wild/bike.jpg`` with U2-Net's coarse mask: the share of the coarse mask's area that
+  changes, and the share of the coarse mask's enclosed holes (the wheel interiors, the frame
+  triangle) that the refined mask fills, for the default, ``--variant v4`` (every region change
+  taken) and ``--variant crm``;
+- ``reencode``: the 80 sod evaluation photos (DSS coarse masks) saved as PNG, re-saved as JPEG
+  (quality 90) and as grayscale: the IoU of each refined mask with the original photo's (mean, min);
+- ``aeroplane``: the default's time against ``--variant v4`` on the aeroplane (3492 x 2328), median of
+  3 warm runs, SAM's encoder run every time: the decision's share of the default's time.
+
+Prints a table and writes ``benchmarks/results/harm_checks.json`` (replaced, or ``--json``). CPU only.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bike(data: Path) -> dict:
+    from sam_sr import Refiner
+    from sam_sr.imaging import read_image, read_mask
+    from sam_sr.variants.v5.changes import holes
+    img = read_image(data / "wild/images/bike.jpg")
+    coarse = read_mask(data / "wild/coarse/u2net/bike.png") >= 0.5
+    hole = holes(coarse)
+    out = {}
+    for v in (None, "v4", "crm"):
+        refined = Refiner.from_checkpoint(device="cpu", variant=v).refine(img, coarse) > 0
+        out[v or "default"] = {"changed_share_of_coarse": float((refined != coarse).sum() / coarse.sum()),
+                               "hole_px": int(hole.sum()),
+                               "holes_filled_share": float(refined[hole].mean()) if hole.any() else None}
+    return out
+
+
+def reencode(data: Path) -> dict:
+    from PIL import Image
+
+    from sam_sr import Refiner
+    from sam_sr.evaluation.metrics import iou
+    from sam_sr.imaging import read_image, read_mask
+    ids = [ln.strip() for ln in (ROOT / "configs/splits/sod_eval.txt").read_text().splitlines()
+           if ln.strip() and not ln.startswith("#")]
+    r = Refiner.from_checkpoint(device="cpu")
+    out: dict[str, list[float]] = {"png": [], "jpeg90": [], "gray": []}
+    for i in ids:
+        img, m = read_image(data / f"sod/images/{i}.jpg"), read_mask(data / f"sod/coarse/dss/{i}.png")
+        ref = r.refine(img, m) > 0
+        for name in out:
+            buf = io.BytesIO()
+            pim = Image.fromarray(img)
+            if name == "png":
+                pim.save(buf, format="PNG")
+            elif name == "jpeg90":
+                pim.save(buf, format="JPEG", quality=90)
+            else:
+                pim.convert("L").save(buf, format="PNG")
+            buf.seek(0)
+            alt = np.asarray(Image.open(buf).convert("RGB"))
+            out[name].append(iou(r.refine(alt, m) > 0, ref))
+    return {k: {"mean": float(np.mean(v)), "min": float(np.min(v)), "photos": len(v)} for k, v in out.items()}
+
+
+def aeroplane(data: Path) -> dict:
+    from sam_sr import Refiner
+    from sam_sr.imaging import read_image, read_mask
+    img, m = read_image(data / "highres/aeroplane.jpg"), read_mask(data / "highres/aeroplane_coarse.png")
+    t = {}
+    for v in ("v4", None):
+        r = Refiner.from_checkpoint(device="cpu", variant=v)
+        r.refine(img, m)                                   # warm-up
+        ts = []
+        for _ in range(3):
+            r.sam_inputs.source.forget_image()             # SAM encodes the photo again
+            s = time.perf_counter()
+            r.refine(img, m)
+            ts.append(time.perf_counter() - s)
+        t[v or "default"] = float(np.median(ts))
+    return {"time_s": t, "decision_overhead": t["default"] / t["v4"] - 1}
+
+
+def report(res: dict) -> str:
+    lines = ["| check | default | v4 | crm |", "|---|---|---|---|"]
+    if "bike" in res:
+        b = res["bike"]
+        lines.append("| bike: coarse area changed | " + " | ".join(f"{100 * b[k]['changed_share_of_coarse']:.1f}%"
+                                                         for k in ("default", "v4", "crm")) + " |")
+        lines.append("| bike: holes filled | " + " | ".join(f"{100 * b[k]['holes_filled_share']:.1f}%"
+                                                  for k in ("default", "v4", "crm")) + " |")
+    if "aeroplane" in res:
+        a = res["aeroplane"]
+        lines.append(f"| aeroplane time (s) | {a['time_s']['default']:.2f} ({100 * a['decision_overhead']:+.1f}%) | "
+                     f"{a['time_s']['v4']:.2f} | |")
+    if "reencode" in res:
+        for k, v in res["reencode"].items():
+            lines.append(f"| re-encoded as {k}: IoU with the original's (mean, min) | {v['mean']:.3f}, {v['min']:.3f} | | |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="bike,reencode,aeroplane", help="comma-separated checks")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks/results/harm_checks.json"))
+    args = ap.parse_args(argv)
+    data = Path(os.environ.get("SAM_SR_DATA", "")).expanduser()
+    if not (data / "sod").is_dir():
+        raise SystemExit("set SAM_SR_DATA to the data folder (with sod/, wild/ and highres/)")
+    checks = {"bike": bike, "reencode": reencode, "aeroplane": aeroplane}
+    wanted = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in checks]
+    if unknown:
+        raise SystemExit(f"unknown checks {unknown}: choose from {sorted(checks)}")
+    res = {"date": time.strftime("%Y-%m-%d"), **{c: checks[c](data) for c in wanted}}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    print(report(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Benchmark: the label-map merge's switch margin (``sam_sr.inference.labels.SWITCH_MARGIN``) on CamVid.
+
+    SAM_SR_DATA=/path/to/data python benchmarks/label_switch_margin.py [--split val] [--limit 6]
+
+For the first ``--limit`` frames of ``--split``, the default refiner refines every class of two coarse
+label maps once: the simulated x8 segmenter's (``simulate_coarse_labels``, factor 8, no noise, seed =
+the frame's index, as ``sam-sr eval-semantic`` makes it) and the ground truth itself (a right label
+map). The refined probabilities are then merged at each switch margin. Printed and written to
+``benchmarks/results/label_switch_margin.json``: the mIoU gain over the coarse map for both inputs,
+and for the right maps the smallest per-class IoU with the input (over frames and classes) and the
+mean over frames of each frame's smallest.
+
+The default (0.3) was chosen on the validation split by the rule v5's decision was selected by (the
+gain on the wrong input plus twice the change on the right input, largest wins; see docs/RESULTS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--limit", type=int, default=6)
+    ap.add_argument("--json", default=str(ROOT / "benchmarks/results/label_switch_margin.json"))
+    args = ap.parse_args(argv)
+    data = Path(os.environ.get("SAM_SR_DATA", "")).expanduser()
+    if not (data / "camvid").is_dir():
+        raise SystemExit("set SAM_SR_DATA to the data folder (with camvid/)")
+    from sam_sr import Refiner
+    from sam_sr.data.labels import simulate_coarse_labels
+    from sam_sr.evaluation.metrics import SemanticScores
+    from sam_sr.evaluation.semantic import list_pairs
+    from sam_sr.imaging import read_image, read_label_map
+    from sam_sr.inference.labels import classes_to_refine, merge_class_probabilities
+    refiner = Refiner.from_checkpoint(device="cpu")
+    frames = []
+    for i, (_, ip, lp) in enumerate(tqdm(list_pairs(data / "camvid", args.split)[:args.limit], desc="frames")):
+        img = read_image(ip)
+        gt, _ = read_label_map(lp)
+        maps = {}
+        for name, lab in (("x8", simulate_coarse_labels(gt, 8, 0.0, 11, seed=i)), ("right", gt)):
+            present = classes_to_refine(lab, 11, 11)
+            probs = np.stack([refiner.predict(img, (lab == c).astype(np.uint8) * 255).soft for c in present])
+            maps[name] = (lab, probs, present)
+        frames.append((gt, maps))
+    rows = {}
+    for m in MARGINS:
+        row = {}
+        for name in ("x8", "right"):
+            refined, coarse, smallest = SemanticScores(11, 11), SemanticScores(11, 11), []
+            for gt, maps in frames:
+                lab, probs, present = maps[name]
+                out = merge_class_probabilities(lab, probs, present, 11, 0.5, m)
+                refined.add(out, gt)
+                coarse.add(lab, gt)
+                if name == "right":
+                    smallest.append(min(((out == c) & (lab == c)).sum() / max(((out == c) | (lab == c)).sum(), 1)
+                                        for c in present))
+            row[f"{name}_miou_gain"] = refined.summary()["miou"] - coarse.summary()["miou"]
+            if smallest:
+                row["right_min_class_iou"] = float(min(smallest))
+                row["right_mean_of_min"] = float(np.mean(smallest))
+        row["score"] = row["x8_miou_gain"] + 2 * row["right_miou_gain"]
+        rows[str(m)] = row
+    lines = ["| switch margin | x8 mIoU gain | right map mIoU change | right map: smallest class IoU (min, mean) | score |",
+             "|---|---|---|---|---|"]
+    for m, r in rows.items():
+        lines.append(f"| {m} | {r['x8_miou_gain']:+.2f} | {r['right_miou_gain']:+.2f} | "
+                     f"{r['right_min_class_iou']:.3f}, {r['right_mean_of_min']:.3f} | {r['score']:+.2f} |")
+    print("\n".join(lines))
+    res = {"date": time.strftime("%Y-%m-%d"), "split": args.split, "frames": len(frames), "margins": rows}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
