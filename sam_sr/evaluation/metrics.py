@@ -68,7 +68,7 @@ def boundary_accuracy(pred: np.ndarray, gt: np.ndarray) -> float:
 def contour_offset(pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean signed distance, in pixels, of the prediction's contour from the ground truth's boundary.
 
-    The contour is the prediction's outermost pixels (the mask minus its 3x3 erosion). Each is scored
+    The contour is the prediction's outermost pixels (those with a 4-neighbour outside it). Each is scored
     by the ground truth's L2 distance transform (OpenCV, 5x5 mask): ``d - 1`` inside the ground truth
     (0 on its outermost pixels), ``d`` outside it. So a prediction equal to the ground truth scores 0,
     one a pixel wider all round +1 (an outward rim), one a pixel narrower -1. Issue 22's check that
@@ -89,7 +89,8 @@ def contour_offset(pred: np.ndarray, gt: np.ndarray) -> float:
     if not p.any() or not g.any() or g.all():
         return float("nan")
     p8, g8 = p.astype(np.uint8), g.astype(np.uint8)
-    contour = p & (cv2.erode(p8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) == 0)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    contour = p & (cv2.erode(p8, cross, borderType=cv2.BORDER_REPLICATE) == 0)
     if not contour.any():                              # the prediction fills the image: no contour
         return float("nan")
     inside = cv2.distanceTransform(g8, cv2.DIST_L2, 5)
