@@ -47,10 +47,10 @@ def reencode(data: Path, photos: int = 80) -> dict:
     from PIL import Image
 
     from sam_sr import Refiner
+    from sam_sr.data.datasets import read_ids
     from sam_sr.evaluation.metrics import iou
     from sam_sr.imaging import read_image, read_mask
-    ids = [ln.strip() for ln in (ROOT / "configs/splits/sod_eval.txt").read_text().splitlines()
-           if ln.strip() and not ln.startswith("#")][:photos]
+    ids = read_ids(ROOT / "configs/splits/sod_eval.txt")[:photos]
     r = Refiner.from_checkpoint(device="cpu")
     out: dict[str, list[float]] = {"png": [], "jpeg90": [], "gray": []}
     for i in ids:

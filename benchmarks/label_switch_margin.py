@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from sam_sr.evaluation.metrics import SemanticScores
     from sam_sr.evaluation.semantic import list_pairs
     from sam_sr.imaging import read_image, read_label_map
-    from sam_sr.inference.labels import classes_to_refine, merge_class_probabilities
+    from sam_sr.inference.labels import class_probabilities, classes_to_refine, merge_class_probabilities
     refiner = Refiner.from_checkpoint(device="cpu")
     frames = []
     for i, (_, ip, lp) in enumerate(tqdm(list_pairs(data / "camvid", args.split)[:args.limit], desc="frames")):
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         maps = {}
         for name, lab in (("x8", simulate_coarse_labels(gt, 8, 0.0, 11, seed=i)), ("right", gt)):
             present = classes_to_refine(lab, 11, 11)
-            probs = np.stack([refiner.predict(img, (lab == c).astype(np.uint8) * 255).soft for c in present])
+            probs = class_probabilities(refiner, img, lab, present)
             maps[name] = (lab, probs, present)
         frames.append((gt, maps))
     rows = {}

@@ -72,6 +72,11 @@ for name in sorted(os.listdir(images)):
 """
 
 
+def sod_eval_ids() -> list[str]:
+    from sam_sr.data.datasets import read_ids
+    return read_ids(ROOT / "configs/splits/sod_eval.txt")
+
+
 def have_cascadepsp() -> bool:
     p = subprocess.run([sys.executable, "-c", "import sys, types; sys.modules.setdefault('requests', "
                         "types.ModuleType('requests')); import segmentation_refinement"], capture_output=True)
@@ -79,8 +84,7 @@ def have_cascadepsp() -> bool:
 
 
 def folder(n: int, data: Path, tmp: Path) -> tuple[Path, Path]:
-    ids = [ln.strip() for ln in (ROOT / "configs/splits/sod_eval.txt").read_text().splitlines()
-           if ln.strip() and not ln.startswith("#")][:n]
+    ids = sod_eval_ids()[:n]
     img, msk = tmp / "images", tmp / "masks"
     img.mkdir()
     msk.mkdir()
@@ -99,8 +103,7 @@ def warm_decode(data: Path, n_sod: int) -> dict:
     from sam_sr import Refiner
     from sam_sr.evaluation.metrics import iou
     from sam_sr.imaging import read_image, read_mask
-    ids = [ln.strip() for ln in (ROOT / "configs/splits/sod_eval.txt").read_text().splitlines()
-           if ln.strip() and not ln.startswith("#")][:n_sod]
+    ids = sod_eval_ids()[:n_sod]
     sets = {"aeroplane": [(data / "highres/aeroplane.jpg", data / "highres/aeroplane_coarse.png")],
             "sod": [(data / f"sod/images/{i}.jpg", data / f"sod/coarse/dss/{i}.png") for i in ids]}
     modes = {"full": "full", "strided:4": "strided:4", "hierarchical": "hierarchical:4"}
@@ -130,8 +133,7 @@ def warm_runtime(data: Path, n_sod: int) -> dict:
     """torch against onnxruntime in one warm process."""
     from sam_sr import Refiner
     from sam_sr.imaging import read_image, read_mask
-    ids = [ln.strip() for ln in (ROOT / "configs/splits/sod_eval.txt").read_text().splitlines()
-           if ln.strip() and not ln.startswith("#")][:n_sod]
+    ids = sod_eval_ids()[:n_sod]
     sets = {"sod": [(data / f"sod/images/{i}.jpg", data / f"sod/coarse/dss/{i}.png") for i in ids],
             "aeroplane": [(data / "highres/aeroplane.jpg", data / "highres/aeroplane_coarse.png")]}
     out = {}

@@ -125,6 +125,12 @@ def test_a_pixel_changes_class_only_when_the_new_class_clearly_wins():
     with pytest.raises(SamSrError, match="probs"):
         merge_class_probabilities(labels, probs[:2], [0, 1, 2])
 
+    calls = []
+    refiner = FakeRefiner(lambda m: calls.append(1) or m.astype(np.float32))
+    with pytest.raises(SamSrError, match="switch_margin"):            # refused before any refinement
+        refine_semantic(refiner, np.zeros((2, 3, 3), np.uint8), labels, 3, min_pixels=1, switch_margin=-0.1)
+    assert calls == []
+
 
 def test_refine_semantic_single_class_and_errors(tiny_checkpoint):
     from sam_sr import Refiner

@@ -66,12 +66,23 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
     """
     lab = check_labels(labels, np.asarray(image).shape[:2])
     check_label_values(lab, num_classes, ignore_index)
+    _check_switch_margin(switch_margin)                  # before the refinements, not after
     present = classes_to_refine(lab, num_classes, ignore_index, min_pixels)
     if len(present) < 2:
         return lab.copy()
-    probs = np.stack([refiner.predict(image, (lab == c).astype(np.uint8) * 255).soft
-                      for c in present])
+    probs = class_probabilities(refiner, image, lab, present)
     return merge_class_probabilities(lab, probs, present, ignore_index, confidence, switch_margin)
+
+
+def class_probabilities(refiner, image: np.ndarray, lab: np.ndarray, present: list[int]) -> np.ndarray:
+    """float32 (K, H, W) in [0, 1]: each class of ``present`` refined as a binary coarse mask
+    (0/255) by ``refiner.predict(...).soft``, in the order of ``present``."""
+    return np.stack([refiner.predict(image, (lab == c).astype(np.uint8) * 255).soft for c in present])
+
+
+def _check_switch_margin(switch_margin: float) -> None:
+    if not 0.0 <= float(switch_margin) < 1.0:
+        raise SamSrError(f"switch_margin must be in [0, 1), got {switch_margin!r}")
 
 
 def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | None = None,
@@ -104,13 +115,12 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
     Raises:
         SamSrError: ``switch_margin`` outside [0, 1), or ``probs`` not (len(present), H, W).
     """
-    if not 0.0 <= float(switch_margin) < 1.0:
-        raise SamSrError(f"switch_margin must be in [0, 1), got {switch_margin!r}")
+    _check_switch_margin(switch_margin)
     if probs.shape != (len(present),) + lab.shape:
         raise SamSrError(f"probs must be {(len(present),) + lab.shape}, got {probs.shape}")
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
     best = probs.argmax(axis=0)
-    conf = np.take_along_axis(probs, best[None], 0)[0]
+    conf = probs.max(axis=0)
     index = np.full(int(max(present)) + 1, -1, np.int64)
     index[present] = np.arange(len(present))
     known = np.isin(lab, present) & valid
