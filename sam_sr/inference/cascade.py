@@ -343,7 +343,7 @@ def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, 
         current = prob[None, None]
         pyramid.keep(sizes[i + 1:])
         del proj, inputs, pixel, previous
-        trim_heap()   # the step's freed features leave the process before the next step allocates
+        trim_heap(full_hw[0] * full_hw[1])   # a large image's freed step features leave the process
     info: dict[str, Any] = {"decoded_points": decoded, "steps": sizes, "sparse_steps": sparse_steps,
                             "encoded_fraction": encoded / max(1, frame_total)}
     if head_total:

@@ -307,7 +307,7 @@ class Refiner:
                                if k not in self.given}
                 if recommended:
                     cascade = cascade.replace(**recommended)
-                trim_heap()   # the SAM stage's full-resolution temporaries leave before the cascade
+                trim_heap(h * w)   # a large image's SAM-stage temporaries leave before the cascade
                 if isinstance(extra_in, torch.Tensor):  # SAM's image embedding (v3.x)
                     extra = extra_in.to(self.device)
                 elif extra_in is not None:
@@ -327,6 +327,6 @@ class Refiner:
             soft = out[0, 0].cpu().numpy()
             info.update(run)
             del x, m, out
-            trim_heap()
+            trim_heap(h * w)
         self.last_info = info
         return Refinement((soft >= 0.5).astype(np.uint8) * 255, soft, prepared, info)
