@@ -9,7 +9,8 @@ Measures, each command in a fresh process unless said otherwise (wall time inclu
   default, ``--variant crm``, and CascadePSP's pip package (``segmentation-refinement`` 0.6,
   ``refine(fast=False, L=900)``, random weights: its weights download at run time) when it is
   installed; with the kernel's share of the CPU time (user + system, from ``getrusage``), with glibc's
-  allocator tuned (the default) and with ``SAM_SR_TUNE_MALLOC=0``;
+  allocator tuned (the default: mallopt and, on the command line, transparent huge pages) and with
+  ``SAM_SR_TUNE_MALLOC=0`` (neither);
 - the aeroplane (3492 x 2328) one photo per process: time and peak RSS, the default and CascadePSP;
 - the default at 2048 x 1365 and 6000 x 4000 (the aeroplane resized): the time ratio;
 - ``crm-full`` in one warm process: ``full``, ``strided:4`` and ``hierarchical`` on the aeroplane and
