@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,6 +31,7 @@ class Command:
     run: Callable[[argparse.Namespace], int]
     help: str
     description: str
+    torch: bool = True     # the command uses torch: loaded first, with Ctrl-C held (:func:`import_torch`)
 
 
 COMMANDS: dict[str, Command] = {
@@ -48,7 +51,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command(tools.export_arguments, tools.export_run, tools.EXPORT_HELP, tools.EXPORT_DESCRIPTION),
     "figure": Command(tools.figure_arguments, tools.figure_run, tools.FIGURE_HELP, tools.FIGURE_DESCRIPTION),
     "boundary-alignment": Command(tools.alignment_arguments, tools.alignment_run, tools.ALIGN_HELP,
-                                  tools.ALIGN_DESCRIPTION),
+                                  tools.ALIGN_DESCRIPTION, torch=False),
 }
 
 DESCRIPTION = """sam-sr: refine a coarse mask from any segmenter into a boundary-accurate mask at the
@@ -63,7 +66,7 @@ def build_parser(prog: str = "sam-sr") -> argparse.ArgumentParser:
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.description)
         cmd.arguments(p)
-        p.set_defaults(run=cmd.run)
+        p.set_defaults(run=cmd.run, needs_torch=cmd.torch)
     return ap
 
 
@@ -106,10 +109,40 @@ def _warnings_to_stderr() -> None:
         log.addHandler(handler)          # (a root handler, if any, also gets the record)
 
 
+def import_torch() -> None:
+    """Import torch and torchvision (which timm and mobile_sam import) with Ctrl-C held back until
+    both have loaded; a Ctrl-C that came meanwhile then raises ``KeyboardInterrupt``.
+
+    Why: a SIGINT that lands inside ``import torch`` can end the process in torch's own code before
+    sam-sr can handle it. Sent at a random moment of ``import torch, timm`` (40 tries on this project's
+    CPU, 2026-12-03), it once ended the process with status -6 (a C++ abort: "terminate called ...
+    what(): KeyboardInterrupt"), and in a CI run a ``sam-sr infer`` interrupted while torch loaded
+    exited with status -2 after printing ``interrupted``. Holding the signal costs the user
+    at most the rest of the import (about 3 s) before ``interrupted``. Outside the main thread (where
+    Python cannot install signal handlers) the import runs as is.
+    """
+    if "torchvision" in sys.modules or threading.current_thread() is not threading.main_thread():
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command with the shared error and Ctrl-C handling (see module docstring)."""
+    """Run a parsed command with the shared error and Ctrl-C handling (see module docstring); a
+    command that uses torch loads it first (:func:`import_torch`)."""
     _warnings_to_stderr()
     try:
+        if getattr(args, "needs_torch", True):
+            import_torch()
         return int(args.run(args))
     except SamSrError as exc:
         _close_progress_bars()
@@ -172,7 +205,7 @@ def command_main(name: str, script: str) -> Callable[[list[str] | None], int]:
     def entry(argv: list[str] | None = None) -> int:
         parser = Parser(prog=script, description=cmd.description)
         cmd.arguments(parser)
-        parser.set_defaults(run=cmd.run)
+        parser.set_defaults(run=cmd.run, needs_torch=cmd.torch)
         return _parse_and_run(parser, argv)
 
     entry.__name__ = entry.__qualname__ = f"{name.replace('-', '_')}_main"
@@ -183,4 +216,4 @@ def command_main(name: str, script: str) -> Callable[[list[str] | None], int]:
 infer_main = command_main("infer", "infer.py")
 train_main = command_main("train", "train.py")
 
-__all__ = ["COMMANDS", "main", "build_parser", "run_command", "infer_main", "train_main"]
+__all__ = ["COMMANDS", "main", "build_parser", "import_torch", "run_command", "infer_main", "train_main"]
