@@ -122,14 +122,14 @@ def import_torch() -> None:
     Python cannot install signal handlers) the import runs as is.
     """
     if "torchvision" in sys.modules or threading.current_thread() is not threading.main_thread():
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
+        import torch
+        import torchvision
         return
     pending: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
+        import torch
+        import torchvision
     finally:
         signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
     if pending:
