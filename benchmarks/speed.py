@@ -9,8 +9,8 @@ Measures, each command in a fresh process unless said otherwise (wall time inclu
   default, ``--variant crm``, and CascadePSP's pip package (``segmentation-refinement`` 0.6,
   ``refine(fast=False, L=900)``, random weights: its weights download at run time) when it is
   installed; with the kernel's share of the CPU time (user + system, from ``getrusage``), with glibc's
-  allocator tuned (the default: mallopt and, on the command line, transparent huge pages) and with
-  ``SAM_SR_TUNE_MALLOC=0`` (neither);
+  allocator tuned (the default: mallopt), with transparent huge pages as well (``SAM_SR_HUGE_PAGES=1``)
+  and with ``SAM_SR_TUNE_MALLOC=0`` (neither);
 - the aeroplane (3492 x 2328) one photo per process: time and peak RSS, the default and CascadePSP;
 - the default at 2048 x 1365 and 6000 x 4000 (the aeroplane resized): the time ratio;
 - ``crm-full`` in one warm process: ``full``, ``strided:4`` and ``hierarchical`` on the aeroplane and
@@ -184,7 +184,8 @@ def main(argv=None) -> int:
                        "python -c pass": median_of([sys.executable, "-c", "pass"])}
         img, msk = folder(args.photos, data, tmp)
         runs = {}
-        for name, extra, env in (("default", [], {}), ("default, glibc defaults", [], {"SAM_SR_TUNE_MALLOC": "0"}),
+        for name, extra, env in (("default", [], {}), ("default, huge pages", [], {"SAM_SR_HUGE_PAGES": "1"}),
+                                 ("default, glibc defaults", [], {"SAM_SR_TUNE_MALLOC": "0"}),
                                  ("crm", ["--variant", "crm"], {})):
             out = tmp / f"out_{len(runs)}"
             r = run(SAM_SR + ["infer", "--images", str(img), "--masks", str(msk), "--out", str(out)] + extra, env)
@@ -200,7 +201,9 @@ def main(argv=None) -> int:
             runs["cascadepsp"] = r
         res["folder"] = runs
         a_img, a_msk = data / "highres/aeroplane.jpg", data / "highres/aeroplane_coarse.png"
-        aero = {"default": run(SAM_SR + ["infer", str(a_img), str(a_msk), "--out", str(tmp / "a.png"), "--force"])}
+        aero = {"default": run(SAM_SR + ["infer", str(a_img), str(a_msk), "--out", str(tmp / "a.png"), "--force"]),
+                "default, huge pages": run(SAM_SR + ["infer", str(a_img), str(a_msk), "--out", str(tmp / "a.png"),
+                                                     "--force"], {"SAM_SR_HUGE_PAGES": "1"})}
         if psp:
             out = tmp / "psp_a"
             out.mkdir()
@@ -254,6 +257,10 @@ def report(res: dict) -> str:
         vs = (f"CascadePSP {p['wall_s']:.2f} s, {p['peak_rss'] / gib:.2f} GiB: {d['wall_s'] / p['wall_s']:.2f}x time, "
               f"{d['peak_rss'] / p['peak_rss']:.2f}x memory")
     lines.append(f"| aeroplane 3492x2328, default | {d['wall_s']:.2f} s, {d['peak_rss'] / gib:.2f} GiB | {vs} |")
+    if "default, huge pages" in a:
+        h = a["default, huge pages"]
+        lines.append(f"| aeroplane 3492x2328, default, huge pages | {h['wall_s']:.2f} s, {h['peak_rss'] / gib:.2f} GiB "
+                     f"| {h['wall_s'] / d['wall_s']:.2f}x the default's time |")
     sc = list(res["scaling"].items())
     lines.append(f"| {sc[1][0]} over {sc[0][0]}, time | {sc[1][1]['wall_s'] / sc[0][1]['wall_s']:.2f} "
                  f"({sc[0][1]['wall_s']:.2f} s, {sc[1][1]['wall_s']:.2f} s) | |")

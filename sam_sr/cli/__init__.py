@@ -163,10 +163,11 @@ _HELP_FLAGS = frozenset({"-h", "--help"})
 
 
 def _huge_pages(argv: list[str] | None) -> None:
-    """On the real command line (``argv`` None) of a command, not a help request: re-execute once with
-    glibc's transparent huge pages (:func:`sam_sr.inference.heap.reexec_with_huge_pages`: the kernel's
-    share of a folder run's CPU time falls from about a quarter); returns at once where that does not
-    apply. A test's or caller's explicit ``argv`` never re-executes."""
+    """On the real command line (``argv`` None) of a command, not a help request, with
+    ``SAM_SR_HUGE_PAGES=1``: re-execute once with glibc's transparent huge pages
+    (:func:`sam_sr.inference.heap.reexec_with_huge_pages`; opt-in, as the gain depends on the machine:
+    see :func:`sam_sr.inference.heap.huge_pages_env`); returns at once where that does not apply. A
+    test's or caller's explicit ``argv`` never re-executes."""
     args = sys.argv[1:]
     if argv is None and args and not (_HELP_FLAGS & set(args)):
         from ..inference.heap import reexec_with_huge_pages

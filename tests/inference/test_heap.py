@@ -54,14 +54,16 @@ def _linux_glibc(monkeypatch, version=(2, 36), mode="madvise"):
 
 def test_huge_pages_env_adds_the_tunable_once_and_keeps_the_others(monkeypatch):
     _linux_glibc(monkeypatch)
-    env = heap.huge_pages_env({"PATH": "/bin"})
+    on = {heap.HUGE_PAGES_SWITCH: "1"}
+    env = heap.huge_pages_env({"PATH": "/bin", **on})
     assert env["GLIBC_TUNABLES"] == heap.HUGE_PAGES_TUNABLE and env["PATH"] == "/bin"
-    env2 = heap.huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    env2 = heap.huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", **on})
     assert env2["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{heap.HUGE_PAGES_TUNABLE}"
     assert heap.huge_pages_env(env) is None          # re-executed already: never a loop
 
 
-@pytest.mark.parametrize("case", ["old glibc", "no glibc", "thp never", "switched off", "set by user", "macos"])
+@pytest.mark.parametrize("case", ["not asked for", "old glibc", "no glibc", "thp never", "switched off",
+                                  "set by user", "macos"])
 def test_huge_pages_env_does_not_apply(monkeypatch, case):
     _linux_glibc(monkeypatch, version={"old glibc": (2, 31), "no glibc": None}.get(case, (2, 36)),
                  mode="never" if case == "thp never" else "madvise")
@@ -69,6 +71,8 @@ def test_huge_pages_env_does_not_apply(monkeypatch, case):
         monkeypatch.setattr(heap.sys, "platform", "darwin")
     environ = {"switched off": {"SAM_SR_TUNE_MALLOC": "0"},
                "set by user": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}}.get(case, {})
+    if case != "not asked for":
+        environ[heap.HUGE_PAGES_SWITCH] = "1"
     assert heap.huge_pages_env(environ) is None
 
 
@@ -83,8 +87,9 @@ def test_thp_mode_reads_the_selected_mode(tmp_path):
                     or heap._glibc_version() < (2, 35) or heap._thp_mode() not in ("always", "madvise"),
                     reason="glibc >= 2.35 and transparent huge pages are needed")
 def test_a_command_re_executes_itself_once_with_huge_pages(tmp_path):
-    """``python -m sam_sr infer`` (a bad path: it fails fast) runs with the tunable set, in one
-    re-executed process (same pid); ``--help`` and SAM_SR_TUNE_MALLOC=0 never re-execute."""
+    """With SAM_SR_HUGE_PAGES=1, ``python -m sam_sr infer`` (a bad path: it fails fast) runs with the
+    tunable set, in one re-executed process (same pid); ``--help``, SAM_SR_TUNE_MALLOC=0 and the
+    default (no SAM_SR_HUGE_PAGES) never re-execute."""
     import os
     import subprocess
     probe = tmp_path / "probe.py"
@@ -92,7 +97,9 @@ def test_a_command_re_executes_itself_once_with_huge_pages(tmp_path):
                      "from sam_sr.cli import main\n"
                      "print(os.getpid(), os.environ.get('GLIBC_TUNABLES', ''), flush=True)\n"
                      "raise SystemExit(main())\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "SAM_SR_REEXEC")}
+    plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "SAM_SR_REEXEC",
+                                                             heap.HUGE_PAGES_SWITCH)}
+    env = {**plain, heap.HUGE_PAGES_SWITCH: "1"}
     r = subprocess.run([sys.executable, str(probe), "infer", "--image", str(tmp_path / "no.jpg"), "--mask",
                         str(tmp_path / "no.png"), "--out", str(tmp_path / "o.png")],
                        capture_output=True, text=True, env=env)
@@ -100,7 +107,7 @@ def test_a_command_re_executes_itself_once_with_huge_pages(tmp_path):
     assert r.returncode == 2 and "image not found" in r.stderr
     assert lines[0].split()[0] == lines[1].split()[0]              # execve keeps the pid
     assert lines[0].split()[1:] == [] and lines[1].split()[1] == heap.HUGE_PAGES_TUNABLE
-    for extra, env2 in ((["--help"], env), ([], {**env, "SAM_SR_TUNE_MALLOC": "0"})):
+    for extra, env2 in ((["--help"], env), ([], {**env, "SAM_SR_TUNE_MALLOC": "0"}), ([], plain)):
         r = subprocess.run([sys.executable, str(probe), "infer", *extra], capture_output=True, text=True, env=env2)
         starts = [line.split() for line in r.stdout.split("\n") if line.split()[:1] == [r.stdout.split()[0]]]
         assert starts == [[r.stdout.split()[0]]], r.stdout      # one start, without the tunable
