@@ -186,8 +186,10 @@ def test_a_real_ctrl_c_ends_with_one_line_at_any_moment(tmp_path):
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=300)
-        if p.returncode == 0:                # finished before the signal (a fast machine)
-            assert out.is_file()
+        if out.is_file() and p.returncode in (0, -signal.SIGINT):
+            # finished before the signal (a fast machine), or the signal came while the interpreter was
+            # exiting after the output was written (Python restores SIGINT's default by then: -2)
+            assert "Traceback" not in err and not list(tmp_path.glob(".*")), err[-2000:]
             continue
         interrupted += 1
         assert "Traceback" not in err, err[-2000:]
