@@ -22,11 +22,12 @@ peak stays where it was. Setting ``SAM_SR_TUNE_MALLOC=0`` leaves glibc's default
 Huge pages: the blocks above the 32 MiB ceiling (MobileSAM's widest activations) are still mapped
 anew each time, 4 KiB page by page. glibc (>= 2.35) can ask the kernel for transparent huge pages
 (2 MiB) for its heap and mappings (the ``glibc.malloc.hugetlb=1`` tunable), but only from the
-environment at process start, so the command line re-executes itself once with it set
-(:func:`reexec_with_huge_pages`, for the commands that refine or train). Measured 2026-12-03 on this
-2-core CPU, 7 sod photos (481 x 321) in one warm process, per photo: minor faults 437k -> 45k, system
-time 1.75 -> 0.68 s, wall 4.02 -> 3.06 s; with the trim skipped for small photos as well
-(:func:`trim_heap`'s ``pixels``): 5k faults, 0.53 s, 2.91 s.
+environment at process start, so with ``SAM_SR_HUGE_PAGES=1`` the command line re-executes itself
+once with it set (:func:`reexec_with_huge_pages`, for the commands that refine or train). Opt-in: the
+gain depends on the machine (:func:`huge_pages_env`). Measured 2026-12-03 on one 2-core CPU, 7 sod
+photos (481 x 321) in one warm process, per photo: minor faults 437k -> 45k, system time 1.75 ->
+0.68 s, wall 4.02 -> 3.06 s; with the trim skipped for small photos as well (:func:`trim_heap`'s
+``pixels``): 5k faults, 0.53 s, 2.91 s.
 """
 from __future__ import annotations
 
