@@ -6,17 +6,19 @@ Measures, each command in a fresh process unless said otherwise (wall time inclu
 
 - ``sam-sr --help`` (median of 5) against ``python -c pass``;
 - a folder run of the first ``--photos`` sod evaluation photos (DSS coarse masks), per photo: the
-  default, ``--variant crm``, and CascadePSP's pip package (``segmentation-refinement`` 0.6,
+  default (``--precision auto``: bf16 where the CPU computes it natively), the default in fp32
+  (``SAM_SR_PRECISION=fp32``), ``--variant crm``, and CascadePSP's pip package (``segmentation-refinement`` 0.6,
   ``refine(fast=False, L=900)``, random weights: its weights download at run time) when it is
   installed; with the kernel's share of the CPU time (user + system, from ``getrusage``), with glibc's
   allocator tuned (the default: mallopt), with transparent huge pages as well (``SAM_SR_HUGE_PAGES=1``)
   and with ``SAM_SR_TUNE_MALLOC=0`` (neither);
-- the aeroplane (3492 x 2328) one photo per process: time and peak RSS, the default and CascadePSP;
+- the aeroplane (3492 x 2328) one photo per process: time and peak RSS, the default (also in fp32 and with
+  huge pages) and CascadePSP;
 - the default at 2048 x 1365 and 6000 x 4000 (the aeroplane resized): the time ratio;
 - ``crm-full`` in one warm process: ``full``, ``strided:4`` and ``hierarchical`` on the aeroplane and
   the sod evaluation photos: speed-up over ``full`` and agreement (IoU of the binary masks) with it;
-- torch against onnxruntime (``--runtime onnx``) in one warm process: the default and ``crm`` on the
-  sod photos and the aeroplane.
+- torch (fp32, as onnxruntime computes) against onnxruntime (``--runtime onnx``) in one warm process:
+  the default and ``crm`` on the sod photos and the aeroplane.
 
 Prints the tables and writes ``benchmarks/results/speed.json`` (replaced). No GPU is used.
 """
@@ -140,7 +142,7 @@ def warm_runtime(data: Path, n_sod: int) -> dict:
     out = {}
     for variant in ("default", "crm"):
         v = None if variant == "default" else variant
-        rs = {"torch": Refiner.from_checkpoint(device="cpu", variant=v),
+        rs = {"torch": Refiner.from_checkpoint(device="cpu", variant=v, precision="fp32"),   # onnxruntime's float32
               "onnx": Refiner.from_checkpoint(device="cpu", variant=v, runtime="onnx")}
         for name, items in sets.items():
             row = {}
@@ -184,7 +186,8 @@ def main(argv=None) -> int:
                        "python -c pass": median_of([sys.executable, "-c", "pass"])}
         img, msk = folder(args.photos, data, tmp)
         runs = {}
-        for name, extra, env in (("default", [], {}), ("default, huge pages", [], {"SAM_SR_HUGE_PAGES": "1"}),
+        for name, extra, env in (("default", [], {}), ("default, fp32", [], {"SAM_SR_PRECISION": "fp32"}),
+                                 ("default, huge pages", [], {"SAM_SR_HUGE_PAGES": "1"}),
                                  ("default, glibc defaults", [], {"SAM_SR_TUNE_MALLOC": "0"}),
                                  ("crm", ["--variant", "crm"], {})):
             out = tmp / f"out_{len(runs)}"
@@ -202,6 +205,8 @@ def main(argv=None) -> int:
         res["folder"] = runs
         a_img, a_msk = data / "highres/aeroplane.jpg", data / "highres/aeroplane_coarse.png"
         aero = {"default": run(SAM_SR + ["infer", str(a_img), str(a_msk), "--out", str(tmp / "a.png"), "--force"]),
+                "default, fp32": run(SAM_SR + ["infer", str(a_img), str(a_msk), "--out", str(tmp / "a.png"), "--force"],
+                                     {"SAM_SR_PRECISION": "fp32"}),
                 "default, huge pages": run(SAM_SR + ["infer", str(a_img), str(a_msk), "--out", str(tmp / "a.png"),
                                                      "--force"], {"SAM_SR_HUGE_PAGES": "1"})}
         if psp:
@@ -257,10 +262,11 @@ def report(res: dict) -> str:
         vs = (f"CascadePSP {p['wall_s']:.2f} s, {p['peak_rss'] / gib:.2f} GiB: {d['wall_s'] / p['wall_s']:.2f}x time, "
               f"{d['peak_rss'] / p['peak_rss']:.2f}x memory")
     lines.append(f"| aeroplane 3492x2328, default | {d['wall_s']:.2f} s, {d['peak_rss'] / gib:.2f} GiB | {vs} |")
-    if "default, huge pages" in a:
-        h = a["default, huge pages"]
-        lines.append(f"| aeroplane 3492x2328, default, huge pages | {h['wall_s']:.2f} s, {h['peak_rss'] / gib:.2f} GiB "
-                     f"| {h['wall_s'] / d['wall_s']:.2f}x the default's time |")
+    for k in ("default, fp32", "default, huge pages"):
+        if k in a:
+            h = a[k]
+            lines.append(f"| aeroplane 3492x2328, {k} | {h['wall_s']:.2f} s, {h['peak_rss'] / gib:.2f} GiB "
+                         f"| {h['wall_s'] / d['wall_s']:.2f}x the default's time |")
     sc = list(res["scaling"].items())
     lines.append(f"| {sc[1][0]} over {sc[0][0]}, time | {sc[1][1]['wall_s'] / sc[0][1]['wall_s']:.2f} "
                  f"({sc[0][1]['wall_s']:.2f} s, {sc[1][1]['wall_s']:.2f} s) | |")

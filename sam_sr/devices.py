@@ -1,5 +1,8 @@
-"""Torch devices named by the user (``--device``, ``device=``), checked before anything is loaded."""
+"""Torch devices named by the user (``--device``, ``device=``), checked before anything is loaded,
+and the precision a device computes in (``--precision``)."""
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -41,3 +44,49 @@ def check_device(device: str | torch.device | None, what: str = "device") -> tor
     elif dev.type != "cpu":
         raise SamSrError(f"{what} {str(device)!r} is not supported (cpu, cuda, cuda:N or mps)")
     return dev
+
+
+#: ``--precision``: ``auto`` is bf16 where the device computes bfloat16 natively (:func:`native_bf16`),
+#: else fp32.
+PRECISIONS = ("auto", "fp32", "bf16")
+#: Environment variable giving the default precision (one of :data:`PRECISIONS`; unset = ``auto``).
+PRECISION_ENV = "SAM_SR_PRECISION"
+
+
+def default_precision() -> str:
+    """The default ``--precision``: ``$SAM_SR_PRECISION`` when set, else ``auto``.
+
+    Raises:
+        SamSrError: ``$SAM_SR_PRECISION`` is not one of :data:`PRECISIONS`."""
+    value = os.environ.get(PRECISION_ENV, "auto").strip() or "auto"
+    if value not in PRECISIONS:
+        raise SamSrError(f"{PRECISION_ENV}={value!r}: choose from {', '.join(PRECISIONS)}")
+    return value
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it
+    (``torch.cuda.is_bf16_supported``), or a CPU whose oneDNN has bfloat16 kernels (AVX-512 BF16 or
+    AMX: ``torch.ops.mkldnn._is_mkldnn_bf16_supported``). Elsewhere bfloat16 is emulated and slower
+    than float32, so ``auto`` keeps fp32 there."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """``precision`` (one of :data:`PRECISIONS`) as ``"fp32"`` or ``"bf16"`` on ``device``.
+
+    Raises:
+        SamSrError: an unknown precision."""
+    if precision not in PRECISIONS:
+        raise SamSrError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision

@@ -30,6 +30,15 @@ def _threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _fp32(monkeypatch):
+    """Tests run in fp32 unless they ask for another precision: ``--precision auto`` (the default) is
+    bf16 on CPUs with AVX-512 BF16 or AMX and fp32 elsewhere, and the equality checks (patched against
+    unpatched fusion, sparse against dense, the golden files) are fp32's. ``tests/test_devices.py`` and
+    the bf16 tests set their precision themselves."""
+    monkeypatch.setenv("SAM_SR_PRECISION", "fp32")
+
+
 @pytest.fixture
 def data_env(monkeypatch) -> Path:
     """SAM_SR_DATA set (to the real data folder, which may be absent: configs only name paths in it)."""

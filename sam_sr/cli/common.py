@@ -90,8 +90,11 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     speed.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                        help="test-time augmentation: also refine the mirrored image and average (2x time; "
                             "default: the model's, else off)")
-    speed.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                       help="encoder precision (bf16 autocast: faster on GPUs, not equal to fp32; default fp32)")
+    speed.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                       help="precision of the encoders (the cascade's and SAM's): bf16 autocast is faster "
+                            "where the device computes bfloat16 natively (GPUs, CPUs with AVX-512 BF16 or AMX) "
+                            "and close to, not equal to, fp32; default auto: bf16 where native, else fp32 "
+                            "($SAM_SR_PRECISION sets the default)")
     speed.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                        help="run the networks with torch (default) or with onnxruntime on the CPU (pip install "
                             "'sam-sr[onnx]'; the model is exported once, or read from --onnx-dir)")

@@ -78,7 +78,7 @@ def run(args) -> int:
     if args.json:
         meta = {"root": str(root), "ids": args.ids, "n_images": len(samples), "methods": {
             m: {"checkpoint": r.info.get("checkpoint"), "variant": r.info.get("variant"),
-                **r.cascade.settings()} if hasattr(r, "cascade") else {"prompt": r.prompt.to_dict()}
+                **r.cascade.settings(), "precision_used": r.info.get("precision")} if hasattr(r, "cascade") else {"prompt": r.prompt.to_dict()}
             for m, r in refiners.items()}}
         write_json(args.json, {"meta": meta, "results": results})
     return 0

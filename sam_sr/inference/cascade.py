@@ -24,12 +24,13 @@ What runs where at each step (image H x W resized to the step's size, output at 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
 import torch
 
+from ..devices import PRECISIONS, default_precision, resolve_precision
 from ..errors import SamSrError
 from ..models.base import (
     ALIGN,
@@ -53,7 +54,6 @@ from .sparse import SparseFeatures
 #: A step encodes sparsely when its tiles' windows (context included) cover at most this share of
 #: the padded input's pixels (the fusion then also runs on little more than the tiles' cores).
 SPARSE_SHARE = 0.9
-PRECISIONS = ("fp32", "bf16")
 #: Cascade steps whose shorter side would fall below this many px are skipped (:meth:`CascadeConfig.steps`).
 MIN_STEP_SIDE = 32
 
@@ -103,10 +103,14 @@ class CascadeConfig:
             convolution weights are converted in place: equal output within float rounding; on
             the aeroplane, 2 cores, 19.7 s of CPU time against 23.6 s, median of 3); ignored on
             other devices.
-        precision: ``"fp32"``, or ``"bf16"``: encoder, fusion and projection under bfloat16 autocast
-            (the decoder stays fp32). Not equal to fp32, and on this 2-core AMD EPYC (AVX512-BF16)
-            no faster (20.6 s of CPU time against 19.7 s on the aeroplane); meant for GPUs
-            (scripts/profile_gpu.py measures both). fp32 is the default.
+        precision: ``"fp32"``; ``"bf16"``: encoder, fusion and projection under bfloat16 autocast
+            (the decoder stays fp32), not equal to fp32; or ``"auto"`` (the default, or
+            ``$SAM_SR_PRECISION``): bf16 where the device computes bfloat16 natively (a GPU that
+            supports it, a CPU with AVX-512 BF16 or AMX: :func:`sam_sr.devices.native_bf16`), else
+            fp32. A SAM-guided model's SAM image encoder runs in the same precision. Measured
+            2026-12-03 on a 2-core AMD EPYC with AVX-512 BF16, the default model warm: a 481 x 321
+            sod photo 1.50 s (fp32) -> 1.00 s, the aeroplane 5.08 s -> 3.15 s; quality on the sod
+            evaluation photos in docs/RESULTS.md.
 
     Raises:
         SamSrError: any invalid field, named in the message (checked at construction).
@@ -126,7 +130,7 @@ class CascadeConfig:
     pixel_tile: int = 32
     sparse_tile: int = 64
     channels_last: bool = True
-    precision: str = "fp32"
+    precision: str = field(default_factory=default_precision)
 
     def __post_init__(self) -> None:
         scales = self.scales
@@ -157,7 +161,7 @@ class CascadeConfig:
             raise SamSrError(f"CascadeConfig.sparse_tile must be a multiple of {ALIGN} px (0 = off), "
                              f"got {self.sparse_tile}")
         if self.precision not in PRECISIONS:
-            raise SamSrError(f"CascadeConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise SamSrError(f"CascadeConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.encoder_tile:
             tile, overlap = self.encoder_tile // ALIGN * ALIGN, -(-self.tile_overlap // ALIGN) * ALIGN
             if tile <= 2 * overlap:
@@ -267,7 +271,7 @@ def _encode_context(model: RefinerModel, cfg: CascadeConfig, device: torch.devic
     cl = cfg.channels_last and device.type == "cpu"
     if cl:
         model.to(memory_format=torch.channels_last)   # conv weights only; no-op once converted
-    if cfg.precision == "bf16":
+    if resolve_precision(cfg.precision, device) == "bf16":
         return cl, torch.autocast(device.type, dtype=torch.bfloat16)
     return cl, contextlib.nullcontext()
 

@@ -131,8 +131,9 @@ def export_onnx(model, out_dir: str | os.PathLike, checkpoint: str | os.PathLike
     sam_note = None
     if sam is not None:
         try:
+            from ..sam.loader import plain_encoder
             size = int(getattr(sam.image_encoder, "img_size", 1024))
-            d = _export(sam.image_encoder, (torch.randn(1, 3, size, size),), out / "sam_encoder.onnx",
+            d = _export(plain_encoder(sam), (torch.randn(1, 3, size, size),), out / "sam_encoder.onnx",
                         ["x"], ["y"], None)
             if d <= TOLERANCE:
                 files["sam_encoder"], diffs["sam_encoder"] = "sam_encoder.onnx", d

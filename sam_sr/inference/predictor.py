@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_model
-from ..devices import check_device
+from ..devices import check_device, resolve_precision
 from ..errors import SamSrError
 from ..imaging.read import check_aspect, mask_to_float, size_text, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
@@ -208,8 +208,10 @@ class Refiner:
         cascade_config = _cascade_config(state, cascade, p, own)   # bad settings fail before SAM loads
         valid = valid_modes(state)
         check_decode(cascade_config.decode, valid, f"checkpoint {p}", allow_any_decode)
+        if runtime == "onnx":   # onnxruntime's sessions compute in float32 whatever torch's autocast says
+            cascade_config = replace(cascade_config, precision="fp32")
         info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration"),
-                "valid_decode": valid}
+                "valid_decode": valid, "precision": resolve_precision(cascade_config.precision, device)}
         sam_inputs = None
         if spec.uses_sam:
             sam_ckpt = spec.sam_checkpoint(sam_checkpoint)
@@ -217,7 +219,12 @@ class Refiner:
                 raise SamSrError(f"variant {spec.name} needs --sam-type and --sam-checkpoint")
             from ..sam import load_sam
             from ..sam.source import LiveSam
-            source = LiveSam(load_sam(sam_type or spec.default_sam_type, sam_ckpt, device), cache=sam_cache,
+            from ..sam.loader import set_encoder_precision
+            sam = load_sam(sam_type or spec.default_sam_type, sam_ckpt, device)
+            # SAM's image encoder in the cascade's precision (auto: bf16 where native); fp32 under
+            # onnxruntime, which replaces it with its own float32 session
+            info["sam_precision"] = set_encoder_precision(sam, "fp32" if runtime == "onnx" else cascade_config.precision)
+            source = LiveSam(sam, cache=sam_cache,
                              points_per_side=sam_points_per_side)
             stage = spec.stage().bind(model)
             sam_inputs = SamInputs(stage, source)

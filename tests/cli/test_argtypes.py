@@ -64,6 +64,7 @@ def test_decode_and_encoder_tile():
     (["infer", "--mask-threshold", "1"], "--mask-threshold"),
     (["infer", "--num-classes", "0"], "--num-classes"),
     (["infer", "--decode", "spiral"], "--decode"),
+    (["infer", "--precision", "fp16"], "--precision"),
     (["eval", "--limit", "-1"], "--limit"),
     (["eval-semantic", "--limit", "-1"], "--limit"),
     (["precompute-sam", "--config", "c.yaml", "--threads", "-1"], "--threads"),

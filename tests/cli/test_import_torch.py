@@ -1,4 +1,5 @@
 """sam_sr.cli.import_torch: a Ctrl-C while torch loads is held until the import ends, then raised."""
+import signal
 import subprocess
 import sys
 import textwrap
@@ -29,8 +30,10 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run(call: str) -> str:
+    # SIGINT at its default in the child even when this run inherited it ignored (a background job of
+    # a non-interactive shell): Python then installs its KeyboardInterrupt handler
     p = subprocess.run([sys.executable, "-c", SCRIPT.format(call=call)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+                       text=True, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout.strip()
 

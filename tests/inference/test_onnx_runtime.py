@@ -18,7 +18,7 @@ SOFT_TOLERANCE = 1e-4
 
 
 def test_a_tiny_refiner_runs_the_same_under_onnxruntime(tiny_checkpoint, tmp_path):
-    torch_r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu", decode="contour:3", min_size=32)
+    torch_r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu", decode="contour:3", min_size=32, precision="fp32")
     manifest = export_onnx(torch_r.model, tmp_path / "onnx", tiny_checkpoint)
     assert set(manifest["files"]) >= {"encoder", "decoder_mlp"} and max(manifest["max_abs_diff"].values()) <= TOLERANCE
     onnx_r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu", decode="contour:3", min_size=32,
@@ -51,7 +51,7 @@ def test_the_shipped_models_agree_with_torch_on_the_golden_photo(tmp_path, varia
     network and the decision included) and the CRM, onnxruntime against torch."""
     image = read_image(ROOT / "sam_sr" / "assets" / "coffee.jpg")
     coarse = read_mask(ROOT / "sam_sr" / "assets" / "coffee_coarse.png")
-    torch_r = Refiner.from_checkpoint(device="cpu", variant=variant)
+    torch_r = Refiner.from_checkpoint(device="cpu", variant=variant, precision="fp32")
     sam = getattr(torch_r.sam_inputs, "source", None)
     manifest = export_onnx(torch_r.model, tmp_path / "onnx", torch_r.info["checkpoint"], getattr(sam, "sam", None))
     if variant is None:
