@@ -59,3 +59,20 @@ def test_the_shipped_models_agree_with_torch_on_the_golden_photo(tmp_path, varia
     onnx_r = Refiner.from_checkpoint(device="cpu", variant=variant, runtime="onnx", onnx_dir=tmp_path / "onnx")
     a, b = torch_r.predict(image, coarse), onnx_r.predict(image, coarse)
     assert np.abs(a.soft - b.soft).max() <= SOFT_TOLERANCE and np.array_equal(a.mask, b.mask)
+
+
+def test_sam_in_bf16_exports_its_float32_encoder(tiny_checkpoint, tmp_path):
+    """A refiner loaded in bf16 (``auto`` on AVX-512 BF16 CPUs) wraps SAM's image encoder in bfloat16
+    autocast; the ONNX export takes the float32 encoder inside the wrapper."""
+    import torch
+
+    from sam_sr.sam import build_tiny_sam
+    from sam_sr.sam.loader import _Bf16Encoder, set_encoder_precision
+    sam = build_tiny_sam(image_size=256)
+    set_encoder_precision(sam, "bf16")
+    assert isinstance(sam.image_encoder, _Bf16Encoder)
+    r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")
+    manifest = export_onnx(r.model, tmp_path / "onnx", tiny_checkpoint, sam)
+    assert manifest["files"].get("sam_encoder") == "sam_encoder.onnx", manifest["sam_encoder_note"]
+    assert manifest["max_abs_diff"]["sam_encoder"] <= TOLERANCE
+    assert isinstance(sam.image_encoder, _Bf16Encoder) and torch.is_grad_enabled()
