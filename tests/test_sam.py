@@ -158,3 +158,22 @@ def test_wrong_hash_and_missing_bundled_file_are_one_clear_error(tmp_path, monke
         load_sam()
     with pytest.raises(SamSrError, match="needs a checkpoint"):
         load_sam("vit_b")
+
+
+def test_the_bundled_encoder_runs_channels_last_and_computes_what_the_plain_one_does():
+    """load_sam puts the image encoder's convolution weights in channels-last order (a speed-up of
+    oneDNN's convolutions); the embedding equals the one of the same weights in contiguous order up to
+    float rounding."""
+    import torch
+    sam = load_sam(device="cpu")
+    convs = [m for m in sam.image_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fast = sam.image_encoder(x)
+        sam.image_encoder.to(memory_format=torch.contiguous_format)
+        dense = next(m for m in convs if m.kernel_size[0] > 1 and m.weight.shape[1] > 1)
+        assert not dense.weight.is_contiguous(memory_format=torch.channels_last)   # the plain order, really
+        plain = sam.image_encoder(x)
+    assert fast.shape == plain.shape == (1, 256, 64, 64)
+    assert float((fast - plain).norm() / plain.norm()) < 1e-5

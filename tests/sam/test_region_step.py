@@ -62,3 +62,15 @@ def test_compose_thin_change_at_the_disagreements_edge(radius, side):
     out = compose(coarse, logits, radius)
     np.testing.assert_array_equal(out, _reference(coarse, logits, radius))
     assert not out[stripe].any()
+
+
+@pytest.mark.parametrize("shape", [(2328, 3492), (321, 481), (481, 321), (8, 8), (10, 5000), (5000, 10), (1, 1),
+                                   (255, 256), (257, 256)])
+def test_valid_cells_are_the_cells_the_photo_covers_in_sams_frame(shape):
+    """The region network's ``valid`` input, computed from the photo's size alone, equals the frame
+    grid of an all-ones photo (how it was computed before, at the photo's size)."""
+    from sam_sr.sam.prompt import LOWRES
+    from sam_sr.variants.v4.data import frame_grid
+    from sam_sr.variants.v4.region_step import _valid_cells
+    want = (frame_grid(np.ones(shape, np.float32), LOWRES) >= 0.5).astype(np.float32)
+    assert np.array_equal(_valid_cells(shape), want)

@@ -38,6 +38,18 @@ def test_changes_are_the_composition_taken_apart():
     assert f["is_addition"] == 1 and f["fills_hole"] == 1.0 and f["sam1_agrees"] == 1.0
 
 
+def test_each_change_reads_its_own_pixels():
+    """The features of change j come from the pixels labelled j: its area and its side (addition or
+    removal) match the label map."""
+    coarse, logits, sam = _scene()
+    ch = find_changes(coarse, coarse.astype(np.float32), logits, 2, sam, [0.9, 0.8])
+    area = CHANGE_FEATURES.index("log_area_vs_coarse")
+    for j in range(len(ch)):
+        px = ch.labels == j + 1
+        assert np.isclose(ch.features[j, area], np.log(px.sum() / coarse.sum()))
+        assert ch.additions[j] == (not coarse[px].any()) and ch.features[j, 0] == float(ch.additions[j])
+
+
 def test_holes_are_enclosed_background_only():
     m = np.zeros((10, 10), bool)
     m[2:8, 2:8] = True

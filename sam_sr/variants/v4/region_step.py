@@ -16,6 +16,16 @@ import torch
 from ...sam.prompt import LOWRES, PromptConfig, image_to_lowres, lowres_shape, lowres_to_image, sam_prompt
 
 
+def _valid_cells(shape: tuple[int, int]) -> np.ndarray:
+    """float32 (LOWRES, LOWRES): 1 on the cells of SAM's grid that the photo covers, 0 on its padding
+    (what ``frame_grid`` of an all-ones photo gives, without building one at the photo's size)."""
+    from ...sam.prompt import frame_shape
+    fh, fw = frame_shape(*shape, LOWRES)
+    out = np.zeros((LOWRES, LOWRES), np.float32)
+    out[:fh, :fw] = 1.0
+    return out
+
+
 def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Sequence[PromptConfig],
                   device: torch.device | str | None = None, sam_info: list | None = None) -> dict[str, torch.Tensor]:
     """The region network's inputs for one photo (the predictor's image must be set to ``image``).
@@ -45,7 +55,7 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
         "coarse": t(image_to_lowres(c))[None, None],
         "sam": t(np.stack(answers))[None],
         "image": t(np.round(frame_grid(image, LOWRES)) / 255).permute(2, 0, 1)[None],
-        "valid": t(frame_grid(np.ones(c.shape, np.float32), LOWRES) >= 0.5)[None, None],
+        "valid": t(_valid_cells(c.shape))[None, None],
     }
 
 
