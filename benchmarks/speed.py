@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,7 +104,7 @@ def median_run(cmd: list[str], env: dict | None = None, k: int = 3) -> dict:
 
 
 def median_of(cmd, k=5):
-    return statistics.median(run(cmd)["wall_s"] for _ in range(k))
+    return median_run(cmd, k=k)["wall_s"]
 
 
 def warm_decode(data: Path, n_sod: int) -> dict:
@@ -156,7 +155,7 @@ def warm_runtime(data: Path, n_sod: int) -> dict:
             for rt, r in rs.items():
                 img, msk = read_image(items[0][0]), read_mask(items[0][1])
                 r.refine(img, msk)                    # warm-up
-                total, diffs = 0.0, []
+                total = 0.0
                 for im, mk in items:
                     img, msk = read_image(im), read_mask(mk)
                     src = getattr(r.sam_inputs, "source", None)

@@ -70,7 +70,6 @@ def test_valid_cells_are_the_cells_the_photo_covers_in_sams_frame(shape):
     """The region network's ``valid`` input, computed from the photo's size alone, equals the frame
     grid of an all-ones photo (how it was computed before, at the photo's size)."""
     from sam_sr.sam.prompt import LOWRES
-    from sam_sr.variants.v4.data import frame_grid
-    from sam_sr.variants.v4.region_step import _valid_cells
+    from sam_sr.variants.v4.data import frame_cover, frame_grid
     want = (frame_grid(np.ones(shape, np.float32), LOWRES) >= 0.5).astype(np.float32)
-    assert np.array_equal(_valid_cells(shape), want)
+    assert np.array_equal(frame_cover(shape, LOWRES), want)

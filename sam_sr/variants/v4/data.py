@@ -50,6 +50,17 @@ def frame_grid(mask: np.ndarray, grid: int, interpolation=cv2.INTER_AREA) -> np.
     return out
 
 
+def frame_cover(shape: tuple[int, int], grid: int) -> np.ndarray:
+    """float32 (grid, grid): 1 on the cells that an (H, W) photo covers in :func:`frame_grid`'s square,
+    0 on the padding; equal to ``frame_grid(ones(shape), grid) >= 0.5`` without building the photo-sized
+    array of ones."""
+    from ...sam.prompt import frame_shape
+    fh, fw = frame_shape(*shape, grid)
+    out = np.zeros((grid, grid), np.float32)
+    out[:fh, :fw] = 1.0
+    return out
+
+
 @dataclass
 class RegionSynthConfig:
     """Mixture of coarse-mask modes (see the module docstring) and their target IoU ranges."""

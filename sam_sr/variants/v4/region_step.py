@@ -16,16 +16,6 @@ import torch
 from ...sam.prompt import LOWRES, PromptConfig, image_to_lowres, lowres_shape, lowres_to_image, sam_prompt
 
 
-def _valid_cells(shape: tuple[int, int]) -> np.ndarray:
-    """float32 (LOWRES, LOWRES): 1 on the cells of SAM's grid that the photo covers, 0 on its padding
-    (what ``frame_grid`` of an all-ones photo gives, without building one at the photo's size)."""
-    from ...sam.prompt import frame_shape
-    fh, fw = frame_shape(*shape, LOWRES)
-    out = np.zeros((LOWRES, LOWRES), np.float32)
-    out[:fh, :fw] = 1.0
-    return out
-
-
 def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Sequence[PromptConfig],
                   device: torch.device | str | None = None, sam_info: list | None = None) -> dict[str, torch.Tensor]:
     """The region network's inputs for one photo (the predictor's image must be set to ``image``).
@@ -41,7 +31,7 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
         ``coarse`` (1, 1, 256, 256), ``sam`` (1, S, 256, 256), ``image`` (1, 3, 256, 256) in [0, 1],
         ``valid`` (1, 1, 256, 256).
     """
-    from .data import frame_grid
+    from .data import frame_cover, frame_grid
     c = np.asarray(coarse, np.float32)
     binary, memo = c >= 0.5, {}     # one mask and memo: the prompts' full-resolution work is done once
     asked = [sam_prompt(predictor, binary, cfg, memo) for cfg in prompts]
@@ -55,7 +45,7 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
         "coarse": t(image_to_lowres(c))[None, None],
         "sam": t(np.stack(answers))[None],
         "image": t(np.round(frame_grid(image, LOWRES)) / 255).permute(2, 0, 1)[None],
-        "valid": t(_valid_cells(c.shape))[None, None],
+        "valid": t(frame_cover(c.shape, LOWRES))[None, None],
     }
 
 
