@@ -128,8 +128,8 @@ def import_torch() -> None:
     pending: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
-        import torch
-        import torchvision
+        import torch  # noqa: F401 (imported for its side effect: loaded with Ctrl-C held)
+        import torchvision  # noqa: F401
     finally:
         signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
     if pending:

@@ -80,6 +80,41 @@ def test_hierarchical_matches_full(setup, top):
     assert n1 == H * W and torch.allclose(out1, full, atol=1e-5)
 
 
+def test_seeded_hierarchical_decodes_only_near_the_previous_contour(setup, monkeypatch):
+    """The seeded (last) step decodes the stride-N grid only within SEED_BAND px of the previous
+    step's contour, keeps the previous value far from it, and equals the unseeded step when the
+    band covers the whole output."""
+    import cv2
+
+    import sam_sr.inference.query as query
+    model, proj, full, previous = setup
+    top = 4
+    mode = DecodeMode.parse(f"hierarchical:{top}")
+    monkeypatch.setattr(query, "SEED_BAND", 8)
+    with torch.no_grad():
+        out, n = decode_step(model, proj, (H, W), BOUNDS, previous, mode, seeded=True)
+    lr, lc = _levels(H, top).numpy(), _levels(W, top).numpy()
+    grid_prev = previous.numpy()[np.ix_(lr, lc)].astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))     # 8 px // stride 4 = 2 grid cells
+    band = cv2.dilate(grid_prev, k) != cv2.erode(grid_prev, k)
+    grid_out, grid_full = out.numpy()[np.ix_(lr, lc)], full.numpy()[np.ix_(lr, lc)]
+    assert band.any() and (~band).any()
+    assert np.allclose(grid_out[band], grid_full[band], atol=1e-5)       # decoded near the contour
+    assert np.array_equal(grid_out[~band], grid_prev[~band].astype(np.float32))   # kept far from it
+    far = torch.ones(H, W, dtype=torch.bool)                              # > 3 grid cells away: untouched
+    far_grid = cv2.dilate(band.astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
+    for i, j in zip(*np.nonzero(~far_grid)):
+        far[max(0, lr[i] - top):lr[i] + top + 1, max(0, lc[j] - top):lc[j] + top + 1] = False
+    assert far.any() and torch.equal(out[far], previous[far])
+    with torch.no_grad():
+        plain, n_plain = decode_step(model, proj, (H, W), BOUNDS, previous, mode)
+    assert n < n_plain
+    monkeypatch.setattr(query, "SEED_BAND", 10 ** 4)
+    with torch.no_grad():
+        wide, _ = decode_step(model, proj, (H, W), BOUNDS, previous, mode, seeded=True)
+    assert torch.allclose(wide, plain, atol=1e-6)
+
+
 def test_bbox_and_contour_decode_only_their_region(setup):
     _, _, full, previous = setup
     out, n = _run(setup, "bbox:5")
