@@ -156,14 +156,20 @@ def dense_prompt(lowres_mask: np.ndarray, cfg: PromptConfig) -> np.ndarray:
     return np.where(inside, mag, -mag).astype(np.float32)
 
 
-def _components(mask: np.ndarray, cfg: PromptConfig) -> list[np.ndarray]:
+def _components(mask: np.ndarray, cfg: PromptConfig) -> list[tuple[np.ndarray, int, int]]:
+    """The components that get a point, largest first: (bool crop of the component's bounding box,
+    its top row, its left column) each."""
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return []
     areas = stats[1:, cv2.CC_STAT_AREA]
     order = np.argsort(-areas)
     keep = [i + 1 for i in order if areas[i] >= cfg.min_component * areas[order[0]]]
-    return [lab == k for k in keep[: cfg.max_points]]
+    out = []
+    for k in keep[: cfg.max_points]:
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        out.append((lab[y:y + h, x:x + w] == k, y, x))
+    return out
 
 
 def _elastic_box(box: np.ndarray, mask: np.ndarray, embedding: torch.Tensor, cfg: PromptConfig) -> np.ndarray:
@@ -216,22 +222,28 @@ def _geometry(m: np.ndarray, cfg: PromptConfig):
     labels [int]), or None for an empty mask."""
     if not m.any():
         return None
+    # Every distance transform runs on a crop (a component's box, the mask's box), not the photo:
+    # the distances and the first maximum in raster order are the same (a component's pixels are
+    # nearest to the zeros in and around its box; the mask's pixels all lie in its box), and a large
+    # photo's work follows the mask's size (the aeroplane's coarse mask: 0.14 -> 0.035 s per call;
+    # resized to 6000 x 4000: 0.42 -> 0.11 s). Test: tests/sam/test_prompt.py.
     h, w = m.shape
     scale = max(frame_shape(h, w)) / max(h, w)      # image px -> SAM frame px
-    ys, xs = np.nonzero(m)
-    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
     pts, labels = [], []
     if cfg.points:
-        for comp in _components(m, cfg):
+        for comp, top, left in _components(m, cfg):
             d = _dist(comp)
             y, x = np.unravel_index(int(np.argmax(d)), d.shape)
-            pts.append((x + 0.5, y + 0.5))
+            pts.append((left + x + 0.5, top + y + 0.5))
             labels.append(1)
     if cfg.negative:
         x0, y0, x1, y1 = box.astype(int)
-        bg = ~m[y0:y1, x0:x1]
+        crop = m[y0:y1, x0:x1]
+        bg = ~crop
         if bg.any():   # distance to the mask (not to the box's border), read inside the box
-            d = np.where(bg, cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 5)[y0:y1, x0:x1], 0)
+            d = np.where(bg, cv2.distanceTransform(bg.astype(np.uint8), cv2.DIST_L2, 5), 0)
             y, x = np.unravel_index(int(np.argmax(d)), d.shape)
             if d[y, x] * scale >= cfg.negative_min_px:
                 pts.append((x0 + x + 0.5, y0 + y + 0.5))

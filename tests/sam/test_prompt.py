@@ -165,3 +165,80 @@ def test_a_memo_computes_the_masks_prompts_once_with_equal_results(monkeypatch):
     other = m.copy()                 # another mask object: computed again
     derive_prompts(other, cfgs[0], memo=memo)
     assert len(calls) == 3
+
+
+def _geometry_on_the_whole_photo(m, cfg):
+    """The reference for ``_geometry``: every distance transform over the whole photo (how it was
+    computed before the crops)."""
+    import cv2
+    h, w = m.shape
+    scale = max(frame_shape(h, w)) / max(h, w)
+    ys, xs = np.nonzero(m)
+    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    pts, labels = [], []
+    if cfg.points:
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        order = np.argsort(-areas)
+        keep = [i + 1 for i in order if areas[i] >= cfg.min_component * areas[order[0]]]
+        for k in keep[: cfg.max_points]:
+            d = cv2.distanceTransform(np.pad((lab == k).astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+            pts.append((x + 0.5, y + 0.5))
+            labels.append(1)
+    if cfg.negative:
+        x0, y0, x1, y1 = box.astype(int)
+        bg = ~m[y0:y1, x0:x1]
+        if bg.any():
+            d = np.where(bg, cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 5)[y0:y1, x0:x1], 0)
+            y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+            if d[y, x] * scale >= cfg.negative_min_px:
+                pts.append((x0 + x + 0.5, y0 + y + 0.5))
+                labels.append(0)
+    return box, pts, labels
+
+
+def _shapes():
+    rng = np.random.default_rng(3)
+    ring = _disk(r=40) & ~_disk(r=15)                     # a hole: the negative point's place
+    border = np.zeros((90, 130), bool)
+    border[:, :20] = True                                 # components touching the photo's border
+    border[60:, 100:] = True
+    border[30:40, 50:90] = True
+    square = np.zeros((64, 64), bool)
+    square[10:30, 10:30] = True                           # ties: many pixels equally deep
+    square[40:50, 40:60] = True
+    blobs = np.zeros((200, 300), bool)
+    for cy, cx, r in rng.integers([20, 20, 3], [180, 280, 30], size=(12, 3)):
+        blobs |= _disk(200, 300, cy, cx, r)
+    noisy = rng.random((150, 170)) < 0.3                   # many tiny components
+    return {"ring": ring, "border": border, "square": square, "blobs": blobs, "noisy": noisy,
+            "pixel": np.pad(np.ones((1, 1), bool), ((5, 6), (7, 8)))}
+
+
+@pytest.mark.parametrize("name", sorted(_shapes()))
+@pytest.mark.parametrize("cfg", [PromptConfig(), PromptConfig(negative_min_px=0.0, min_component=0.0, max_points=20)])
+def test_prompts_from_crops_equal_the_whole_photos(name, cfg):
+    """The box and points computed on crops equal the whole photo's (distances, and the first
+    deepest pixel in raster order)."""
+    from sam_sr.sam.prompt import _geometry
+    m = _shapes()[name]
+    got, want = _geometry(m, cfg), _geometry_on_the_whole_photo(m, cfg)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1:] == want[1:] and len(got[1]) > 0
+
+
+def test_prompts_from_crops_equal_the_whole_photos_on_real_masks():
+    """The same on the aeroplane's coarse mask and 20 sod ground-truth masks."""
+    from sam_sr.imaging import read_mask
+    from sam_sr.sam.prompt import _geometry
+    from tests.conftest import SHARED_DATA
+    files = [SHARED_DATA / "highres/aeroplane_coarse.png"] + sorted((SHARED_DATA / "sod/masks").glob("*.png"))[:20]
+    if not files[0].is_file():
+        pytest.skip(f"the real data is not at {SHARED_DATA}")
+    for f in files:
+        m = read_mask(f) >= 0.5
+        for cfg in (PromptConfig(), PromptConfig(negative_min_px=0.0, min_component=0.0, max_points=20)):
+            got, want = _geometry(m, cfg), _geometry_on_the_whole_photo(m, cfg)
+            np.testing.assert_array_equal(got[0], want[0])
+            assert got[1:] == want[1:], f

@@ -73,3 +73,16 @@ def test_valid_cells_are_the_cells_the_photo_covers_in_sams_frame(shape):
     from sam_sr.variants.v4.data import frame_cover, frame_grid
     want = (frame_grid(np.ones(shape, np.float32), LOWRES) >= 0.5).astype(np.float32)
     assert np.array_equal(frame_cover(shape, LOWRES), want)
+
+
+@pytest.mark.parametrize("shape", [(2328, 3492), (321, 481), (481, 321), (4000, 6000), (1000, 999), (100, 1000),
+                                   (256, 256), (17, 33), (8, 8), (5000, 10)])
+def test_the_photo_on_sams_grid_equals_the_rounded_float_resize(shape):
+    """The region network's ``image`` input, resized as uint8 where the photo shrinks, equals the
+    rounded float resize it replaced (random photos: no smooth areas to hide a rounding difference)."""
+    from sam_sr.sam.prompt import LOWRES
+    from sam_sr.variants.v4.data import frame_grid, frame_image
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape + (3,), dtype=np.uint8)
+    got = frame_image(image, LOWRES)
+    assert got.dtype == np.uint8 and got.shape == (LOWRES, LOWRES, 3)
+    np.testing.assert_array_equal(got, np.round(frame_grid(image, LOWRES)).astype(np.uint8))

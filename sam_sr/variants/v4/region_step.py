@@ -31,7 +31,7 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
         ``coarse`` (1, 1, 256, 256), ``sam`` (1, S, 256, 256), ``image`` (1, 3, 256, 256) in [0, 1],
         ``valid`` (1, 1, 256, 256).
     """
-    from .data import frame_cover, frame_grid
+    from .data import frame_cover, frame_image
     c = np.asarray(coarse, np.float32)
     binary, memo = c >= 0.5, {}     # one mask and memo: the prompts' full-resolution work is done once
     asked = [sam_prompt(predictor, binary, cfg, memo) for cfg in prompts]
@@ -44,7 +44,7 @@ def region_inputs(predictor, image: np.ndarray, coarse: np.ndarray, prompts: Seq
         "embedding": predictor.features.float().to(dev),
         "coarse": t(image_to_lowres(c))[None, None],
         "sam": t(np.stack(answers))[None],
-        "image": t(np.round(frame_grid(image, LOWRES)) / 255).permute(2, 0, 1)[None],
+        "image": t(frame_image(image, LOWRES) / np.float32(255)).permute(2, 0, 1)[None],
         "valid": t(frame_cover(c.shape, LOWRES))[None, None],
     }
 
