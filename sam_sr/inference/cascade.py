@@ -79,7 +79,7 @@ class CascadeConfig:
         chunk: query points decoded at a time (>= 1; bounds decoder memory).
         decode: query-selection mode (see :mod:`sam_sr.inference.query`), a :class:`DecodeMode` or its
             text, e.g. ``"full"``, ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``,
-            ``"hierarchical:16"``; parsed once here, held as a :class:`DecodeMode`.
+            ``"hierarchical:4"``; parsed once here, held as a :class:`DecodeMode`.
         fusion_patches: run the fusion convolutions in this many bands (exact; 0 = off).
         encoder_tile: encode inputs larger than this many pixels (per side) in overlapping tiles
             (approximate; 0 = off). ``tile_overlap``: context per tile side in pixels; a tile must be

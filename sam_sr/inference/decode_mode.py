@@ -17,13 +17,15 @@ class DecodeMode:
     name: str = "full"
     param: int = 0
 
-    DEFAULTS = {"full": 0, "bbox": 32, "contour": 16, "strided": 4, "hierarchical": 16}
+    #: ``hierarchical``'s stride 4: crm-full on the aeroplane, against ``full``, 16 -> 98.84%, 8 -> 99.25%,
+    #: 4 -> 99.65% agreement at about the same time (the coarse levels' features are dense anyway)
+    DEFAULTS = {"full": 0, "bbox": 32, "contour": 16, "strided": 4, "hierarchical": 4}
     #: the largest parameter (padding, band width or stride) in output pixels: beyond any image
     MAX_PARAM = 1 << 16
 
     @classmethod
     def parse(cls, text: "str | DecodeMode") -> "DecodeMode":
-        """``"full"``, ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``, ``"hierarchical:16"``.
+        """``"full"``, ``"bbox:32"``, ``"contour:16"``, ``"strided:4"``, ``"hierarchical:4"``.
 
         Raises:
             SamSrError: unknown mode or a bad parameter.

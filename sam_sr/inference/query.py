@@ -8,7 +8,7 @@ Modes (``DecodeMode.parse``):
 - ``strided:N``: every N-th pixel in y and x; then only the pixels whose four nearest decoded
   neighbours disagree (some above 0.5, some below) are decoded; the others take the neighbours'
   bilinearly interpolated value, which shares their side of 0.5. The SAM-SR thesis's strided mode.
-- ``hierarchical[:N]``: strides N, N/2, ..., 1 (default N = 16): at each level only the new pixels
+- ``hierarchical[:N]``: strides N, N/2, ..., 1 (default N = 4): at each level only the new pixels
   whose four nearest decoded neighbours of the level above disagree are decoded, so cost follows the
   boundary length rather than the image area. The last step of a cascade of two or more is *seeded*:
   it decodes its stride-N grid only within :data:`SEED_BAND` px of the previous step's contour and

@@ -35,8 +35,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "strided:2": {"decode": "strided:2", "fusion_patches": 8},
     "strided:4": {"decode": "strided:4", "fusion_patches": 8},
     "strided:8": {"decode": "strided:8", "fusion_patches": 8},
-    "hierarchical": {"decode": "hierarchical:16", "fusion_patches": 8},
-    "hierarchical+tiles": {"decode": "hierarchical:16", "fusion_patches": 8, "encoder_tile": 1024},
+    "hierarchical": {"decode": "hierarchical:4", "fusion_patches": 8},
+    "hierarchical+tiles": {"decode": "hierarchical:4", "fusion_patches": 8, "encoder_tile": 1024},
     # the model's own recommended settings (the shipped model: contour:2, margin, pixel head in tiles)
     "default": {},
     "default/whole-head": {"pixel_tile": 0},   # ... with the pixel head over the whole output

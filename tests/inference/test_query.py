@@ -141,7 +141,7 @@ def test_empty_previous_mask_in_bbox_mode(setup):
 
 def test_mode_parsing():
     assert DecodeMode.parse("strided:4") == DecodeMode("strided", 4)
-    assert DecodeMode.parse("hierarchical") == DecodeMode("hierarchical", 16)
+    assert DecodeMode.parse("hierarchical") == DecodeMode("hierarchical", 4)
     assert str(DecodeMode.parse("contour")) == "contour:16"
     for bad in ("nope", "strided:x", "strided:0", "hierarchical:12", "bbox:-1"):
         with pytest.raises(SamSrError):
