@@ -10,7 +10,9 @@ Modes:
 - ``soft``: a Gaussian-blurred probability map.
 - ``missing_part``: a random part of the object is removed (segmenters miss parts).
 - ``spurious``: random blobs are added away from the object (false positives).
-The last two perturb towards a lower target IoU (default down to 0.5) so the refiner learns when not
+- ``right``: the ground truth itself (blurred with ``soft_prob``), so that a refiner learns to leave
+  a boundary that is already right where it is (off unless a config weights it).
+The ``missing_part`` and ``spurious`` modes perturb towards a lower target IoU (default down to 0.5) so the refiner learns when not
 to trust the coarse mask.
 """
 from __future__ import annotations
@@ -180,6 +182,8 @@ class CoarseMaskSynthesizer:
             out = _remove_part(g, float(rng.uniform(*self.low_iou_range)), rng).astype(np.float32)
         elif mode == "spurious":
             out = _add_blobs(g, float(rng.uniform(*self.low_iou_range)), rng).astype(np.float32)
+        elif mode == "right":   # the truth itself: a boundary that is already right must stay
+            out = g.astype(np.float32)
         elif mode == "soft":
             base = perturb_to_iou(g, float(rng.uniform(*self.iou_range)), rng).astype(np.float32)
             s = max(1.0, rng.uniform(0.005, 0.03) * max(g.shape))

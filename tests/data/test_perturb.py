@@ -65,6 +65,14 @@ def test_each_mode_produces_a_plausible_coarse_mask(mode):
         assert ((out >= 0.5) | ~gt).all()  # only adds
 
 
+def test_the_right_mode_gives_the_truth_itself():
+    gt = _blob(seed=5)
+    out = CoarseMaskSynthesizer(mode_weights={"right": 1.0}, soft_prob=0.0)(gt, np.random.default_rng(0))
+    assert out.dtype == np.float32 and np.array_equal(out, (gt > 0).astype(np.float32))
+    soft = CoarseMaskSynthesizer(mode_weights={"right": 1.0}, soft_prob=1.0)(gt, np.random.default_rng(0))
+    assert ((soft > 0) & (soft < 1)).any() and mask_iou(soft >= 0.5, gt) > 0.97
+
+
 def test_empty_ground_truth_is_handled():
     rng = np.random.default_rng(0)
     empty = np.zeros((50, 60), np.uint8)
