@@ -89,3 +89,45 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
     except RuntimeError as exc:
         raise SamSrError(f"checkpoint {path} does not match its model config: {exc}") from exc
     return model.eval(), state
+
+
+def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.PathLike,
+                     out_path: str | os.PathLike, force: bool = False) -> dict[str, Any]:
+    """A v4/v5 checkpoint whose boundary step (its CRM refiner's weights) comes from a CRM checkpoint.
+
+    v4 and v5 hold the band refiner's weights at the top level of their state dict (``encoder``,
+    ``fusion``, ``decoder``, ``pixel_head``, ``skip_scale``) beside the region network and v5's decision;
+    this copies ``region_path`` with exactly those tensors taken from ``boundary_path``, and records the
+    source as ``boundary_from``. Written atomically.
+
+    Args:
+        region_path: a v4 or v5 checkpoint (the region step, the decision, the inference settings).
+        boundary_path: a ``crm`` checkpoint (training or exported) of the same architecture.
+        out_path: the new checkpoint; an existing file is replaced only with ``force``.
+
+    Returns:
+        the written checkpoint dict.
+
+    Raises:
+        SamSrError: unreadable checkpoints, wrong variants, a CRM whose tensors' names or shapes differ
+            from the boundary step's, or ``out_path`` existing without ``force``.
+    """
+    out = Path(out_path)
+    if out.exists() and not force:
+        raise SamSrError(f"{out} exists; pass force to replace it")
+    base, crm = read_checkpoint(region_path), read_checkpoint(boundary_path)
+    if base.get("variant") not in ("v4", "v5"):
+        raise SamSrError(f"{region_path} is a {base.get('variant')} checkpoint; a v4 or v5 one is needed")
+    if crm.get("variant") != "crm":
+        raise SamSrError(f"{boundary_path} is a {crm.get('variant')} checkpoint; a crm one is needed")
+    old = {k: v for k, v in base["model"].items() if not k.startswith(("region.", "decision."))}
+    new = crm["model"]
+    if set(old) != set(new) or any(tuple(old[k].shape) != tuple(new[k].shape) for k in old):
+        raise SamSrError(f"{boundary_path}'s refiner does not match {region_path}'s boundary step "
+                         f"(different tensors or shapes)")
+    state = {**base, "model": {**base["model"], **{k: new[k].clone() for k in old}},
+             "boundary_from": {"checkpoint": Path(boundary_path).name, "iteration": crm.get("iteration")}}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(out, buf.getvalue())
+    return state

@@ -203,6 +203,26 @@ def test_export_model_keeps_weights_and_sets_inference_settings(tmp_path, tiny_c
     assert bad.returncode == 2 and "unknown decode mode" in bad.stderr and not (tmp_path / "x.pt").exists()
 
 
+def test_export_boundary_from_writes_v5_with_the_crms_boundary_step(tmp_path):
+    """``sam-sr export V5 DST --boundary-from CRM``: the boundary step's weights from CRM (as
+    ``replace_boundary``, tests/test_checkpoint.py), settings flags refused with it, DST never partial."""
+    import torch
+
+    from sam_sr.checkpoint import read_checkpoint
+    weights = ROOT / "sam_sr/weights"
+    dst = tmp_path / "v5_full.pt"
+    base = [sys.executable, "-m", "sam_sr", "export", str(weights / "sam_sr_v5.pt"), str(dst),
+            "--boundary-from", str(weights / "crm_r18_full.pt")]
+    r = subprocess.run(base, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out, crm = read_checkpoint(dst), read_checkpoint(weights / "crm_r18_full.pt")
+    assert all(torch.equal(out["model"][k], v) for k, v in crm["model"].items())
+    bad = subprocess.run(base[:5] + [str(tmp_path / "y.pt")] + base[6:] + ["--decode", "contour:4"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "keeps SRC's inference settings" in bad.stderr
+    assert not (tmp_path / "y.pt").exists()
+
+
 def test_help_lists_every_command_and_exits_0(capsys):
     from sam_sr.cli import COMMANDS
     assert main(["--help"]) == 0

@@ -112,6 +112,9 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--upsample-to", type=argtypes.count, default=None, help="recommended upsample_to (px)")
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                     help="recommended test-time mirror averaging")
+    ap.add_argument("--boundary-from", default=None, metavar="CRM",
+                    help="instead: write SRC, a v4 or v5 checkpoint, with its boundary step's weights taken "
+                         "from the crm checkpoint CRM (SRC's inference settings kept)")
 
 
 def export_run(args) -> int:
@@ -120,7 +123,15 @@ def export_run(args) -> int:
         raise SamSrError("give DST (an inference checkpoint to write) and/or --onnx DIR")
     if args.dst is not None and args.src is None:
         raise SamSrError("give SRC, the training checkpoint to export")
-    if args.dst is not None:
+    if args.boundary_from is not None:
+        settings = ("decode", "min_size", "margin", "upsample_to", "flip", "valid_decode")
+        if args.dst is None or any(getattr(args, k) is not None for k in settings):
+            raise SamSrError("--boundary-from needs SRC and DST, and keeps SRC's inference settings "
+                             "(no --decode, --min-size, --margin, --upsample-to, --flip, --valid-decode)")
+        from ..checkpoint import replace_boundary
+        out = replace_boundary(args.src, args.boundary_from, args.dst, args.force)
+        print(f"wrote {args.dst}: {out['variant']} with the boundary step of {args.boundary_from}")
+    elif args.dst is not None:
         from ..training.export import export_checkpoint
         given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,
                  "upsample_to": args.upsample_to, "flip": args.flip, "valid_decode": args.valid_decode}

@@ -31,6 +31,7 @@ _ENTRIES: dict[str, tuple[str, str]] = {
     "sam-prompt": ("sam_prompt", "SPEC"),
     "v4": ("v4", "SPEC"),
     "v5": ("v5", "SPEC"),
+    "v5-edge": ("v5", "SPEC_EDGE"),
 }
 
 

@@ -1,0 +1,48 @@
+"""Checkpoints: a v5 checkpoint's boundary step replaced from a CRM checkpoint (``replace_boundary``,
+``sam-sr export --boundary-from``), and the shipped v5-edge file that it made."""
+import pytest
+import torch
+
+from sam_sr import SamSrError
+from sam_sr.checkpoint import read_checkpoint, replace_boundary, save_checkpoint
+from sam_sr.variants import build_model
+from tests.conftest import TINY
+
+WEIGHTS = __import__("sam_sr").__path__[0] + "/weights/"
+
+
+def test_the_boundary_step_comes_from_the_crm_and_nothing_else_changes(tmp_path):
+    out = tmp_path / "v5_full_boundary.pt"
+    replace_boundary(WEIGHTS + "sam_sr_v5.pt", WEIGHTS + "crm_r18_full.pt", out)
+    base, crm, new = (read_checkpoint(p) for p in (WEIGHTS + "sam_sr_v5.pt", WEIGHTS + "crm_r18_full.pt", out))
+    assert new["variant"] == "v5" and new["boundary_from"]["checkpoint"] == "crm_r18_full.pt"
+    boundary = [k for k in base["model"] if not k.startswith(("region.", "decision."))]
+    assert set(boundary) == set(crm["model"]) and len(boundary) > 100
+    assert any(not torch.equal(base["model"][k], crm["model"][k]) for k in boundary)
+    for k, v in new["model"].items():
+        assert torch.equal(v, crm["model"][k] if k in boundary else base["model"][k]), k
+    assert new["config"] == base["config"] and new["model_config"] == base["model_config"]
+
+
+def test_bad_inputs_are_one_error_and_write_nothing(tmp_path):
+    tiny = tmp_path / "tiny_crm.pt"
+    save_checkpoint(tiny, build_model("crm", TINY), "crm", TINY)
+    out = tmp_path / "out.pt"
+    with pytest.raises(SamSrError, match="does not match"):
+        replace_boundary(WEIGHTS + "sam_sr_v5.pt", tiny, out)
+    with pytest.raises(SamSrError, match="a crm one is needed"):
+        replace_boundary(WEIGHTS + "sam_sr_v5.pt", WEIGHTS + "sam_sr_v5.pt", out)
+    with pytest.raises(SamSrError, match="a v4 or v5 one is needed"):
+        replace_boundary(WEIGHTS + "crm_r18.pt", WEIGHTS + "crm_r18.pt", out)
+    assert not out.exists()
+    out.write_bytes(b"the user's file")
+    with pytest.raises(SamSrError, match="exists"):
+        replace_boundary(WEIGHTS + "sam_sr_v5.pt", WEIGHTS + "crm_r18.pt", out)
+    assert out.read_bytes() == b"the user's file"
+
+
+def test_the_shipped_v5_edge_differs_from_v5_only_in_its_boundary_step():
+    v5, edge = read_checkpoint(WEIGHTS + "sam_sr_v5.pt"), read_checkpoint(WEIGHTS + "sam_sr_v5_edge.pt")
+    assert edge["variant"] == "v5" and edge["boundary_from"]["iteration"] == 500
+    changed = {k for k in v5["model"] if not torch.equal(v5["model"][k], edge["model"][k])}
+    assert changed and not any(k.startswith(("region.", "decision.")) for k in changed)
