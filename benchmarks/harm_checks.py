@@ -36,7 +36,7 @@ def bike(data: Path) -> dict:
     coarse = read_mask(data / "wild/coarse/u2net/bike.png") >= 0.5
     hole = holes(coarse)
     out = {}
-    for v in (None, "v4", "crm"):
+    for v in (None, "v4", "crm", "v5-edge"):
         refined = Refiner.from_checkpoint(device="cpu", variant=v).refine(img, coarse) > 0
         out[v or "default"] = {"changed_share_of_coarse": float((refined != coarse).sum() / coarse.sum()),
                                "hole_px": int(hole.sum()),
@@ -94,20 +94,20 @@ def aeroplane(data: Path, rounds: int = 5) -> dict:
 
 
 def report(res: dict) -> str:
-    lines = ["| check | default | v4 | crm |", "|---|---|---|---|"]
+    lines = ["| check | default | v4 | crm | v5-edge |", "|---|---|---|---|---|"]
     if "bike" in res:
         b = res["bike"]
         lines.append("| bike: coarse area changed | " + " | ".join(f"{100 * b[k]['changed_share_of_coarse']:.1f}%"
-                                                         for k in ("default", "v4", "crm")) + " |")
+                                                         for k in ("default", "v4", "crm", "v5-edge")) + " |")
         lines.append("| bike: holes filled | " + " | ".join(f"{100 * b[k]['holes_filled_share']:.1f}%"
-                                                  for k in ("default", "v4", "crm")) + " |")
+                                                  for k in ("default", "v4", "crm", "v5-edge")) + " |")
     if "aeroplane" in res:
         a = res["aeroplane"]
         lines.append(f"| aeroplane time (s) | {a['time_s']['default']:.2f} ({100 * a['decision_overhead']:+.1f}%) | "
-                     f"{a['time_s']['v4']:.2f} | |")
+                     f"{a['time_s']['v4']:.2f} | | |")
     if "reencode" in res:
         for k, v in res["reencode"].items():
-            lines.append(f"| re-encoded as {k}: IoU with the original's (mean, min) | {v['mean']:.3f}, {v['min']:.3f} | | |")
+            lines.append(f"| re-encoded as {k}: IoU with the original's (mean, min) | {v['mean']:.3f}, {v['min']:.3f} | | | |")
     return "\n".join(lines)
 
 
