@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The refiners of the bike check (None: the default) and their report columns.
+BIKE_VARIANTS = (None, "v4", "crm", "v5-edge")
+BIKE_COLUMNS = tuple(v or "default" for v in BIKE_VARIANTS)
 
 
 def bike(data: Path) -> dict:
@@ -36,7 +39,7 @@ def bike(data: Path) -> dict:
     coarse = read_mask(data / "wild/coarse/u2net/bike.png") >= 0.5
     hole = holes(coarse)
     out = {}
-    for v in (None, "v4", "crm", "v5-edge"):
+    for v in BIKE_VARIANTS:
         refined = Refiner.from_checkpoint(device="cpu", variant=v).refine(img, coarse) > 0
         out[v or "default"] = {"changed_share_of_coarse": float((refined != coarse).sum() / coarse.sum()),
                                "hole_px": int(hole.sum()),
@@ -94,13 +97,13 @@ def aeroplane(data: Path, rounds: int = 5) -> dict:
 
 
 def report(res: dict) -> str:
-    lines = ["| check | default | v4 | crm | v5-edge |", "|---|---|---|---|---|"]
+    lines = ["| check | " + " | ".join(BIKE_COLUMNS) + " |", "|---" * (len(BIKE_COLUMNS) + 1) + "|"]
     if "bike" in res:
         b = res["bike"]
         lines.append("| bike: coarse area changed | " + " | ".join(f"{100 * b[k]['changed_share_of_coarse']:.1f}%"
-                                                         for k in ("default", "v4", "crm", "v5-edge")) + " |")
+                                                         for k in BIKE_COLUMNS) + " |")
         lines.append("| bike: holes filled | " + " | ".join(f"{100 * b[k]['holes_filled_share']:.1f}%"
-                                                  for k in ("default", "v4", "crm", "v5-edge")) + " |")
+                                                  for k in BIKE_COLUMNS) + " |")
     if "aeroplane" in res:
         a = res["aeroplane"]
         lines.append(f"| aeroplane time (s) | {a['time_s']['default']:.2f} ({100 * a['decision_overhead']:+.1f}%) | "

@@ -26,6 +26,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, variant: str,
     a corrupt file at ``path``."""
     state = {"format": FORMAT, "variant": variant, "model_config": model_config,
              "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+    _write(path, state)
+
+
+def _write(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """``torch.save`` of ``state`` written atomically (temporary file, then rename)."""
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -127,7 +132,5 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
                          f"(different tensors or shapes)")
     state = {**base, "model": {**base["model"], **{k: new[k].clone() for k in old}},
              "boundary_from": {"checkpoint": Path(boundary_path).name, "iteration": crm.get("iteration")}}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(out, buf.getvalue())
+    _write(out, state)
     return state

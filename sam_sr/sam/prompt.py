@@ -240,8 +240,7 @@ def _geometry(m: np.ndarray, cfg: PromptConfig):
             labels.append(1)
     if cfg.negative:
         x0, y0, x1, y1 = box.astype(int)
-        crop = m[y0:y1, x0:x1]
-        bg = ~crop
+        bg = ~m[y0:y1, x0:x1]
         if bg.any():   # distance to the mask (not to the box's border), read inside the box
             d = np.where(bg, cv2.distanceTransform(bg.astype(np.uint8), cv2.DIST_L2, 5), 0)
             y, x = np.unravel_index(int(np.argmax(d)), d.shape)

@@ -16,6 +16,8 @@ all taken).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..spec import VariantSpec
@@ -69,8 +71,6 @@ SPEC = VariantSpec(
 #: (``configs/experiments/crm_r18_edge.yaml``, written in by ``sam-sr export --boundary-from``): it keeps
 #: right boundaries (fur, matting alphas, masks on the edge) where the default draws an outward rim, and
 #: gains less on sod-like masks (docs/MODEL_CARD.md). Opt-in, not the default.
-SPEC_EDGE = VariantSpec(
-    name="v5-edge", model=SamSrV5, config=V5Config, defaults={"extra_channels": 0}, fixed=("extra_channels",),
-    runs_checkpoints_of=("v5",), sam_stage=DecisionStage, default_sam_checkpoint="weights/mobile_sam.pt",
-    default_sam_type="vit_t", default_checkpoint="weights/sam_sr_v5_edge.pt",
+SPEC_EDGE = replace(
+    SPEC, name="v5-edge", runs_checkpoints_of=("v5",), default_checkpoint="weights/sam_sr_v5_edge.pt",
     summary="v5 whose boundary step keeps right boundaries (no outward rim): for near-right masks")
