@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The refiners of the bike check (None: the default) and their report columns.
-BIKE_VARIANTS = (None, "v4", "crm", "v5-edge")
+BIKE_VARIANTS = (None, "v4", "crm", "v5")
 BIKE_COLUMNS = tuple(v or "default" for v in BIKE_VARIANTS)
 
 

@@ -96,9 +96,12 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
     return model.eval(), state
 
 
-def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.PathLike,
-                     out_path: str | os.PathLike, force: bool = False) -> dict[str, Any]:
-    """A v4/v5 checkpoint whose boundary step (its CRM refiner's weights) comes from a CRM checkpoint.
+def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.PathLike | None,
+                     out_path: str | os.PathLike, force: bool = False,
+                     decision: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A v4/v5 checkpoint whose boundary step (its CRM refiner's weights) comes from a CRM checkpoint,
+    and/or whose keep-or-change decision settings are changed (``sam-sr export --boundary-from
+    --decision``).
 
     v4 and v5 hold the band refiner's weights at the top level of their state dict (``encoder``,
     ``fusion``, ``decoder``, ``pixel_head``, ``skip_scale``) beside the region network and v5's decision;
@@ -107,30 +110,55 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
 
     Args:
         region_path: a v4 or v5 checkpoint (the region step, the decision, the inference settings).
-        boundary_path: a ``crm`` checkpoint (training or exported) of the same architecture.
+        boundary_path: a ``crm`` checkpoint (training or exported) of the same architecture; ``None``
+            keeps ``region_path``'s boundary step.
         out_path: the new checkpoint; an existing file is replaced only with ``force``.
+        decision: v5 only: decision settings to set (:data:`sam_sr.variants.v5.model.DECISION_DEFAULTS`
+            keys, e.g. ``{"opens": 1.01}``), in the model config and the training config alike;
+            recorded as ``decision_set``.
 
     Returns:
         the written checkpoint dict.
 
     Raises:
         SamSrError: unreadable checkpoints, wrong variants, a CRM whose tensors' names or shapes differ
-            from the boundary step's, or ``out_path`` existing without ``force``.
+            from the boundary step's, decision settings on a v4 checkpoint or unknown or invalid ones,
+            nothing to change, or ``out_path`` existing without ``force``.
     """
     out = Path(out_path)
     if out.exists() and not force:
         raise SamSrError(f"{out} exists; pass force to replace it")
-    base, crm = read_checkpoint(region_path), read_checkpoint(boundary_path)
+    if boundary_path is None and not decision:
+        raise SamSrError("nothing to change: give a boundary checkpoint and/or decision settings")
+    base = read_checkpoint(region_path)
     if base.get("variant") not in ("v4", "v5"):
         raise SamSrError(f"{region_path} is a {base.get('variant')} checkpoint; a v4 or v5 one is needed")
-    if crm.get("variant") != "crm":
-        raise SamSrError(f"{boundary_path} is a {crm.get('variant')} checkpoint; a crm one is needed")
-    old = {k: v for k, v in base["model"].items() if not k.startswith(("region.", "decision."))}
-    new = crm["model"]
-    if set(old) != set(new) or any(tuple(old[k].shape) != tuple(new[k].shape) for k in old):
-        raise SamSrError(f"{boundary_path}'s refiner does not match {region_path}'s boundary step "
-                         f"(different tensors or shapes)")
-    state = {**base, "model": {**base["model"], **{k: new[k].clone() for k in old}},
-             "boundary_from": {"checkpoint": Path(boundary_path).name, "iteration": crm.get("iteration")}}
+    state = dict(base)
+    if boundary_path is not None:
+        crm = read_checkpoint(boundary_path)
+        if crm.get("variant") != "crm":
+            raise SamSrError(f"{boundary_path} is a {crm.get('variant')} checkpoint; a crm one is needed")
+        old = {k: v for k, v in base["model"].items() if not k.startswith(("region.", "decision."))}
+        new = crm["model"]
+        if set(old) != set(new) or any(tuple(old[k].shape) != tuple(new[k].shape) for k in old):
+            raise SamSrError(f"{boundary_path}'s refiner does not match {region_path}'s boundary step "
+                             f"(different tensors or shapes)")
+        state["model"] = {**base["model"], **{k: new[k].clone() for k in old}}
+        state["boundary_from"] = {"checkpoint": Path(boundary_path).name, "iteration": crm.get("iteration")}
+    if decision:
+        if base.get("variant") != "v5":
+            raise SamSrError(f"{region_path} is a {base.get('variant')} checkpoint; decision settings need a v5 one")
+        from .variants.v5.model import V5Config
+        mc = dict(base["model_config"])
+        mc["decision"] = {**dict(mc.get("decision") or {}), **decision}
+        V5Config.from_dict(mc)                           # unknown keys and bad values fail here
+        state["model_config"] = mc
+        cfg = dict(base.get("config") or {})
+        if "model" in cfg:
+            cm = dict(cfg["model"])
+            cm["decision"] = {**dict(cm.get("decision") or {}), **decision}
+            cfg["model"] = cm
+            state["config"] = cfg
+        state["decision_set"] = {**dict(base.get("decision_set") or {}), **decision}
     _write(out, state)
     return state

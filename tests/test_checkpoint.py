@@ -41,8 +41,11 @@ def test_bad_inputs_are_one_error_and_write_nothing(tmp_path):
     assert out.read_bytes() == b"the user's file"
 
 
-def test_the_shipped_v5_edge_differs_from_v5_only_in_its_boundary_step():
+def test_the_shipped_v5_edge_differs_from_v5_only_in_its_boundary_step_and_opens():
+    """The default's file is v5's with stage 7's boundary step (500 iterations) and decision.opens set."""
     v5, edge = read_checkpoint(WEIGHTS + "sam_sr_v5.pt"), read_checkpoint(WEIGHTS + "sam_sr_v5_edge.pt")
     assert edge["variant"] == "v5" and edge["boundary_from"]["iteration"] == 500
+    assert edge["decision_set"] == {"opens": 1.01} and "opens" not in v5["model_config"]["decision"]
+    assert {k: v for k, v in edge["model_config"]["decision"].items() if k != "opens"} == v5["model_config"]["decision"]
     changed = {k for k in v5["model"] if not torch.equal(v5["model"][k], edge["model"][k])}
     assert changed and not any(k.startswith(("region.", "decision.")) for k in changed)

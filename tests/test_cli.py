@@ -219,8 +219,34 @@ def test_export_boundary_from_writes_v5_with_the_crms_boundary_step(tmp_path):
     assert all(torch.equal(out["model"][k], v) for k, v in crm["model"].items())
     bad = subprocess.run(base[:5] + [str(tmp_path / "y.pt")] + base[6:] + ["--decode", "contour:4"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "keeps SRC's inference settings" in bad.stderr
+    assert bad.returncode == 2 and "keep SRC's inference settings" in bad.stderr
     assert not (tmp_path / "y.pt").exists()
+
+
+def test_export_decision_sets_a_v5_setting_and_refuses_bad_ones(tmp_path):
+    """``sam-sr export V5 DST --decision opens=1.01``: the setting lands in the model config, the
+    weights stay; an unknown key, a value that is not a number, or a crm SRC is one error and no DST."""
+    import torch
+
+    from sam_sr.checkpoint import read_checkpoint
+    src = ROOT / "sam_sr/weights/sam_sr_v5.pt"
+    dst = tmp_path / "v5_opens.pt"
+    r = subprocess.run([sys.executable, "-m", "sam_sr", "export", str(src), str(dst), "--decision", "opens=1.01"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    new, old = read_checkpoint(dst), read_checkpoint(src)
+    assert new["model_config"]["decision"]["opens"] == 1.01 and new["decision_set"] == {"opens": 1.01}
+    assert all(torch.equal(v, old["model"][k]) for k, v in new["model"].items())
+    for extra, message in ((["--decision", "nope=1"], "unknown v5 decision settings"),
+                           (["--decision", "opens"], "expected KEY=NUMBER"),
+                           (["--decision", "opens=-1"], "opens must be a number >= 0")):
+        bad = subprocess.run([sys.executable, "-m", "sam_sr", "export", str(src), str(tmp_path / "z.pt"), *extra],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    crm = subprocess.run([sys.executable, "-m", "sam_sr", "export", str(ROOT / "sam_sr/weights/crm_r18.pt"),
+                          str(tmp_path / "z.pt"), "--decision", "opens=1"], capture_output=True, text=True)
+    assert crm.returncode == 2 and "a v4 or v5 one is needed" in crm.stderr
+    assert not (tmp_path / "z.pt").exists()
 
 
 def test_help_lists_every_command_and_exits_0(capsys):

@@ -57,3 +57,23 @@ def test_recipe_overrides_and_errors_come_before_training(tmp_path, monkeypatch,
     assert not calls
     assert train_main(["--recipe", str(tmp_path / "r.yaml"), "train.nope=1"]) == 2
     assert "unknown config key 'train.nope'" in capsys.readouterr().err
+
+
+def test_a_recipe_export_can_replace_the_boundary_step_and_set_the_decision(tmp_path):
+    """``export: {from: V5, boundary_from: CRM, decision: {...}}`` writes V5 with CRM's boundary step
+    and the setting (as ``sam-sr export --boundary-from --decision``); it refuses ``inference`` beside them."""
+    import torch
+    weights = __import__("sam_sr").__path__[0] + "/weights/"
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({"model": TINY, "train": {"out_dir": str(tmp_path / "one")}}))
+    export = {"from": weights + "sam_sr_v5.pt", "to": str(tmp_path / "out.pt"),
+              "boundary_from": weights + "crm_r18_full.pt", "decision": {"opens": 1.01}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"stages": ["one.yaml"], "export": export}))
+    report = run_recipe(load_recipe(tmp_path / "r.yaml"), train_fn=lambda cfg: {}, log=lambda s: None)
+    assert report[-1] == {"export": str(tmp_path / "out.pt")}
+    out, crm = read_checkpoint(tmp_path / "out.pt"), read_checkpoint(weights + "crm_r18_full.pt")
+    assert out["model_config"]["decision"]["opens"] == 1.01
+    assert all(torch.equal(out["model"][k], v) for k, v in crm["model"].items())
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"stages": ["one.yaml"],
+                                                     "export": {**export, "inference": {"margin": 0.1}}}))
+    with pytest.raises(SamSrError, match="no 'inference'"):
+        load_recipe(tmp_path / "r.yaml")

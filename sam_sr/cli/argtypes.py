@@ -149,3 +149,11 @@ def _tile_px(field: str, doc: str) -> Callable[[str], int]:
 encoder_tile = _tile_px("encoder_tile", "Encoder tile size in pixels: 0 (off) or larger than twice the "
                                         "tiles' context.")
 sparse_tile = _tile_px("sparse_tile", "Sparse-step tile side in pixels: 0 (off) or a positive multiple of 8.")
+
+
+def key_number(text: str) -> tuple[str, float]:
+    """``KEY=NUMBER`` (e.g. ``opens=1.01``) -> ``(key, number)``."""
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=NUMBER, got {text!r}")
+    return key.strip(), _float(value)

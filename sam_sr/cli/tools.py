@@ -115,6 +115,9 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--boundary-from", default=None, metavar="CRM",
                     help="instead: write SRC, a v4 or v5 checkpoint, with its boundary step's weights taken "
                          "from the crm checkpoint CRM (SRC's inference settings kept)")
+    ap.add_argument("--decision", action="append", type=argtypes.key_number, default=None, metavar="KEY=NUMBER",
+                    help="instead (or with --boundary-from): write SRC, a v5 checkpoint, with this "
+                         "keep-or-change decision setting changed, e.g. opens=1.01 (repeatable)")
 
 
 def export_run(args) -> int:
@@ -123,14 +126,17 @@ def export_run(args) -> int:
         raise SamSrError("give DST (an inference checkpoint to write) and/or --onnx DIR")
     if args.dst is not None and args.src is None:
         raise SamSrError("give SRC, the training checkpoint to export")
-    if args.boundary_from is not None:
+    if args.boundary_from is not None or args.decision:
         settings = ("decode", "min_size", "margin", "upsample_to", "flip", "valid_decode")
         if args.dst is None or any(getattr(args, k) is not None for k in settings):
-            raise SamSrError("--boundary-from needs SRC and DST, and keeps SRC's inference settings "
+            raise SamSrError("--boundary-from and --decision need SRC and DST, and keep SRC's inference settings "
                              "(no --decode, --min-size, --margin, --upsample-to, --flip, --valid-decode)")
         from ..checkpoint import replace_boundary
-        out = replace_boundary(args.src, args.boundary_from, args.dst, args.force)
-        print(f"wrote {args.dst}: {out['variant']} with the boundary step of {args.boundary_from}")
+        decision = dict(args.decision or [])
+        out = replace_boundary(args.src, args.boundary_from, args.dst, args.force, decision)
+        what = [f"the boundary step of {args.boundary_from}"] if args.boundary_from else []
+        what += [f"decision {k}={v}" for k, v in decision.items()]
+        print(f"wrote {args.dst}: {out['variant']} with {', '.join(what)}")
     elif args.dst is not None:
         from ..training.export import export_checkpoint
         given = {"decode": args.decode, "min_size": args.min_size, "margin": args.margin,

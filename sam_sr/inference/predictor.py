@@ -25,8 +25,11 @@ from .heap import trim_heap, tune_allocator
 
 log = logging.getLogger("sam_sr")
 
-#: The model trained by us and shipped in the package (see docs/MODEL_CARD.md).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v5.pt"
+#: The variant run when none is named: SAM-SR v5 with the boundary step trained where the truth sits
+#: on the edge (see docs/MODEL_CARD.md).
+DEFAULT_VARIANT = "v5-edge"
+#: Its checkpoint, trained by us and shipped in the package.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v5_edge.pt"
 #: The CRM band refiner trained by us (the default until SAM-SR v4; ``--variant crm``).
 CRM_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
 
@@ -164,7 +167,8 @@ class Refiner:
 
         Args:
             path: checkpoint file; ``None`` = the variant's own shipped checkpoint when it has one
-                (``variant="crm"``: the CRM band refiner), else :data:`DEFAULT_CHECKPOINT`.
+                (``variant="crm"``: the CRM band refiner), else :data:`DEFAULT_CHECKPOINT` run as
+                :data:`DEFAULT_VARIANT`.
             variant: run as this variant (:mod:`sam_sr.variants`); the checkpoint must be of it or of
                 a variant whose checkpoints it runs (``"v1"`` also runs a CRM checkpoint: v1 only
                 replaces the refiner's coarse-mask input). Default: the checkpoint's variant.
@@ -198,7 +202,7 @@ class Refiner:
                 raise SamSrError(f"variant {variant} ships no checkpoint: train one (configs/experiments/sam_sr/{variant}.yaml) "
                                  f"and pass it (--checkpoint)")
         else:
-            p = DEFAULT_CHECKPOINT
+            p, variant = DEFAULT_CHECKPOINT, DEFAULT_VARIANT
         if path is None and not p.is_file():
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")

@@ -10,6 +10,15 @@ A recipe is a YAML file (``configs/recipes/<name>.yaml``)::
       to: runs/crm_r18_recipe.pt
       inference: {decode: "contour:2"}   # recommended cascade settings stored in it (optional)
 
+or, for a v4/v5 checkpoint whose boundary step and/or decision settings are replaced
+(:func:`sam_sr.checkpoint.replace_boundary`, as ``sam-sr export --boundary-from --decision``)::
+
+    export:
+      from: sam_sr/weights/sam_sr_v5.pt
+      to: runs/sam_sr_v5_edge_recipe.pt
+      boundary_from: runs/crm_r18_edge2/final.pt
+      decision: {opens: 1.01}
+
 :func:`run_recipe` trains each stage with :func:`sam_sr.training.train`. A stage whose ``final.pt``
 already has its end iteration (``train.stop_at`` or ``train.iterations``) is skipped; an unfinished
 one resumes from its state (``train.resume``), so rerunning an interrupted recipe continues where it
@@ -83,9 +92,13 @@ def load_recipe(name: str | Path) -> Recipe:
             raise SamSrError(f"recipe {path}: stage config not found: {p}")
     export = data.get("export")
     if export is not None:
-        if not isinstance(export, dict) or set(export) - {"from", "to", "inference"} \
+        if not isinstance(export, dict) or set(export) - {"from", "to", "inference", "boundary_from", "decision"} \
                 or not {"from", "to"} <= set(export):
-            raise SamSrError(f"recipe {path}: export needs 'from' and 'to' (and optional 'inference')")
+            raise SamSrError(f"recipe {path}: export needs 'from' and 'to' (and optional 'inference', or "
+                             f"'boundary_from' and/or 'decision')")
+        if "inference" in export and ({"boundary_from", "decision"} & set(export)):
+            raise SamSrError(f"recipe {path}: export's 'boundary_from' and 'decision' keep the source's "
+                             f"inference settings (no 'inference')")
     return Recipe(path, paths, export)
 
 
@@ -137,7 +150,11 @@ def run_recipe(recipe: Recipe, overrides: list[str] | None = None,
         if dst.exists():
             log(f"export: {dst} exists, left as it is")
         else:
-            export_checkpoint(e["from"], dst, e.get("inference") or {})
+            if "boundary_from" in e or "decision" in e:
+                from ..checkpoint import replace_boundary
+                replace_boundary(e["from"], e.get("boundary_from"), dst, decision=dict(e.get("decision") or {}))
+            else:
+                export_checkpoint(e["from"], dst, e.get("inference") or {})
             log(f"export: wrote {dst}")
         report.append({"export": str(dst)})
     return report

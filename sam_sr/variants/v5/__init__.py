@@ -1,5 +1,7 @@
-"""SAM-SR v5, sam-sr's default: v4's region step, whose changes a learned keep-or-change decision
-takes or leaves, then the CRM cascade re-draws the boundary.
+"""SAM-SR v5: v4's region step, whose changes a learned keep-or-change decision takes or leaves, then
+the CRM cascade re-draws the boundary. sam-sr's default is ``v5-edge`` (:data:`SPEC_EDGE`): v5 whose
+boundary step was trained where the truth sits on the edge, and which never opens a new hole in the
+coarse mask on the region step's word alone.
 
 The region step (:mod:`sam_sr.variants.v4`) proposes changes to the coarse mask: connected parts where
 its mask and the coarse mask disagree by more than a sliver along the contour
@@ -9,7 +11,9 @@ inference sees (the region network's confidence, SAM's two answers, their predic
 stability and agreement, the coarse mask's softness, detail and holes, the change's size and place).
 A change is taken when its probability reaches ``take``; one that fills an enclosed hole of the
 coarse mask, removes a thin part of it, or removes a big part of it (``big`` of its area or more)
-only when it reaches ``strong`` (above 1: never); and none is taken when the photo's probability is
+only when it reaches ``strong`` (above 1: never); a removal that would open a new enclosed hole in the
+coarse mask (``hole`` of it or more; a blurred face cut out of a portrait) only when it also reaches
+``opens`` (0: no rule of its own; above 1: never); and none is taken when the photo's probability is
 below ``photo``. The rest of the coarse mask, boundary included, goes to
 the boundary step unchanged. v5 checkpoints also run as ``--variant v4`` (the region step's changes
 all taken).
@@ -58,6 +62,8 @@ def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.
     thin = removal & (f[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
     big = removal & (f[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
     need = np.where(hole | thin | big, float(settings["strong"]), float(settings["take"]))
+    opens = removal & (np.asarray(changes.opens_hole) >= float(settings["hole"]))
+    need = np.where(opens, np.maximum(need, float(settings.get("opens", 0.0))), need)
     return p_change >= need
 
 
@@ -65,12 +71,15 @@ SPEC = VariantSpec(
     name="v5", model=SamSrV5, config=V5Config, defaults={"extra_channels": 0}, fixed=("extra_channels",),
     sam_stage=DecisionStage, default_sam_checkpoint="weights/mobile_sam.pt", default_sam_type="vit_t",
     default_checkpoint="weights/sam_sr_v5.pt",
-    summary="the default: v4's region step with a learned keep-or-change decision, then the CRM cascade")
+    summary="v4's region step with a learned keep-or-change decision, then the CRM cascade trained on sod "
+            "(the default until 2026-12-07: its boundary step draws sod's outward rim)")
 
-#: v5 with a boundary step trained where the truth sits on the edge and on right masks
-#: (``configs/experiments/crm_r18_edge.yaml``, written in by ``sam-sr export --boundary-from``): it keeps
-#: right boundaries (fur, matting alphas, masks on the edge) where the default draws an outward rim, and
-#: gains less on sod-like masks (docs/MODEL_CARD.md). Opt-in, not the default.
+#: sam-sr's default: v5 with a boundary step trained where the truth sits on the edge and on right
+#: masks (``configs/crm_r18/crm_r18_edge.yaml``, written in by ``sam-sr export --boundary-from``),
+#: and the ``opens`` rule set to never (``--decision opens=1.01``). It keeps right boundaries (fur,
+#: matting alphas, masks on the edge) where v5 draws an outward rim, and gains less on sod's saliency
+#: maps, whose truth runs beyond the edge (docs/MODEL_CARD.md).
 SPEC_EDGE = replace(
     SPEC, name="v5-edge", runs_checkpoints_of=("v5",), default_checkpoint="weights/sam_sr_v5_edge.pt",
-    summary="v5 whose boundary step keeps right boundaries (no outward rim): for near-right masks")
+    summary="the default: v5 whose boundary step keeps right boundaries (no outward rim) and which "
+            "opens no hole on the region step's word alone")

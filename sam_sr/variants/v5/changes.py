@@ -61,12 +61,20 @@ class Changes:
         additions: bool (K,): change k is an addition (else a removal).
         features: float32 (K, N_CHANGE + N_PHOTO): each change's features, then the photo's.
         photo: float32 (N_PHOTO,): the photo's features.
+        opens_hole: float32 (K,) in [0, 1]: the share of a removal that becomes an enclosed hole of the
+            mask when it is taken alone (a hole the coarse mask did not have); 0 for additions. Not a
+            feature of the trees: :func:`sam_sr.variants.v5.decide`'s ``opens`` rule reads it.
     """
 
     labels: np.ndarray
     additions: np.ndarray
     features: np.ndarray
     photo: np.ndarray
+    opens_hole: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.opens_hole is None:
+            self.opens_hole = np.zeros(len(self.additions), np.float32)
 
     def __len__(self) -> int:
         return len(self.additions)
@@ -196,6 +204,7 @@ def find_changes(coarse: np.ndarray, soft: np.ndarray, region_logits: np.ndarray
             float(ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1 or xs.max() == w - 1),
             float(soft_px[ys, xs].mean()),
         ]
+    opens = _opened_holes(labels, additions, small, hole)
     from ...data.perturb import scale_gap
     a, b = (np.asarray(x) > 0 for x in sam_low[:2])
     cs = _iou(small, scale_gap(small.astype(np.uint8), 8) > 0.5)
@@ -208,4 +217,24 @@ def find_changes(coarse: np.ndarray, soft: np.ndarray, region_logits: np.ndarray
     ], np.float32)
     full = np.concatenate([feats, np.repeat(photo[None], k, 0)], 1) if k else np.zeros((0, N_CHANGE + N_PHOTO),
                                                                                       np.float32)
-    return Changes(labels, additions, full.astype(np.float32), photo)
+    return Changes(labels, additions, full.astype(np.float32), photo, opens)
+
+
+def _opened_holes(labels: np.ndarray, additions: np.ndarray, small: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """float32 (K,): for each removal, the share of its pixels that would lie in a new enclosed hole of
+    the mask were it taken alone (measured on the coarse mask's working copy ``small``, whose holes are
+    ``hole``); 0 for additions and for removals too small to survive the working copy's scale."""
+    k = len(additions)
+    out = np.zeros(k, np.float32)
+    if k == 0 or additions.all():
+        return out
+    if labels.shape != small.shape:
+        lab = cv2.resize(labels, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
+    else:
+        lab = labels
+    for j in np.flatnonzero(~additions):
+        comp = lab == j + 1
+        if comp.any() and (small & comp).any():
+            new = holes(small & ~comp) & ~hole
+            out[j] = float(new[comp].mean())
+    return out

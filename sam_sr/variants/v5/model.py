@@ -22,6 +22,8 @@ DECISION_DEFAULTS: dict[str, Any] = {
     "hole": 0.5,             # an addition fills a hole when this share of it lies in one
     "thin": 0.05,            # a removal cuts a thin part when its thickness feature is below this
     "big": 0.3,              # a removal is big when it takes this share of the coarse mask or more
+    "opens": 0.0,            # a removal that opens a new enclosed hole (``hole`` of it or more) needs at
+                             # least this (above 1: never; 0: no rule of its own)
     "kept": {},              # cascade settings for a photo whose region changes are all left (e.g. the
                              # band refiner's own: decode contour:2, margin 0.1); {} = the model's
     "change_trees": [1, 1],  # the heads' shapes: trees, nodes per tree (set by training)
@@ -51,6 +53,11 @@ class V5Config(V4Config):
         for k in ("take", "photo", "hole", "big"):
             if not 0.0 <= float(decision[k]) <= 1.0:
                 raise SamSrError(f"v5 decision.{k} must be in [0, 1], got {decision[k]!r}")
+        try:
+            if float(decision["opens"]) < 0.0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise SamSrError(f"v5 decision.opens must be a number >= 0, got {decision['opens']!r}") from None
         for k in ("change_trees", "photo_trees"):
             if len(decision[k]) != 2 or min(int(v) for v in decision[k]) < 1:
                 raise SamSrError(f"v5 decision.{k} must be [trees, nodes], both >= 1, got {decision[k]!r}")
