@@ -97,20 +97,21 @@ def aeroplane(data: Path, rounds: int = 5) -> dict:
 
 
 def report(res: dict) -> str:
-    lines = ["| check | " + " | ".join(BIKE_COLUMNS) + " |", "|---" * (len(BIKE_COLUMNS) + 1) + "|"]
+    def row(check: str, *cells: str) -> str:   # cells of the first columns; the rest left empty
+        return f"| {check} | " + " | ".join(list(cells) + [""] * (len(BIKE_COLUMNS) - len(cells))) + " |"
+    lines = [row("check", *BIKE_COLUMNS), "|---" * (len(BIKE_COLUMNS) + 1) + "|"]
     if "bike" in res:
         b = res["bike"]
-        lines.append("| bike: coarse area changed | " + " | ".join(f"{100 * b[k]['changed_share_of_coarse']:.1f}%"
-                                                         for k in BIKE_COLUMNS) + " |")
-        lines.append("| bike: holes filled | " + " | ".join(f"{100 * b[k]['holes_filled_share']:.1f}%"
-                                                  for k in BIKE_COLUMNS) + " |")
+        lines.append(row("bike: coarse area changed", *(f"{100 * b[k]['changed_share_of_coarse']:.1f}%"
+                                                         for k in BIKE_COLUMNS)))
+        lines.append(row("bike: holes filled", *(f"{100 * b[k]['holes_filled_share']:.1f}%" for k in BIKE_COLUMNS)))
     if "aeroplane" in res:
         a = res["aeroplane"]
-        lines.append(f"| aeroplane time (s) | {a['time_s']['default']:.2f} ({100 * a['decision_overhead']:+.1f}%) | "
-                     f"{a['time_s']['v4']:.2f} | | |")
+        lines.append(row("aeroplane time (s)", f"{a['time_s']['default']:.2f} ({100 * a['decision_overhead']:+.1f}%)",
+                         f"{a['time_s']['v4']:.2f}"))
     if "reencode" in res:
         for k, v in res["reencode"].items():
-            lines.append(f"| re-encoded as {k}: IoU with the original's (mean, min) | {v['mean']:.3f}, {v['min']:.3f} | | | |")
+            lines.append(row(f"re-encoded as {k}: IoU with the original's (mean, min)", f"{v['mean']:.3f}, {v['min']:.3f}"))
     return "\n".join(lines)
 
 

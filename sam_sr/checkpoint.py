@@ -149,16 +149,13 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
         if base.get("variant") != "v5":
             raise SamSrError(f"{region_path} is a {base.get('variant')} checkpoint; decision settings need a v5 one")
         from .variants.v5.model import V5Config
-        mc = dict(base["model_config"])
-        mc["decision"] = {**dict(mc.get("decision") or {}), **decision}
-        V5Config.from_dict(mc)                           # unknown keys and bad values fail here
-        state["model_config"] = mc
-        cfg = dict(base.get("config") or {})
-        if "model" in cfg:
-            cm = dict(cfg["model"])
-            cm["decision"] = {**dict(cm.get("decision") or {}), **decision}
-            cfg["model"] = cm
-            state["config"] = cfg
+
+        def with_decision(model_cfg: dict[str, Any]) -> dict[str, Any]:
+            return {**model_cfg, "decision": {**dict(model_cfg.get("decision") or {}), **decision}}
+        state["model_config"] = with_decision(base["model_config"])
+        V5Config.from_dict(state["model_config"])        # unknown keys and bad values fail here
+        if "model" in (base.get("config") or {}):
+            state["config"] = {**base["config"], "model": with_decision(base["config"]["model"])}
         state["decision_set"] = {**dict(base.get("decision_set") or {}), **decision}
     _write(out, state)
     return state

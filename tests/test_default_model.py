@@ -24,6 +24,7 @@ def test_the_default_is_v5_edge_v5s_region_step_with_the_edge_boundary_step(data
     v5 = Refiner.from_checkpoint(variant="v5", device="cpu")
     crm = Refiner.from_checkpoint(variant="crm", device="cpu")
     assert default.info["variant"] == "v5-edge" and default.model.variant == "v5" and default.sam_inputs is not None
+    assert default.info["checkpoint"] == str(DEFAULT_CHECKPOINT)          # the public constant names its file
     mine, theirs, crm_sd = default.model.state_dict(), v5.model.state_dict(), crm.model.state_dict()
     own = {k for k in mine if k.startswith(("region.", "decision."))}
     assert own and all(torch.equal(mine[k], theirs[k]) for k in own)

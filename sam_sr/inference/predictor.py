@@ -28,7 +28,7 @@ log = logging.getLogger("sam_sr")
 #: The variant run when none is named: SAM-SR v5 with the boundary step trained where the truth sits
 #: on the edge (see docs/MODEL_CARD.md).
 DEFAULT_VARIANT = "v5-edge"
-#: Its checkpoint, trained by us and shipped in the package.
+#: Its checkpoint, trained by us and shipped in the package (the variant's own; a test holds them equal).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "sam_sr_v5_edge.pt"
 #: The CRM band refiner trained by us (the default until SAM-SR v4; ``--variant crm``).
 CRM_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "crm_r18.pt"
@@ -196,13 +196,12 @@ class Refiner:
         tune_allocator()                   # before the models' and SAM's allocations
         if path is not None:
             p = Path(path)
-        elif variant:   # the variant's own shipped checkpoint (e.g. --variant crm)
+        else:           # the variant's own shipped checkpoint (e.g. --variant crm; none named: the default)
+            variant = variant or DEFAULT_VARIANT
             p = get_variant(variant).checkpoint()
             if p is None:
                 raise SamSrError(f"variant {variant} ships no checkpoint: train one (configs/experiments/sam_sr/{variant}.yaml) "
                                  f"and pass it (--checkpoint)")
-        else:
-            p, variant = DEFAULT_CHECKPOINT, DEFAULT_VARIANT
         if path is None and not p.is_file():
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")

@@ -16,7 +16,7 @@ or, for a v4/v5 checkpoint whose boundary step and/or decision settings are repl
     export:
       from: sam_sr/weights/sam_sr_v5.pt
       to: runs/sam_sr_v5_edge_recipe.pt
-      boundary_from: runs/crm_r18_edge2/final.pt
+      boundary_from: runs/crm_r18_edge/final.pt
       decision: {opens: 1.01}
 
 :func:`run_recipe` trains each stage with :func:`sam_sr.training.train`. A stage whose ``final.pt``

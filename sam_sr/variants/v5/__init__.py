@@ -63,7 +63,7 @@ def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.
     big = removal & (f[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
     need = np.where(hole | thin | big, float(settings["strong"]), float(settings["take"]))
     opens = removal & (np.asarray(changes.opens_hole) >= float(settings["hole"]))
-    need = np.where(opens, np.maximum(need, float(settings.get("opens", 0.0))), need)
+    need = np.where(opens, np.maximum(need, float(settings["opens"])), need)
     return p_change >= need
 
 

@@ -70,11 +70,7 @@ class Changes:
     additions: np.ndarray
     features: np.ndarray
     photo: np.ndarray
-    opens_hole: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.opens_hole is None:
-            self.opens_hole = np.zeros(len(self.additions), np.float32)
+    opens_hole: np.ndarray
 
     def __len__(self) -> int:
         return len(self.additions)

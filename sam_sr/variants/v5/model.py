@@ -54,10 +54,11 @@ class V5Config(V4Config):
             if not 0.0 <= float(decision[k]) <= 1.0:
                 raise SamSrError(f"v5 decision.{k} must be in [0, 1], got {decision[k]!r}")
         try:
-            if float(decision["opens"]) < 0.0:
-                raise ValueError
+            opens = float(decision["opens"])
         except (TypeError, ValueError):
-            raise SamSrError(f"v5 decision.opens must be a number >= 0, got {decision['opens']!r}") from None
+            opens = float("nan")
+        if not opens >= 0.0:
+            raise SamSrError(f"v5 decision.opens must be a number >= 0, got {decision['opens']!r}")
         for k in ("change_trees", "photo_trees"):
             if len(decision[k]) != 2 or min(int(v) for v in decision[k]) < 1:
                 raise SamSrError(f"v5 decision.{k} must be [trees, nodes], both >= 1, got {decision[k]!r}")
