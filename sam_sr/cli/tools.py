@@ -188,8 +188,10 @@ def figure_run(args) -> int:
         assets = Path(__file__).resolve().parent.parent / "assets"
         image = read_image(assets / EXAMPLE_IMAGE)
         coarse = prepare_mask(read_mask(assets / EXAMPLE_MASK), image.shape[:2]) >= 0.5
+        ours = Refiner.from_checkpoint(args.checkpoint)
+        label = f"default ({ours.info['variant']})" if args.checkpoint is None else ours.info["variant"]
         outs = {"CRM band refiner (--variant crm)": Refiner.from_checkpoint(variant="crm").refine(image, coarse) > 0,
-                "default (SAM-SR v4)": Refiner.from_checkpoint(args.checkpoint).refine(image, coarse) > 0}
+                label: ours.refine(image, coarse) > 0}
         write_png(args.out, example_figure(image, coarse, outs, EXAMPLE_WINDOW, args.height))
         print(f"wrote {args.out}")
         return 0
