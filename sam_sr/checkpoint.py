@@ -87,6 +87,7 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
     if "backbone" in cfg:  # CRM family: the weights come from the checkpoint, never from timm
         cfg["pretrained"] = False
         cfg["backbone_checkpoint"] = None
+        cfg["image_features_checkpoint"] = None
     model = build_model(ck_variant, cfg)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
     try:
@@ -94,6 +95,10 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
     except RuntimeError as exc:
         raise SamSrError(f"checkpoint {path} does not match its model config: {exc}") from exc
     return model.eval(), state
+
+
+#: the prefixes of a refiner's pretrained image-feature tensors (:mod:`sam_sr.models.image_features`)
+_IMAGE_FEATURE_TENSORS = ("image_features.", "feature_proj.")
 
 
 def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.PathLike | None,
@@ -106,7 +111,9 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
     v4 and v5 hold the band refiner's weights at the top level of their state dict (``encoder``,
     ``fusion``, ``decoder``, ``pixel_head``, ``skip_scale``) beside the region network and v5's decision;
     this copies ``region_path`` with exactly those tensors taken from ``boundary_path``, and records the
-    source as ``boundary_from``. Written atomically.
+    source as ``boundary_from``. A boundary refiner with pretrained image features
+    (``image_features: tinyvit``) brings their tensors and its ``image_features`` setting along.
+    Written atomically.
 
     Args:
         region_path: a v4 or v5 checkpoint (the region step, the decision, the inference settings).
@@ -138,12 +145,23 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
         crm = read_checkpoint(boundary_path)
         if crm.get("variant") != "crm":
             raise SamSrError(f"{boundary_path} is a {crm.get('variant')} checkpoint; a crm one is needed")
-        old = {k: v for k, v in base["model"].items() if not k.startswith(("region.", "decision."))}
+        steps = ("region.", "decision.")
+        old = {k: v for k, v in base["model"].items() if not k.startswith(steps + _IMAGE_FEATURE_TENSORS)}
         new = crm["model"]
-        if set(old) != set(new) or any(tuple(old[k].shape) != tuple(new[k].shape) for k in old):
+        core = {k for k in new if not k.startswith(_IMAGE_FEATURE_TENSORS)}
+        if set(old) != core or any(tuple(old[k].shape) != tuple(new[k].shape) for k in old):
             raise SamSrError(f"{boundary_path}'s refiner does not match {region_path}'s boundary step "
                              f"(different tensors or shapes)")
-        state["model"] = {**base["model"], **{k: new[k].clone() for k in old}}
+        state["model"] = {**{k: v for k, v in base["model"].items() if k.startswith(steps)},
+                          **{k: v.clone() for k, v in new.items()}}
+        # the boundary may bring or drop pretrained image features (CRMConfig.image_features): the
+        # model config follows it, and the features' weights travel in the tensors, never as a path
+        features = {"image_features": str((crm.get("model_config") or {}).get("image_features") or ""),
+                    "image_features_checkpoint": None}
+        if features["image_features"] or base["model_config"].get("image_features"):
+            state["model_config"] = {**base["model_config"], **features}
+            if "model" in (base.get("config") or {}):
+                state["config"] = {**base["config"], "model": {**base["config"]["model"], **features}}
         state["boundary_from"] = {"checkpoint": Path(boundary_path).name, "iteration": crm.get("iteration")}
     if decision:
         if base.get("variant") != "v5":
@@ -152,10 +170,10 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
 
         def with_decision(model_cfg: dict[str, Any]) -> dict[str, Any]:
             return {**model_cfg, "decision": {**dict(model_cfg.get("decision") or {}), **decision}}
-        state["model_config"] = with_decision(base["model_config"])
+        state["model_config"] = with_decision(state["model_config"])
         V5Config.from_dict(state["model_config"])        # unknown keys and bad values fail here
-        if "model" in (base.get("config") or {}):
-            state["config"] = {**base["config"], "model": with_decision(base["config"]["model"])}
+        if "model" in (state.get("config") or {}):
+            state["config"] = {**state["config"], "model": with_decision(state["config"]["model"])}
         state["decision_set"] = {**dict(base.get("decision_set") or {}), **decision}
     _write(out, state)
     return state

@@ -49,3 +49,30 @@ def test_the_shipped_v5_edge_differs_from_v5_only_in_its_boundary_step_and_opens
     assert {k: v for k, v in edge["model_config"]["decision"].items() if k != "opens"} == v5["model_config"]["decision"]
     changed = {k for k in v5["model"] if not torch.equal(v5["model"][k], edge["model"][k])}
     assert changed and not any(k.startswith(("region.", "decision.")) for k in changed)
+
+
+def test_a_boundary_step_with_image_features_brings_them_and_its_setting(tmp_path):
+    """A band refiner fed MobileSAM's TinyViT features (issue 22, item 3) replaces v5's boundary step:
+    its extra tensors and its ``image_features`` setting come along, and the result loads."""
+    from sam_sr.checkpoint import load_model
+    from sam_sr.sam.loader import BUNDLED_SAM
+    crm = read_checkpoint(WEIGHTS + "crm_r18.pt")
+    cfg = {**crm["model_config"], "image_features": "tinyvit", "image_features_checkpoint": str(BUNDLED_SAM)}
+    fed = build_model("crm", cfg)
+    fed.load_state_dict(crm["model"], strict=False)
+    with torch.no_grad():
+        fed.feature_proj[0].weight.fill_(0.01)
+    save_checkpoint(tmp_path / "fed.pt", fed, "crm", cfg)
+    out = tmp_path / "v5_fed.pt"
+    replace_boundary(WEIGHTS + "sam_sr_v5.pt", tmp_path / "fed.pt", out, decision={"opens": 1.01})
+    new = read_checkpoint(out)
+    assert new["model_config"]["image_features"] == "tinyvit"
+    assert new["model_config"]["image_features_checkpoint"] is None
+    assert new["config"]["model"]["image_features"] == "tinyvit" and new["model_config"]["decision"]["opens"] == 1.01
+    model, _ = load_model(out)
+    assert model.image_features is not None
+    assert torch.equal(model.state_dict()["feature_proj.0.weight"], fed.state_dict()["feature_proj.0.weight"])
+    back = tmp_path / "v5_back.pt"       # and a plain boundary step drops them again
+    replace_boundary(out, WEIGHTS + "crm_r18.pt", back)
+    plain, _ = load_model(back)
+    assert plain.image_features is None and not any(k.startswith("feature_proj.") for k in plain.state_dict())

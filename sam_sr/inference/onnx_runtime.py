@@ -3,7 +3,8 @@ onnxruntime, while the cascade, query selection and SAM's prompt decoder stay as
 
 :func:`export_onnx` writes, into a folder, what the refinement's time is spent in:
 
-- ``encoder.onnx``: encoder + fusion + the decoder's per-cell projection, normalised input
+- ``encoder.onnx``: encoder (with its image features, when the model has them) + fusion + the
+  decoder's per-cell projection, normalised input
   float32 (B, 4, H, W) -> features (B, K, H/2, W/2) (dynamic batch and size; sizes multiples of 8);
 - ``decoder_mlp.onnx``: the implicit decoder's MLP, float32 (N, K) -> (N, 1) (the feature reads and
   the local ensemble around it are index arithmetic and stay in torch);
@@ -50,7 +51,8 @@ class _Encode(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.decoder.prepare(self.model.fusion(self.model.encoder(x)))
+        features = getattr(self.model, "features", self.model.encoder)   # CRM: with its image features
+        return self.model.decoder.prepare(self.model.fusion(features(x)))
 
 
 def _export(module: nn.Module, args: tuple, path: Path, names_in: list[str], names_out: list[str],

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..errors import SamSrError
 from .base import ALIGN, EXTRA_CHANNELS, EXTRA_NONE, RefinerModel, config_from_dict, config_to_dict
 from .encoder import MaskEncoder
 from .fusion import FeatureFusion
+from .image_features import build_image_features
 from .implicit_decoder import ImplicitDecoder
 from .pixel_head import PixelHead
 from .receptive import receptive_field
@@ -34,6 +37,14 @@ class CRMConfig:
     ``pixel_head`` (not in CRM): hidden channels of a :class:`~sam_sr.models.pixel_head.PixelHead`
     (0 = none) with ``pixel_head_layers`` 3x3 convolutions, run over the image and the mask at the
     output resolution; its logit is added at every query point (see :meth:`CRM.pixel_logits`).
+
+    ``image_features`` (not in CRM; SAM-SR v3's idea for the boundary step): ``"tinyvit"`` runs
+    MobileSAM's pretrained TinyViT stages 0-1 (:class:`~sam_sr.models.image_features.TinyViTStem`,
+    frozen) over the RGB image and adds 1x1 projections of its stride-4 and stride-8 maps to the
+    encoder's second and third features (``out_indices`` must then give strides 2, 4 and 8). The
+    projections start at zero, so a refiner fine-tuned from one without them starts as it was.
+    ``image_features_checkpoint`` is where training copies the stages' weights from (the bundled
+    ``mobile_sam.pt``); a saved refiner carries them itself.
     """
 
     backbone: str = "resnet18"
@@ -50,6 +61,8 @@ class CRMConfig:
     mask_skip_init: float = 2.0
     pixel_head: int = 0
     pixel_head_layers: int = 3
+    image_features: str = ""
+    image_features_checkpoint: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CRMConfig":
@@ -99,6 +112,40 @@ class CRM(RefinerModel):
             raise SamSrError("pixel_head must be >= 0 channels and pixel_head_layers >= 1")
         if c.pixel_head:
             self.pixel_head = PixelHead(c.pixel_head, c.pixel_head_layers)
+        self.image_features = build_image_features(c.image_features, c.image_features_checkpoint)
+        if self.image_features is not None:
+            if list(self.encoder.reductions) != [2, 4, 8]:
+                raise SamSrError(f"image_features needs encoder features at strides 2, 4 and 8, got "
+                                 f"{self.encoder.reductions}")
+            self.feature_proj = nn.ModuleList(
+                nn.Conv2d(cin, cout, 1) for cin, cout in zip(self.image_features.channels,
+                                                             self.encoder.channels[1:]))
+            for conv in self.feature_proj:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The multi-scale features the fusion reads: the encoder's over the normalised input ``x``
+        (float (B, 4 [+ C], H, W), :meth:`normalise`), with the projected image features added when
+        the model has them. One map per ``out_indices``, finest (stride 2) first."""
+        return self._add_image_features(x, self.encoder(x))
+
+    def _add_image_features(self, x: torch.Tensor, feats: list[torch.Tensor],
+                            box: tuple[int, int, int, int] | None = None) -> list[torch.Tensor]:
+        """``feats`` (stride 2, 4, 8; covering window px ``box``, or all of ``x``) with the projected
+        image features added to the stride-4 and stride-8 maps."""
+        if self.image_features is None:
+            return feats
+        out = list(feats)
+        for i, (t, proj) in enumerate(zip(self.image_features(x[:, :3]), self.feature_proj), start=1):
+            r = 4 * i
+            if box is not None:
+                t = t[..., box[0] // r:box[1] // r, box[2] // r:box[3] // r]
+            t = proj(t)
+            if t.shape[-2:] != out[i].shape[-2:]:
+                t = F.interpolate(t, size=out[i].shape[-2:], mode="bilinear", align_corners=False)
+            out[i] = out[i] + t
+        return out
 
     @property
     def extra_input(self) -> str:
@@ -121,7 +168,7 @@ class CRM(RefinerModel):
                 mis-shaped extra channels.
         """
         self._check_extra(image, extra)
-        feats = self.encoder(self.normalise(image, mask, extra if self.config.extra_channels else None))
+        feats = self.features(self.normalise(image, mask, extra if self.config.extra_channels else None))
         if fusion_patches > 0:
             return self.fusion.forward_patched(feats, fusion_patches, post=self.decoder.prepare)
         return self.decoder.prepare(self.fusion(feats))
@@ -141,7 +188,7 @@ class CRM(RefinerModel):
         """
         if "_context" not in self.__dict__:
             c = self.config
-            key = (c.backbone, tuple(c.out_indices), c.output_stride, c.extra_channels)
+            key = (c.backbone, tuple(c.out_indices), c.output_stride, c.extra_channels, c.image_features)
             if key not in _CONTEXTS:
                 _CONTEXTS[key] = self._find_context()
             self.__dict__["_context"] = _CONTEXTS[key]
@@ -152,6 +199,11 @@ class CRM(RefinerModel):
         if rf is None or rf.stride > ALIGN or max(self.encoder.reductions) > ALIGN:
             return None
         reach = max(rf.before, rf.after) + rf.stride + 2
+        if self.image_features is not None:
+            tv = receptive_field(self.image_features, 3)
+            if tv is None:
+                return None
+            reach = max(reach, max(tv.before, tv.after) + tv.stride + 2)
         return -(-reach // ALIGN) * ALIGN
 
     def encode_window(self, image: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None,
@@ -173,6 +225,7 @@ class CRM(RefinerModel):
             raise SamSrError(f"encode_window: core {core} must lie in the {h}x{w} window, in multiples of {ALIGN}")
         x = self.normalise(image, mask, extra if self.config.extra_channels else None)
         feats, (a0, a1, b0, b1) = self.encoder.forward_window(x, (y0, y1, x0, x1), self.context or 0, ALIGN)
+        feats = self._add_image_features(x, feats, (a0, a1, b0, b1))
         rows = feats[0].shape[-2]
         if rows > 2 * WINDOW_FUSION_ROWS:   # fusion in bands: its stride-2 maps are the largest
             proj = self.fusion.forward_patched(feats, rows // WINDOW_FUSION_ROWS, post=self.decoder.prepare)

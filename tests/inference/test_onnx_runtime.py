@@ -30,6 +30,31 @@ def test_a_tiny_refiner_runs_the_same_under_onnxruntime(tiny_checkpoint, tmp_pat
     assert "onnxruntime" in onnx_r.info["runtime"]
 
 
+def test_a_refiner_with_image_features_exports_them(tmp_path):
+    """The encoder's ONNX file holds the pretrained image features (MobileSAM's TinyViT stages)."""
+    import torch
+
+    from sam_sr.checkpoint import save_checkpoint
+    from sam_sr.models.crm import CRM, CRMConfig
+    from sam_sr.sam.loader import BUNDLED_SAM
+    torch.manual_seed(0)
+    model = CRM(CRMConfig(out_indices=(0, 1, 3), branch_channels=(8, 8, 8), fusion_channels=16,
+                          decoder_hidden=(16, 16), image_features="tinyvit",
+                          image_features_checkpoint=str(BUNDLED_SAM))).eval()
+    for conv in model.feature_proj:
+        torch.nn.init.normal_(conv.weight, std=0.5)
+    ck = tmp_path / "fed.pt"
+    save_checkpoint(ck, model, "crm", model.config.to_dict(), iteration=0)
+    torch_r = Refiner.from_checkpoint(ck, device="cpu", decode="contour:3", min_size=32, precision="fp32")
+    manifest = export_onnx(torch_r.model, tmp_path / "onnx", ck)
+    assert manifest["max_abs_diff"]["encoder"] <= TOLERANCE
+    onnx_r = Refiner.from_checkpoint(ck, device="cpu", decode="contour:3", min_size=32,
+                                     runtime="onnx", onnx_dir=tmp_path / "onnx")
+    img, mask = disk_photo(96, 128)
+    a, b = torch_r.predict(img, mask), onnx_r.predict(img, mask)
+    assert np.abs(a.soft - b.soft).max() <= SOFT_TOLERANCE and np.array_equal(a.mask, b.mask)
+
+
 def test_an_export_of_another_checkpoint_is_refused(tiny_checkpoint, tmp_path, tiny_model):
     r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")
     export_onnx(r.model, tmp_path / "onnx", tiny_checkpoint)
