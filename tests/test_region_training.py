@@ -181,3 +181,17 @@ def test_the_shipped_region_configs_give_valid_loss_terms(monkeypatch, tmp_path)
         cfg = load_config(ROOT / "configs" / "v4" / f"{name}.yaml")
         total, terms = region_loss(logits, gt, torch.ones(1, 1, 256, 256), cfg["region"]["loss_weights"])
         assert set(terms) == {"bce", "iou"} and torch.isfinite(total)
+
+
+@pytest.mark.parametrize("mode", ["fill_holes", "open_holes"])
+def test_the_region_step_can_train_on_holes_wrong_in_both_directions(mode):
+    import cv2
+    gt = np.zeros((192, 256), np.uint8)
+    cv2.circle(gt, (128, 96), 70, 1, -1)
+    cv2.circle(gt, (128, 96), 30, 0, -1)                      # a wheel: one enclosed hole
+    out, used = synthesize(gt > 0, mode, np.random.default_rng(0), RegionSynthConfig(degrade_prob=0.0, soft_prob=0.0))
+    assert used == mode and mask_iou(out >= 0.5, gt) < 1.0
+    if mode == "fill_holes":
+        assert out[96, 128] == 1 and (out >= gt).all()
+    else:
+        assert not ((out >= 0.5) & (gt == 0)).any()

@@ -12,6 +12,12 @@ Modes:
 - ``spurious``: random blobs are added away from the object (false positives).
 - ``right``: the ground truth itself (blurred with ``soft_prob``), so that a refiner learns to leave
   a boundary that is already right where it is (off unless a config weights it).
+- ``fill_holes``: the truth's enclosed holes filled (each with probability 0.7, at least one); a truth
+  without holes gets the gaps between its thin parts closed instead (a morphological closing), as a
+  segmenter fills a bicycle's wheels or the ground between a horse's legs (off unless weighted).
+- ``open_holes``: holes cut inside the object, each kept away from its outline so that it is
+  enclosed, until IoU falls below a target in ``low_iou_range`` (off unless weighted). With
+  ``fill_holes`` the refiner sees holes wrong in both directions (issue 22: holes and thin parts).
 The ``missing_part`` and ``spurious`` modes perturb towards a lower target IoU (default down to 0.5) so the refiner learns when not
 to trust the coarse mask.
 """
@@ -133,6 +139,60 @@ def _remove_part(g: np.ndarray, target: float, rng: np.random.Generator) -> np.n
     return m
 
 
+def enclosed_holes(mask: np.ndarray) -> np.ndarray:
+    """The enclosed holes of a mask: background pixels (4-connected) that cannot reach the image's
+    border. bool (H, W); ``mask`` nonzero = foreground."""
+    bg = (mask == 0).astype(np.uint8)
+    n, labels = cv2.connectedComponents(bg, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    holes = labels > 0
+    holes[np.isin(labels, border)] = False
+    return holes & (bg > 0)
+
+
+def fill_holes(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``fill_holes`` mode (module docstring): uint8 (H, W) in {0, 1}, never smaller than ``gt``."""
+    g = (gt > 0).astype(np.uint8)
+    holes = enclosed_holes(g)
+    if holes.any():
+        n, labels = cv2.connectedComponents(holes.astype(np.uint8), connectivity=4)
+        pick = rng.random(n - 1) < 0.7
+        pick[int(rng.integers(0, n - 1))] = True
+        return (g | np.isin(labels, 1 + np.flatnonzero(pick))).astype(np.uint8)
+    area = int(g.sum())
+    if area == 0:
+        return g
+    k = 2 * max(1, int(rng.uniform(0.05, 0.2) * np.sqrt(area))) + 1
+    padded = cv2.copyMakeBorder(g, k, k, k, k, cv2.BORDER_CONSTANT, value=0)   # no fill against the frame
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return (closed[k:-k, k:-k] | g).astype(np.uint8)
+
+
+def open_holes(gt: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """``open_holes`` mode (module docstring): uint8 (H, W) in {0, 1}, never larger than ``gt``; each
+    hole lies at least 2 px inside the outline. ``gt`` unchanged when the object has no interior."""
+    g = (gt > 0).astype(np.uint8)
+    area = int(g.sum())
+    if area == 0:
+        return g
+    margin = max(2, int(0.03 * np.sqrt(area)))
+    interior = cv2.erode(g, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
+    ys, xs = np.nonzero(interior)
+    if len(ys) == 0:
+        return g
+    m = g.copy()
+    for _ in range(20):
+        i = int(rng.integers(0, len(ys)))
+        r = max(2, int(rng.uniform(0.03, 0.15) * np.sqrt(area)))
+        cut = np.zeros_like(g)
+        cv2.ellipse(cut, (int(xs[i]), int(ys[i])), (r, max(2, int(r * rng.uniform(0.5, 1.5)))),
+                    float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        m[(cut > 0) & (interior > 0)] = 0
+        if mask_iou(m, g) < target:
+            break
+    return m
+
+
 def _add_blobs(g: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
     m = g.copy()
     h, w = m.shape
@@ -153,7 +213,7 @@ class CoarseMaskSynthesizer:
 
     Args:
         iou_range: target IoU range for ``perturb`` (CRM/CascadePSP: (0.8, 1.0)).
-        low_iou_range: target IoU range for ``missing_part`` and ``spurious``.
+        low_iou_range: target IoU range for ``missing_part``, ``spurious`` and ``open_holes``.
         scale_factors: k choices for ``scale_gap``.
         mode_weights: relative probability of each mode.
         soft_prob: probability that the result is blurred into a soft map (cascade steps feed soft maps).
@@ -184,6 +244,10 @@ class CoarseMaskSynthesizer:
             out = _add_blobs(g, float(rng.uniform(*self.low_iou_range)), rng).astype(np.float32)
         elif mode == "right":   # the truth itself: a boundary that is already right must stay
             out = g.astype(np.float32)
+        elif mode == "fill_holes":
+            out = fill_holes(g, rng).astype(np.float32)
+        elif mode == "open_holes":
+            out = open_holes(g, float(rng.uniform(*self.low_iou_range)), rng).astype(np.float32)
         elif mode == "soft":
             base = perturb_to_iou(g, float(rng.uniform(*self.iou_range)), rng).astype(np.float32)
             s = max(1.0, rng.uniform(0.005, 0.03) * max(g.shape))

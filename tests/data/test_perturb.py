@@ -78,3 +78,58 @@ def test_empty_ground_truth_is_handled():
     empty = np.zeros((50, 60), np.uint8)
     out = perturb_to_iou(empty, 0.9, rng, max_ops=10)
     assert out.shape == empty.shape
+
+
+def _ring_and_legs(h=160, w=200):
+    """A wheel (a ring with an enclosed hole) and, beside it, two legs joined at the top (a gap
+    open to the border): the holes and thin parts of issue 22."""
+    import cv2
+    m = np.zeros((h, w), np.uint8)
+    cv2.circle(m, (60, 80), 40, 1, -1)
+    cv2.circle(m, (60, 80), 25, 0, -1)
+    m[40:60, 120:180] = 1
+    m[60:150, 120:132] = 1
+    m[60:150, 168:180] = 1
+    return m
+
+
+def test_enclosed_holes_are_the_background_the_border_cannot_reach():
+    from sam_sr.data.perturb import enclosed_holes
+    m = _ring_and_legs()
+    holes = enclosed_holes(m)
+    assert holes[80, 60] and not holes[100, 150] and not holes[0, 0]   # the wheel's inside; not the legs' gap
+    assert not (holes & (m > 0)).any()
+    assert not enclosed_holes(np.zeros((20, 30), np.uint8)).any()
+
+
+def test_fill_holes_fills_the_wheel_or_closes_the_gap_between_legs():
+    from sam_sr.data.perturb import enclosed_holes, fill_holes
+    m = _ring_and_legs()
+    out = fill_holes(m, np.random.default_rng(0))
+    assert out.dtype == np.uint8 and (out >= m).all()
+    assert out[80, 60] == 1 and not enclosed_holes(out).any()        # the only hole: always filled
+    legs = m.copy()
+    legs[:, :110] = 0                                                # no enclosed hole left
+    closed = fill_holes(legs, np.random.default_rng(1))
+    assert (closed >= legs).all() and closed.sum() > legs.sum()      # the gap closes from its top
+    assert np.array_equal(fill_holes(np.zeros((8, 8), np.uint8), np.random.default_rng(0)), np.zeros((8, 8)))
+
+
+def test_open_holes_cuts_enclosed_holes_inside_the_object():
+    from sam_sr.data.perturb import enclosed_holes, open_holes
+    gt = _blob(seed=6)
+    out = open_holes(gt, 0.85, np.random.default_rng(2))
+    assert out.dtype == np.uint8 and not (out.astype(bool) & ~gt).any()   # only removes
+    assert mask_iou(out, gt) < 0.85 and enclosed_holes(out).sum() == (gt & (out == 0)).sum()
+    thin = np.zeros((40, 40), np.uint8)
+    thin[10:30, 19:21] = 1                                               # no interior: unchanged
+    assert np.array_equal(open_holes(thin, 0.5, np.random.default_rng(0)), thin)
+
+
+@pytest.mark.parametrize("mode", ["fill_holes", "open_holes"])
+def test_the_hole_modes_are_synthesiser_modes(mode):
+    gt = _ring_and_legs() > 0
+    synth = CoarseMaskSynthesizer(mode_weights={mode: 1.0}, soft_prob=0.0, low_iou_range=(0.7, 0.9))
+    out = synth(gt, np.random.default_rng(3))
+    assert out.dtype == np.float32 and out.shape == gt.shape and mask_iou(out >= 0.5, gt) < 1.0
+    assert ((out >= 0.5) | ~gt).all() if mode == "fill_holes" else not ((out >= 0.5) & ~gt).any()

@@ -16,7 +16,10 @@ Coarse masks (``mode`` of each sample):
 - ``swap``: a part removed and a neighbouring object added;
 - ``boundary``: CascadePSP's boundary perturbation only (target IoU in ``boundary_iou``), so the
   network also sees masks it should keep;
-- ``scale_gap``: the ground truth down- and up-sampled (x4-x16).
+- ``scale_gap``: the ground truth down- and up-sampled (x4-x16);
+- ``fill_holes`` / ``open_holes`` (off unless a config weights them): the truth's enclosed holes (or the
+  gaps between its thin parts) filled, or holes cut inside it (:mod:`sam_sr.data.perturb`), so the
+  network sees holes wrong in both directions.
 Region modes are then given, with probability ``degrade_prob``, a segmenter's blur: a scale gap or a
 light boundary perturbation, and with probability ``soft_prob`` a Gaussian blur into a soft map.
 """
@@ -31,7 +34,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from ...data.perturb import _add_blobs, _remove_part, mask_iou, perturb_to_iou, scale_gap
+from ...data.perturb import _add_blobs, _remove_part, fill_holes, mask_iou, open_holes, perturb_to_iou, scale_gap
 from ...errors import SamSrError
 from ...imaging.write import atomic_write_bytes
 
@@ -139,6 +142,10 @@ def synthesize(gt: np.ndarray, mode: str, rng: np.random.Generator, cfg: RegionS
         out = _remove_part(g, target, rng)
     elif mode == "extra_blob":
         out = _add_blobs(g, target, rng)
+    elif mode == "fill_holes":
+        out = fill_holes(g, rng)
+    elif mode == "open_holes":
+        out = open_holes(g, target, rng)
     elif mode == "boundary":
         return perturb_to_iou(g, float(rng.uniform(*cfg.boundary_iou)), rng).astype(np.float32), mode
     elif mode == "scale_gap":
