@@ -82,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
         "init_skip": None,         # then set the mask skip's scale to this (null = keep the loaded one)
         "stop_at": 0,              # stop at this iteration (the schedule still spans `iterations`); 0 = off
         "lr_mult": {},             # {parameter-name prefix: lr multiplier}, e.g. {pixel_head: 10}
+        "trainable": [],           # parameter-name prefixes that train; the rest frozen, in eval mode ([] = all)
     },
     "region": {},                  # task: region: the region trainer's section, checked by it
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),

@@ -247,6 +247,34 @@ def test_new_pixel_head_learns_with_adamw(tmp_path):
 
 
 @pytest.mark.slow
+def test_trainable_prefixes_train_alone_and_the_rest_keeps_its_weights_and_statistics(tmp_path):
+    """``train.trainable``: only the named parameters move; every other weight and batch-norm
+    statistic stays as loaded (the frozen modules run in eval mode)."""
+    train(_config(tmp_path, 10))
+    start = _weights(tmp_path / "run" / "final.pt")
+    ft = _config(tmp_path, 6, init_checkpoint=str(tmp_path / "run" / "final.pt"), trainable=["decoder"],
+                 out_dir=str(tmp_path / "ft"))
+    train(ft)
+    end = _weights(tmp_path / "ft" / "final.pt")
+    moved = {k for k in start if not torch.equal(start[k], end[k])}
+    assert moved and all(k.startswith("decoder") for k in moved), sorted(moved)[:5]
+    assert any(k.startswith("encoder") and "running_mean" in k for k in start)   # statistics held too
+    with pytest.raises(SamSrError, match="trainable prefixes"):
+        train(_config(tmp_path, 2, trainable=["nothing"], out_dir=str(tmp_path / "bad")))
+
+
+def test_train_mode_leaves_frozen_modules_in_eval():
+    from sam_sr.training.state import freeze_except, train_mode
+    from sam_sr.variants import build_model
+    model = build_model("crm", dict(TINY))
+    freeze_except(model, ["fusion"])
+    assert all(p.requires_grad == n.startswith("fusion") for n, p in model.named_parameters())
+    train_mode(model)
+    assert model.fusion.training and not model.encoder.training and not model.decoder.training
+    assert not any(m.training for m in model.encoder.modules())
+
+
+@pytest.mark.slow
 def test_ctrl_c_while_saving_keeps_the_previous_state_and_leaves_no_partial_one(tmp_path, monkeypatch):
     from accelerate import Accelerator
     real, calls = Accelerator.save_state, []

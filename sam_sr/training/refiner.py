@@ -48,11 +48,13 @@ from .state import (
     build_schedule,
     check_progress,
     end_iteration,
+    freeze_except,
     init_from,
     load_progress,
     read_progress,
     save_state,
     state_dir_of,
+    train_mode,
 )
 
 
@@ -133,6 +135,7 @@ def train_refiner(cfg: dict[str, Any], accelerator: Accelerator | None = None) -
                         generator=torch.Generator().manual_seed(t["seed"]))
     if len(loader) == 0:
         raise SamSrError(f"dataset of {len(dataset)} samples is smaller than batch_size {t['batch_size']}")
+    freeze_except(model, t["trainable"])
     opt = build_optimizer(model, t)
     sched = build_schedule(opt, t)
 
@@ -170,7 +173,7 @@ def train_refiner(cfg: dict[str, Any], accelerator: Accelerator | None = None) -
                                     config=cfg)
         acc.wait_for_everyone()
 
-    model.train()
+    train_mode(acc.unwrap_model(model))
     losses: list[float] = []
     first_loss = None
     t0 = time.time()

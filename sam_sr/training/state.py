@@ -83,6 +83,36 @@ def param_groups(model, t: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 
+def freeze_except(model, prefixes) -> None:
+    """``train.trainable``: only parameters whose name starts with one of ``prefixes`` train (an empty
+    list: all of them). The rest stop taking gradients, and :func:`train_mode` keeps every module
+    with no trainable parameter in eval mode, so its batch-norm statistics stay as loaded too.
+
+    Raises:
+        SamSrError: a prefix that matches no parameter.
+    """
+    prefixes = tuple(str(p) for p in (prefixes or ()))
+    if not prefixes:
+        return
+    names = [n for n, _ in model.named_parameters()]
+    empty = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if empty:
+        raise SamSrError(f"train.trainable prefixes {empty} match no model parameter")
+    for name, p in model.named_parameters():
+        if not name.startswith(prefixes):
+            p.requires_grad_(False)
+
+
+def train_mode(model) -> None:
+    """``model.train()``, with the modules that hold parameters or buffers but no trainable parameter
+    (frozen by :func:`freeze_except`, or frozen by design) left in eval mode."""
+    model.train()
+    for m in model.modules():
+        own = list(m.parameters()) + list(m.buffers())
+        if own and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+
+
 def build_optimizer(model, t: dict[str, Any]) -> torch.optim.Optimizer:
     """Adam (``train.optimizer: adam``; weight decay as an L2 term in the gradient, CRM's setting) or
     AdamW (``adamw``; decoupled weight decay, Loshchilov & Hutter 2019), over :func:`_param_groups`.
