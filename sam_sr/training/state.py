@@ -1,6 +1,6 @@
 """What the refiner and region trainers share: the optimizer and its parameter groups, the
-learning-rate schedule, fine-tuning initialisation, the iteration a run ends at, and the resumable
-state.
+learning-rate schedule, fine-tuning initialisation, frozen parameters (``train.trainable``; the
+refiner trainer uses it), the iteration a run ends at, and the resumable state.
 
 The state (model, optimizer, LR scheduler, mixed-precision scaler, Python/numpy/torch RNG states;
 accelerate's :meth:`~accelerate.Accelerator.save_state`) plus ``progress.json`` (iteration, variant,
