@@ -141,13 +141,14 @@ def _remove_part(g: np.ndarray, target: float, rng: np.random.Generator) -> np.n
 
 def enclosed_holes(mask: np.ndarray) -> np.ndarray:
     """The enclosed holes of a mask: background pixels (4-connected) that cannot reach the image's
-    border. bool (H, W); ``mask`` nonzero = foreground."""
-    bg = (mask == 0).astype(np.uint8)
-    n, labels = cv2.connectedComponents(bg, connectivity=4)
+    border. bool (H, W); ``mask`` nonzero = foreground. Also v5's hole test at inference
+    (:func:`sam_sr.variants.v5.changes.holes`)."""
+    n, labels = cv2.connectedComponents((mask == 0).astype(np.uint8), connectivity=4)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    holes = labels > 0
-    holes[np.isin(labels, border)] = False
-    return holes & (bg > 0)
+    inner = np.ones(n, bool)
+    inner[border] = False
+    inner[0] = False                       # label 0: the mask itself
+    return inner[labels]
 
 
 def fill_holes(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ...data.perturb import enclosed_holes as holes  # the enclosed holes of a mask, bool (H, W)
+
 #: Longer side (px) of the working copy on which the coarse mask's holes and thickness are measured.
 WORK_SIDE = 1024
 #: At most this many pixels of a change are read for its statistics.
@@ -103,17 +105,6 @@ def _work_copy(mask: np.ndarray) -> tuple[np.ndarray, float]:
     small = cv2.resize(mask.astype(np.uint8), (max(1, round(w * s)), max(1, round(h * s))),
                        interpolation=cv2.INTER_NEAREST)
     return small > 0, s
-
-
-def holes(mask: np.ndarray) -> np.ndarray:
-    """bool (H, W): the enclosed holes of a bool mask: background components (4-connected) that do
-    not touch the image's border."""
-    n, lab = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    inner = np.ones(n, bool)
-    inner[border] = False
-    inner[0] = False                       # label 0: the mask itself
-    return inner[lab]
 
 
 def _sample(idx: np.ndarray) -> np.ndarray:
