@@ -153,6 +153,36 @@ def test_a_band_on_a_large_image_goes_sparse_and_encodes_less(model):
     assert float((d - s).abs().max()) <= TOL
 
 
+@pytest.mark.parametrize("side", [1024, 512])
+def test_a_sparse_step_trims_the_heap_after_its_windows_where_the_photo_is_large(model, monkeypatch, side):
+    from sam_sr.inference import heap
+    events = []
+
+    def trim(pixels=None):
+        events.append(("trim", pixels))
+        return heap.trim_heap(pixels)
+    ensure = cascade.SparseFeatures.ensure
+
+    def logged_ensure(self, tiles):
+        ensure(self, tiles)
+        events.append(("ensure", None))
+    monkeypatch.setattr(cascade, "trim_heap", trim)
+    monkeypatch.setattr(cascade.SparseFeatures, "ensure", logged_ensure)
+    x, mask = _tensors(side, side, seed=4)
+    mask[..., :side // 3, :] = 0
+    base = CascadeConfig(scales=(0.25, 1.0), min_size=0, decode="contour:2", sparse_tile=128)
+    s, info = cascade_refine(model, x, mask, base, return_info=True)
+    assert info["sparse_steps"] == [False, True], info
+    # one trim at the end of each step, and one right after the sparse step's windows, before its
+    # decoding; each asked with the photo's pixels (glibc's call is skipped under TRIM_MIN_PIXELS)
+    trims = [p for e, p in events if e == "trim"]
+    first = [e for e, _ in events].index("ensure")
+    assert trims == [side * side] * 3 and events[first + 1] == ("trim", side * side), events
+    assert heap.trim_heap(side * side) == (side * side >= heap.TRIM_MIN_PIXELS and heap._malloc_trim() is not None)
+    monkeypatch.undo()
+    assert float((cascade_refine(model, x, mask, base) - s).abs().max()) == 0
+
+
 def test_sparse_with_channels_last_and_pixel_tiles_equals_plain_dense(model, monkeypatch):
     x, mask = _tensors(300, 400, seed=3)
     base = CascadeConfig(scales=(0.5, 1.0), min_size=0, decode="contour:2")
