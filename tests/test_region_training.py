@@ -50,6 +50,21 @@ def test_sampling_weights_multiply_dataset_and_mode_factors(records):
     assert len(modes) == 9 and set(want) != {2.0} and data.sample_weights == want
 
 
+def test_records_of_photos_outside_the_ids_file_are_not_trained_on(records, tmp_path):
+    from sam_sr.training.region import listed_ids
+    from sam_sr.variants.v4.samples import RegionSamples
+    root, cache, _, spec, _ = records
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# the training photos\np0\np2\n")
+    listed = listed_ids([{**spec, "ids_file": str(ids)}, {"name": "other", "k": 1}])
+    assert listed == {"toy": {"p0", "p2"}}
+    data = RegionSamples(root / "out", ["toy"], cache, ids=listed)
+    assert len(data.records) == 2 and data.passed_over == {"toy": 1}
+    assert len(data) == 6 and len(data.sample_weights) == 6
+    with pytest.raises(SamSrError, match="no region records"):
+        RegionSamples(root / "out", ["toy"], cache, ids={"toy": {"elsewhere"}})
+
+
 def test_a_rerun_skips_stored_photos(records):
     root, cache, pred, spec, _ = records
     assert build_region_data([spec], root / "out", cache, pred, PROMPTS)["skipped"] == 3

@@ -72,6 +72,16 @@ def region_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     return {**REGION_DEFAULTS, **given}
 
 
+def listed_ids(datasets: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """``{name: ids}`` of the ``region.make.datasets`` specs that have an ``ids_file``.
+
+    Raises:
+        SamSrError: an ``ids_file`` that cannot be read.
+    """
+    from ..data.datasets import read_ids
+    return {str(d["name"]): set(read_ids(d["ids_file"])) for d in datasets if d.get("ids_file")}
+
+
 def make_region_records(cfg: dict[str, Any], model=None) -> dict[str, int]:
     """Make the region samples of ``region.make.datasets`` that are not stored yet (SAM is loaded
     only if some are missing). Returns :func:`~sam_sr.variants.v4.data.build_region_data`'s counts."""
@@ -121,7 +131,9 @@ def train_region(cfg: dict[str, Any]) -> dict[str, Any]:
     records = make_region_records(cfg, model) if acc.is_main_process else {}
     acc.wait_for_everyone()
     data = RegionSamples(r["records"], list(r["train_on"]), sam_cache_of(cfg), dict(r.get("weights") or {}),
-                         dict(r.get("mode_weights") or {}))
+                         dict(r.get("mode_weights") or {}), ids=listed_ids(r["make"]["datasets"]))
+    if any(data.passed_over.values()):
+        print(f"region records outside their dataset's ids_file, not trained on: {data.passed_over}")
     sampler = WeightedEpochSampler(data.sample_weights, int(t["seed"]))
     loader = DataLoader(data, batch_size=int(t["batch_size"]), sampler=sampler, drop_last=True, num_workers=0)
     if len(loader) == 0:

@@ -27,18 +27,27 @@ class RegionSamples(Dataset):
     (S, 256, 256) logits, ``image`` (3, 256, 256) in [0, 1], ``valid`` (1, 256, 256),
     ``gt`` (1, 512, 512) in [0, 1].
 
+    ``ids`` limits a dataset to the listed photo ids (its ``ids_file`` in ``region.make.datasets``):
+    records of other photos in its folder, such as ones made before the dataset had an ``ids_file``,
+    are passed over and counted in ``self.passed_over``, so that evaluation photos never train.
+
     Raises:
         SamSrError: no records, or a record whose embedding is not cached.
     """
 
     def __init__(self, root: str | Path, names: list[str], sam_cache, weights: dict[str, float] | None = None,
-                 mode_weights: dict[str, float] | None = None):
+                 mode_weights: dict[str, float] | None = None, ids: dict[str, set[str]] | None = None):
         self.records: list[dict[str, np.ndarray]] = []
+        self.passed_over: dict[str, int] = {}
         self.index: list[tuple[int, int]] = []
         self.embeddings: dict[str, torch.Tensor] = {}
         self.sample_weights: list[float] = []
         for name in names:
             files = sorted((Path(root) / name).glob("*.npz"))
+            if ids is not None and name in ids:
+                kept = [f for f in files if f.stem in ids[name]]
+                self.passed_over[name] = len(files) - len(kept)
+                files = kept
             if not files:
                 raise SamSrError(f"no region records in {Path(root) / name}; list the dataset in "
                                  f"region.make.datasets so that they are made")
