@@ -326,8 +326,8 @@ def _cascade_once(model: RefinerModel, image: torch.Tensor, mask: torch.Tensor, 
                     # the windows' freed activations stay in the heap (the tuned trim threshold keeps up
                     # to 256 MiB) and would add to the decoding's peak: on the 3492 x 2328 aeroplane the
                     # last step's RSS rose 229 MiB over a 14 MiB atlas. Measured 2026-12-07 (fresh
-                    # `sam-sr infer`, 2 alternating runs each): peak 1.40-1.41 -> 1.35 GiB, equal
-                    # output. A trim after every window batch as well gave 1.29 GiB, but 0.4-0.6 s
+                    # `sam-sr infer`, 2 alternating runs each): peak 1.38-1.41 -> 1.35 GiB, equal
+                    # output. A trim after every window batch as well gave 1.28-1.30 GiB, but 0.4-0.6 s
                     # more system time (pages faulted in again): not taken (issue 23, no churn)
                     trim_heap(full_hw[0] * full_hw[1])
         if proj is None:
