@@ -51,6 +51,18 @@ def test_the_shipped_v5_edge_differs_from_v5_only_in_its_boundary_step_and_opens
     assert changed and not any(k.startswith(("region.", "decision.")) for k in changed)
 
 
+def test_the_shipped_v5_holes_differs_from_v5_edge_only_in_its_region_step_and_decision():
+    """v5-holes (configs/recipes/v5_holes.yaml) keeps v5-edge's boundary step and ``opens`` rule; its
+    region network (fine-tuned 400 iterations) and decision (trees and thresholds) are its own."""
+    edge, holes = read_checkpoint(WEIGHTS + "sam_sr_v5_edge.pt"), read_checkpoint(WEIGHTS + "sam_sr_v5_holes.pt")
+    assert holes["variant"] == "v5" and holes["boundary_from"] == edge["boundary_from"]
+    assert holes["decision_set"] == {"opens": 1.01} and holes["config"]["inference"] == edge["config"]["inference"]
+    assert edge["model"].keys() == holes["model"].keys()
+    changed = {k for k in edge["model"] if not torch.equal(edge["model"][k], holes["model"][k])}
+    assert {k.split(".")[0] for k in changed} == {"region", "decision"}
+    assert holes["model_config"]["decision"]["take"] != edge["model_config"]["decision"]["take"]
+
+
 def test_a_boundary_step_with_image_features_brings_them_and_its_setting(tmp_path):
     """A band refiner fed MobileSAM's TinyViT features (issue 22, item 3) replaces v5's boundary step:
     its extra tensors and its ``image_features`` setting come along, and the result loads."""

@@ -61,7 +61,7 @@ def test_recipe_overrides_and_errors_come_before_training(tmp_path, monkeypatch,
 
 def test_a_recipe_export_can_replace_the_boundary_step_and_set_the_decision(tmp_path):
     """``export: {from: V5, boundary_from: CRM, decision: {...}}`` writes V5 with CRM's boundary step
-    and the setting (as ``sam-sr export --boundary-from --decision``); it refuses ``inference`` beside them."""
+    and the setting (as ``sam-sr export --boundary-from --decision``), after ``inference`` if given."""
     import torch
     weights = __import__("sam_sr").__path__[0] + "/weights/"
     (tmp_path / "one.yaml").write_text(yaml.safe_dump({"model": TINY, "train": {"out_dir": str(tmp_path / "one")}}))
@@ -73,7 +73,12 @@ def test_a_recipe_export_can_replace_the_boundary_step_and_set_the_decision(tmp_
     out, crm = read_checkpoint(tmp_path / "out.pt"), read_checkpoint(weights + "crm_r18_full.pt")
     assert out["model_config"]["decision"]["opens"] == 1.01
     assert all(torch.equal(out["model"][k], v) for k, v in crm["model"].items())
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"stages": ["one.yaml"],
-                                                     "export": {**export, "inference": {"margin": 0.1}}}))
-    with pytest.raises(SamSrError, match="no 'inference'"):
-        load_recipe(tmp_path / "r.yaml")
+    # with inference settings too: stored first, then the boundary step replaced; no file left beside it
+    export = {**export, "to": str(tmp_path / "both.pt"), "inference": {"margin": 0.1, "upsample_to": 640}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"stages": ["one.yaml"], "export": export}))
+    run_recipe(load_recipe(tmp_path / "r.yaml"), train_fn=lambda cfg: {}, log=lambda s: None)
+    both = read_checkpoint(tmp_path / "both.pt")
+    assert both["config"]["inference"]["margin"] == 0.1 and both["config"]["inference"]["upsample_to"] == 640
+    assert both["model_config"]["decision"]["opens"] == 1.01
+    assert all(torch.equal(both["model"][k], v) for k, v in crm["model"].items())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pt") == ["both.pt", "out.pt"]

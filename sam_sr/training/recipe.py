@@ -11,7 +11,8 @@ A recipe is a YAML file (``configs/recipes/<name>.yaml``)::
       inference: {decode: "contour:2"}   # recommended cascade settings stored in it (optional)
 
 or, for a v4/v5 checkpoint whose boundary step and/or decision settings are replaced
-(:func:`sam_sr.checkpoint.replace_boundary`, as ``sam-sr export --boundary-from --decision``)::
+(:func:`sam_sr.checkpoint.replace_boundary`, as ``sam-sr export --boundary-from --decision``; with
+``inference`` too, the settings are stored first, as ``sam-sr export --decode ...`` would)::
 
     export:
       from: sam_sr/weights/sam_sr_v5.pt
@@ -96,9 +97,6 @@ def load_recipe(name: str | Path) -> Recipe:
                 or not {"from", "to"} <= set(export):
             raise SamSrError(f"recipe {path}: export needs 'from' and 'to' (and optional 'inference', or "
                              f"'boundary_from' and/or 'decision')")
-        if "inference" in export and ({"boundary_from", "decision"} & set(export)):
-            raise SamSrError(f"recipe {path}: export's 'boundary_from' and 'decision' keep the source's "
-                             f"inference settings (no 'inference')")
     return Recipe(path, paths, export)
 
 
@@ -152,7 +150,15 @@ def run_recipe(recipe: Recipe, overrides: list[str] | None = None,
         else:
             if "boundary_from" in e or "decision" in e:
                 from ..checkpoint import replace_boundary
-                replace_boundary(e["from"], e.get("boundary_from"), dst, decision=dict(e.get("decision") or {}))
+                src = Path(e["from"])
+                if "inference" in e:   # the settings first, into a file beside the destination
+                    src = dst.with_name(f".{dst.name}.settings.pt")
+                    export_checkpoint(e["from"], src, e["inference"] or {})
+                try:
+                    replace_boundary(src, e.get("boundary_from"), dst, decision=dict(e.get("decision") or {}))
+                finally:
+                    if "inference" in e:
+                        src.unlink(missing_ok=True)
             else:
                 export_checkpoint(e["from"], dst, e.get("inference") or {})
             log(f"export: wrote {dst}")

@@ -32,6 +32,7 @@ _ENTRIES: dict[str, tuple[str, str]] = {
     "v4": ("v4", "SPEC"),
     "v5": ("v5", "SPEC"),
     "v5-edge": ("v5", "SPEC_EDGE"),
+    "v5-holes": ("v5", "SPEC_HOLES"),
 }
 
 

@@ -21,7 +21,7 @@ V3 = {"sam_channels": 16, "cnn_channels": [8, 8, 8], "sam_proj": 8, "heads": 2, 
 
 def test_the_registry_lists_every_variant_once_with_a_real_importable_class():
     assert available_variants() == ["crm", "crm-full", "v1", "v2.1", "v2.2", "v3.1", "v3.2", "v3.3", "v3.4",
-                                    "sam-prompt", "v4", "v5", "v5-edge"]
+                                    "sam-prompt", "v4", "v5", "v5-edge", "v5-holes"]
     for name, spec in REGISTRY.items():
         assert spec.name == name and issubclass(spec.model, RefinerModel)
         module = importlib.import_module(spec.model.__module__)

@@ -1,7 +1,8 @@
 """SAM-SR v5: v4's region step, whose changes a learned keep-or-change decision takes or leaves, then
 the CRM cascade re-draws the boundary. sam-sr's default is ``v5-edge`` (:data:`SPEC_EDGE`): v5 whose
 boundary step was trained where the truth sits on the edge, and which never opens a new hole in the
-coarse mask on the region step's word alone.
+coarse mask on the region step's word alone. ``v5-holes`` (:data:`SPEC_HOLES`) is v5-edge whose region
+network was fine-tuned on coarse masks with wrong holes, and whose decision was trained again over it.
 
 The region step (:mod:`sam_sr.variants.v4`) proposes changes to the coarse mask: connected parts where
 its mask and the coarse mask disagree by more than a sliver along the contour
@@ -83,3 +84,13 @@ SPEC_EDGE = replace(
     SPEC, name="v5-edge", runs_checkpoints_of=("v5",), default_checkpoint="weights/sam_sr_v5_edge.pt",
     summary="the default: v5 whose boundary step keeps right boundaries (no outward rim) and which "
             "opens no hole on the region step's word alone")
+
+#: v5-edge whose region network was fine-tuned on coarse masks with wrong holes (filled or opened:
+#: ``configs/v5/region_holes.yaml``) and whose decision was trained again over it
+#: (``configs/v5/decision_holes.yaml``); v5-edge's boundary step and ``opens`` rule
+#: (``configs/recipes/v5_holes.yaml``). Not the default: it fills fewer holes (wild/bike.jpg) and
+#: gains more on sod's saliency maps, but harms more right masks (docs/MODEL_CARD.md).
+SPEC_HOLES = replace(
+    SPEC, name="v5-holes", runs_checkpoints_of=("v5",), default_checkpoint="weights/sam_sr_v5_holes.pt",
+    summary="v5-edge with a region step fine-tuned on wrong holes and its decision trained again: "
+            "fewer holes filled, more right masks harmed than the default")
