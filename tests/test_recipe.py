@@ -76,6 +76,7 @@ def test_a_recipe_export_can_replace_the_boundary_step_and_set_the_decision(tmp_
     # with inference settings too: stored first, then the boundary step replaced; no file left beside it
     export = {**export, "to": str(tmp_path / "both.pt"), "inference": {"margin": 0.1, "upsample_to": 640}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({"stages": ["one.yaml"], "export": export}))
+    (tmp_path / ".both.pt.settings.pt").write_bytes(b"left by a killed run")   # our scratch file: replaced
     run_recipe(load_recipe(tmp_path / "r.yaml"), train_fn=lambda cfg: {}, log=lambda s: None)
     both = read_checkpoint(tmp_path / "both.pt")
     assert both["config"]["inference"]["margin"] == 0.1 and both["config"]["inference"]["upsample_to"] == 640

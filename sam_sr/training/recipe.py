@@ -151,9 +151,11 @@ def run_recipe(recipe: Recipe, overrides: list[str] | None = None,
             if "boundary_from" in e or "decision" in e:
                 from ..checkpoint import replace_boundary
                 src = Path(e["from"])
-                if "inference" in e:   # the settings first, into a file beside the destination
+                if "inference" in e:
+                    # the settings first, into a scratch file of ours beside the destination (one
+                    # that a killed run left behind is replaced; the user's files are never touched)
                     src = dst.with_name(f".{dst.name}.settings.pt")
-                    export_checkpoint(e["from"], src, e["inference"] or {})
+                    export_checkpoint(e["from"], src, e["inference"] or {}, force=True)
                 try:
                     replace_boundary(src, e.get("boundary_from"), dst, decision=dict(e.get("decision") or {}))
                 finally:
