@@ -1,18 +1,21 @@
 """Benchmark: checks of harm that need the data folder, beside their baselines in the same run.
 
     SAM_SR_DATA=/path/to/data python benchmarks/harm_checks.py [--only bike,reencode,aeroplane]
+    SAM_SR_DATA=/path/to/data python benchmarks/harm_checks.py --only bike --checkpoint candidate.pt
 
 - ``bike``: ``wild/bike.jpg`` with U2-Net's coarse mask: the share of the coarse mask's area that
   changes, and the share of the coarse mask's enclosed holes (the wheel interiors, the frame
   triangle) that the refined mask fills, for the default, ``--variant v4`` (every region change
-  taken) and ``--variant crm``;
+  taken) and ``--variant crm``, and each ``--checkpoint`` (a candidate's column);
 - ``reencode``: the 80 sod evaluation photos (the first ``--photos``) (DSS coarse masks) saved as PNG, re-saved as JPEG
   (quality 90) and as grayscale: the IoU of each refined mask with the original photo's (mean, min);
 - ``aeroplane``: the default's time against ``--variant v4`` on the aeroplane (3492 x 2328), both
   loaded in one process, median of 5 alternating warm runs, SAM's encoder run every time: the
   decision's share of the default's time.
 
-Prints a table and writes ``benchmarks/results/harm_checks.json`` (replaced, or ``--json``). CPU only.
+Prints a table and writes ``benchmarks/results/harm_checks.json`` (replaced, or ``--json``; with
+``--checkpoint``, ``benchmarks/results/harm_checks_candidates.json``, so the default's file is kept).
+CPU only.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ BIKE_VARIANTS = (None, "v4", "crm", "v5")
 BIKE_COLUMNS = tuple(v or "default" for v in BIKE_VARIANTS)
 
 
-def bike(data: Path) -> dict:
+def bike(data: Path, checkpoints: tuple[str, ...] = ()) -> dict:
     from sam_sr import Refiner
     from sam_sr.imaging import read_image, read_mask
     from sam_sr.variants.v5.changes import holes
@@ -39,9 +42,11 @@ def bike(data: Path) -> dict:
     coarse = read_mask(data / "wild/coarse/u2net/bike.png") >= 0.5
     hole = holes(coarse)
     out = {}
-    for v in BIKE_VARIANTS:
-        refined = Refiner.from_checkpoint(device="cpu", variant=v).refine(img, coarse) > 0
-        out[v or "default"] = {"changed_share_of_coarse": float((refined != coarse).sum() / coarse.sum()),
+    runs = [(v or "default", {"variant": v}) for v in BIKE_VARIANTS]
+    runs += [(f"ckpt:{Path(c).name}", {"path": c}) for c in checkpoints]
+    for name, how in runs:
+        refined = Refiner.from_checkpoint(device="cpu", **how).refine(img, coarse) > 0
+        out[name] = {"changed_share_of_coarse": float((refined != coarse).sum() / coarse.sum()),
                                "hole_px": int(hole.sum()),
                                "holes_filled_share": float(refined[hole].mean()) if hole.any() else None}
     return out
@@ -97,14 +102,16 @@ def aeroplane(data: Path, rounds: int = 5) -> dict:
 
 
 def report(res: dict) -> str:
+    columns = list(res.get("bike") or BIKE_COLUMNS)
+
     def row(check: str, *cells: str) -> str:   # cells of the first columns; the rest left empty
-        return f"| {check} | " + " | ".join(list(cells) + [""] * (len(BIKE_COLUMNS) - len(cells))) + " |"
-    lines = [row("check", *BIKE_COLUMNS), "|---" * (len(BIKE_COLUMNS) + 1) + "|"]
+        return f"| {check} | " + " | ".join(list(cells) + [""] * (len(columns) - len(cells))) + " |"
+    lines = [row("check", *columns), "|---" * (len(columns) + 1) + "|"]
     if "bike" in res:
         b = res["bike"]
         lines.append(row("bike: coarse area changed", *(f"{100 * b[k]['changed_share_of_coarse']:.1f}%"
-                                                         for k in BIKE_COLUMNS)))
-        lines.append(row("bike: holes filled", *(f"{100 * b[k]['holes_filled_share']:.1f}%" for k in BIKE_COLUMNS)))
+                                                         for k in columns)))
+        lines.append(row("bike: holes filled", *(f"{100 * b[k]['holes_filled_share']:.1f}%" for k in columns)))
     if "aeroplane" in res:
         a = res["aeroplane"]
         lines.append(row("aeroplane time (s)", f"{a['time_s']['default']:.2f} ({100 * a['decision_overhead']:+.1f}%)",
@@ -119,12 +126,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="bike,reencode,aeroplane", help="comma-separated checks")
     ap.add_argument("--photos", type=int, default=80, help="sod evaluation photos for the re-encoding check")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks/results/harm_checks.json"))
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
+                    help="a candidate checkpoint: one more column of the bike check (repeatable)")
+    ap.add_argument("--json", default=None, help="where the JSON goes (see the module docstring)")
     args = ap.parse_args(argv)
+    if args.json is None:
+        name = "harm_checks_candidates.json" if args.checkpoint else "harm_checks.json"
+        args.json = str(ROOT / "benchmarks/results" / name)
+    missing = [c for c in args.checkpoint if not Path(c).is_file()]
+    if missing:
+        raise SystemExit(f"no checkpoint file {missing[0]}")
     data = Path(os.environ.get("SAM_SR_DATA", "")).expanduser()
     if not (data / "sod").is_dir():
         raise SystemExit("set SAM_SR_DATA to the data folder (with sod/, wild/ and highres/)")
-    checks = {"bike": bike, "reencode": lambda d: reencode(d, args.photos), "aeroplane": aeroplane}
+    checks = {"bike": lambda d: bike(d, tuple(args.checkpoint)), "reencode": lambda d: reencode(d, args.photos), "aeroplane": aeroplane}
     wanted = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in checks]
     if unknown:

@@ -10,7 +10,9 @@ A config with ``variant: v5`` and ``task: decision`` (``configs/v5/decision.yaml
    cached in ``sam.cache``) and the region step run on photos the region network never trained on.
 3. Labels: a change is positive when taking it alone raises the coarse mask's IoU with the truth,
    weighted by how much it moves it (``|delta IoU|`` in points, plus 0.05); a coarse mask's photo
-   label is whether taking all its changes raises the IoU. Each head is scikit-learn's
+   label is whether taking all its changes raises the IoU. With ``region.decision.balance``, the
+   weights of each dataset's changes (and coarse masks) are scaled to the same total
+   (:func:`balanced_weights`). Each head is scikit-learn's
    ``HistGradientBoostingClassifier`` (``train.iterations`` trees of at most 15 leaves, learning
    rate ``train.lr``, no early stopping, ``random_state`` = ``train.seed``: deterministic) with those
    sample weights; its trees are stored in the checkpoint as tensors
@@ -42,6 +44,9 @@ DECISION_DATA_DEFAULTS: dict[str, Any] = {
     # the coarse-mask sources whose IoU must not drop ("right" masks) and the others ("wrong" ones)
     "right": ["gt", "scale_gap_x8"],
     "right_weight": 2.0,           # a point of IoU lost on a right source costs this many gained on others
+    # each dataset's records weigh the same in training and in the rule, however many changes it
+    # has (without it, a large dataset teaches the decision its own convention: docs/MODEL_CARD.md)
+    "balance": False,
 }
 #: The threshold grid of the selection (take, strong, photo).
 GRID = {"take": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
@@ -69,9 +74,9 @@ def _fold(dataset: str, item: str, folds: int) -> int:
 def flatten(records: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """The records as arrays: per change ``X`` (N, F), ``y``, ``w``, ``mask`` (the coarse mask it
     belongs to); per coarse mask ``P`` (M, F'), ``py``, ``pw``, ``source``, ``photo`` (photo index),
-    ``stats`` (for :func:`~sam_sr.variants.v5.data.subset_iou`)."""
+    ``stats`` (for :func:`~sam_sr.variants.v5.data.subset_iou`), ``dataset`` (per coarse mask)."""
     from ..variants.v5.data import subset_iou
-    X, y, w, owner, P, py, pw, source, photo, stats = [], [], [], [], [], [], [], [], [], []
+    X, y, w, owner, P, py, pw, source, photo, stats, dataset = [], [], [], [], [], [], [], [], [], [], []
     for pi, rec in enumerate(records):
         for m, name in enumerate(rec["names"]):
             sel = rec["sample"] == m
@@ -92,12 +97,32 @@ def flatten(records: list[dict[str, np.ndarray]]) -> dict[str, Any]:
             source.append(str(name).split(":")[0] if str(name).startswith("real:") else str(name))
             photo.append(pi)
             stats.append(st)
+            dataset.append(str(rec.get("dataset", "")))
     from ..variants.v5.changes import N_CHANGE, N_PHOTO
     return {"X": np.array(X, np.float32).reshape(-1, N_CHANGE + N_PHOTO), "y": np.array(y, np.float32),
             "w": np.array(w, np.float32), "mask": np.array(owner, np.int64),
             "P": np.array(P, np.float32).reshape(-1, N_PHOTO), "py": np.array(py, np.float32),
             "pw": np.array(pw, np.float32), "source": np.array(source), "photo": np.array(photo),
-            "stats": stats}
+            "stats": stats, "dataset": np.array(dataset, dtype=str)}
+
+
+def balanced_weights(w: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``w`` (N,) float scaled so that every group (``groups``, N labels: the dataset of each row)
+    has the same total weight, and the total is unchanged. A group of zero weight stays zero.
+
+    Returns:
+        (N,) float32.
+    """
+    w = np.asarray(w, np.float64)
+    out = w.copy()
+    names = sorted(set(groups.tolist()))
+    total = w.sum()
+    for g in names:
+        sel = groups == g
+        s = w[sel].sum()
+        if s > 0:
+            out[sel] = w[sel] * (total / len(names) / s)
+    return out.astype(np.float32)
 
 
 def fit_trees(X: np.ndarray, y: np.ndarray, w: np.ndarray, trees: int, lr: float, seed: int):
@@ -129,12 +154,22 @@ def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, 
     return out
 
 
+def _score(per: dict[str, float], right: list[str], right_weight: float) -> tuple[float, float]:
+    """(mean gain over the wrong sources, mean loss over the right ones) of one group's ``per``."""
+    wrong = [per[s] for s in per if s not in right]
+    losses = [min(0.0, per[s]) for s in right if s in per]
+    return (float(np.mean(wrong)) if wrong else float("nan"), float(np.mean(losses)) if losses else float("nan"))
+
+
 def select_thresholds(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, right: list[str],
-                      right_weight: float, settings: dict[str, Any]) -> tuple[dict[str, float], list[dict]]:
+                      right_weight: float, settings: dict[str, Any],
+                      balance: bool = False) -> tuple[dict[str, float], list[dict]]:
     """The selection rule: over :data:`GRID`, the setting with the largest score = the mean IoU gain
     (points) over the "wrong" sources (every source not in ``right``, each weighted equally) plus
     ``right_weight`` times the mean over the ``right`` sources of their loss (min(0, mean gain)): a
     point lost on a mask that was right costs ``right_weight`` points gained on one that was wrong.
+    With ``balance``, both means are taken per dataset first (its own sources), then over the
+    datasets that have such sources, each dataset weighted equally.
     Ties to the larger ``take``, then ``strong``, then ``photo``. ``pc``/``pp``: out-of-fold
     probabilities of the changes / masks.
 
@@ -149,11 +184,25 @@ def select_thresholds(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, righ
             continue
         gain = outcomes(data, pc, pp, take, strong, photo, settings)
         per = {s: float(gain[data["source"] == s].mean()) for s in sources}
-        losses = [min(0.0, per[s]) for s in right if s in per]
-        wrong_mean = float(np.mean([per[s] for s in wrong])) if wrong else 0.0
-        rows.append({"take": take, "strong": strong, "photo": photo, "per_source": per, "wrong_mean": wrong_mean,
-                     "right_loss": float(np.mean(losses)) if losses else 0.0,
-                     "score": wrong_mean + right_weight * (float(np.mean(losses)) if losses else 0.0)})
+        row = {"take": take, "strong": strong, "photo": photo, "per_source": per}
+        if balance:
+            groups = {}
+            for ds in sorted(set(data["dataset"].tolist())):
+                sel = data["dataset"] == ds
+                groups[ds] = {s: float(gain[sel & (data["source"] == s)].mean())
+                              for s in sorted(set(data["source"][sel].tolist()))}
+            parts = [_score(g, right, right_weight) for g in groups.values()]
+            wr = [a for a, _ in parts if a == a]
+            rl = [b for _, b in parts if b == b]
+            wrong_mean = float(np.mean(wr)) if wr else 0.0
+            right_loss = float(np.mean(rl)) if rl else 0.0
+            row["per_dataset"] = groups
+        else:
+            losses = [min(0.0, per[s]) for s in right if s in per]
+            wrong_mean = float(np.mean([per[s] for s in wrong])) if wrong else 0.0
+            right_loss = float(np.mean(losses)) if losses else 0.0
+        rows.append({**row, "wrong_mean": wrong_mean, "right_loss": right_loss,
+                     "score": wrong_mean + right_weight * right_loss})
     best = max(rows, key=lambda r: (round(r["score"], 6), r["take"], r["strong"], r["photo"]))
     return {k: best[k] for k in ("take", "strong", "photo")}, rows
 
@@ -219,6 +268,9 @@ def train_decision(cfg: dict[str, Any]) -> dict[str, Any]:
     fold_of_photo = np.array([_fold(r["dataset"], r["id"], folds) for r in records])
     change_fold = fold_of_photo[data["photo"][data["mask"]]]
     mask_fold = fold_of_photo[data["photo"]]
+    if d["balance"]:
+        data["w"] = balanced_weights(data["w"], data["dataset"][data["mask"]])
+        data["pw"] = balanced_weights(data["pw"], data["dataset"])
     pc, pp = np.zeros(len(data["y"]), np.float32), np.zeros(len(data["py"]), np.float32)
     for f in range(folds):
         tr, te = change_fold != f, change_fold == f
@@ -227,7 +279,8 @@ def train_decision(cfg: dict[str, Any]) -> dict[str, Any]:
         ptr, pte = mask_fold != f, mask_fold == f
         if pte.any():
             pp[pte] = fit_trees(data["P"][ptr], data["py"][ptr], data["pw"][ptr], trees, lr, seed).predict_proba(data["P"][pte])[:, 1]
-    chosen, rows = select_thresholds(data, pc, pp, list(d["right"]), float(d["right_weight"]), settings)
+    chosen, rows = select_thresholds(data, pc, pp, list(d["right"]), float(d["right_weight"]), settings,
+                                     balance=bool(d["balance"]))
     change = fit_trees(data["X"], data["y"], data["w"], trees, lr, seed)
     photo = fit_trees(data["P"], data["py"], data["pw"], trees, lr, seed)
     from ..variants.v5.model import Decision
