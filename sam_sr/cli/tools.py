@@ -117,7 +117,8 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
                          "from the crm checkpoint CRM (SRC's inference settings kept)")
     ap.add_argument("--decision", action="append", type=argtypes.key_number, default=None, metavar="KEY=NUMBER",
                     help="instead (or with --boundary-from): write SRC, a v5 checkpoint, with this "
-                         "keep-or-change decision setting changed, e.g. opens=1.01 (repeatable)")
+                         "keep-or-change decision setting changed, e.g. opens=1.01, or big_add=0.5 "
+                         "(additions of half the coarse mask or more need strong evidence) (repeatable)")
 
 
 def export_run(args) -> int:

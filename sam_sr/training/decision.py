@@ -136,7 +136,7 @@ def fit_trees(X: np.ndarray, y: np.ndarray, w: np.ndarray, trees: int, lr: float
 def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, strong: float, photo: float,
              settings: dict[str, Any]) -> np.ndarray:
     """IoU gain (points) of each coarse mask with the changes the rule takes, over the mask alone
-    (the rule of :func:`sam_sr.variants.v5.decide`, with ``settings``' hole, thin and big)."""
+    (the rule of :func:`sam_sr.variants.v5.decide`, with ``settings``' hole, thin, big and big_add)."""
     from ..variants.v5.changes import CHANGE_FEATURES
     from ..variants.v5.data import subset_iou
     X = data["X"]
@@ -144,7 +144,8 @@ def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, 
     removal = X[:, CHANGE_FEATURES.index("is_addition")] < 0.5
     is_thin = removal & (X[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
     is_big = removal & (X[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
-    need = np.where(is_hole | is_thin | is_big, strong, take)
+    from ..variants.v5 import big_addition
+    need = np.where(is_hole | is_thin | is_big | big_addition(X, settings), strong, take)
     taken = pc >= need
     out = np.zeros(len(data["stats"]))
     for m, st in enumerate(data["stats"]):

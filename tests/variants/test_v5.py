@@ -106,6 +106,23 @@ def test_the_rule_needs_strong_evidence_for_holes_thin_and_big_parts():
     assert not decide(ch, np.full(len(ch), 0.95), 0.4, settings).any()     # the photo says no
 
 
+def test_big_additions_need_strong_evidence_only_when_big_add_is_set():
+    coarse, logits, sam = _scene()
+    ch = find_changes(coarse, coarse.astype(np.float32), logits, 2, sam, [0.9, 0.8])
+    f = ch.features
+    add = f[:, CHANGE_FEATURES.index("is_addition")] == 1
+    share = np.exp(f[:, CHANGE_FEATURES.index("log_area_vs_coarse")])
+    hole = f[:, CHANGE_FEATURES.index("fills_hole")] >= 0.5
+    far = add & ~hole                      # the blob added far away: 900 px over the coarse 6,100
+    assert far.sum() == 1 and 0.1 < share[far][0] < 0.3
+    settings = {**DECISION_DEFAULTS, "take": 0.5, "strong": 0.9, "photo": 0.5}
+    p = np.full(len(ch), 0.7)
+    assert decide(ch, p, 0.8, settings)[far].all()                           # big_add 0: no rule
+    assert not decide(ch, p, 0.8, {**settings, "big_add": 0.1})[far].any()   # big: needs 0.9
+    assert decide(ch, p, 0.8, {**settings, "big_add": 0.3})[far].all()       # under 0.3 of the mask
+    assert decide(ch, np.full(len(ch), 0.95), 0.8, {**settings, "big_add": 0.1})[far].all()
+
+
 def test_a_removal_that_opens_a_hole_is_known_and_can_be_refused():
     """A removal inside the coarse mask (a blurred face cut out of a person) opens a new enclosed
     hole; one at the mask's edge does not. With ``opens`` above 1 the first is never taken."""

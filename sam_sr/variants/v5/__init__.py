@@ -12,7 +12,8 @@ inference sees (the region network's confidence, SAM's two answers, their predic
 stability and agreement, the coarse mask's softness, detail and holes, the change's size and place).
 A change is taken when its probability reaches ``take``; one that fills an enclosed hole of the
 coarse mask, removes a thin part of it, or removes a big part of it (``big`` of its area or more)
-only when it reaches ``strong`` (above 1: never); a removal that would open a new enclosed hole in the
+only when it reaches ``strong`` (above 1: never), and so does an addition of ``big_add`` of its area or
+more where ``big_add`` is set (above 0); a removal that would open a new enclosed hole in the
 coarse mask (``hole`` of it or more; a blurred face cut out of a portrait) only when it also reaches
 ``opens`` (0: no rule of its own; above 1: never); and none is taken when the photo's probability is
 below ``photo``. The rest of the coarse mask, boundary included, goes to
@@ -62,10 +63,21 @@ def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.
     removal = f[:, CHANGE_FEATURES.index("is_addition")] < 0.5
     thin = removal & (f[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
     big = removal & (f[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
-    need = np.where(hole | thin | big, float(settings["strong"]), float(settings["take"]))
+    need = np.where(hole | thin | big | big_addition(f, settings), float(settings["strong"]), float(settings["take"]))
     opens = removal & (np.asarray(changes.opens_hole) >= float(settings["hole"]))
     need = np.where(opens, np.maximum(need, float(settings["opens"])), need)
     return p_change >= need
+
+
+def big_addition(features: np.ndarray, settings: dict) -> np.ndarray:
+    """bool (K,): the additions of ``settings["big_add"]`` of the coarse mask's area or more (none
+    where it is 0 or missing). ``features``: float32 (K, N_CHANGE + N_PHOTO) change features."""
+    from .changes import CHANGE_FEATURES
+    share = float(settings.get("big_add") or 0.0)
+    if share <= 0.0:
+        return np.zeros(len(features), bool)
+    add = features[:, CHANGE_FEATURES.index("is_addition")] >= 0.5
+    return add & (features[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(share))
 
 
 SPEC = VariantSpec(

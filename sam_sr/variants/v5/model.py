@@ -22,6 +22,8 @@ DECISION_DEFAULTS: dict[str, Any] = {
     "hole": 0.5,             # an addition fills a hole when this share of it lies in one
     "thin": 0.05,            # a removal cuts a thin part when its thickness feature is below this
     "big": 0.3,              # a removal is big when it takes this share of the coarse mask or more
+    "big_add": 0.0,          # an addition of this share of the coarse mask or more needs ``strong``
+                             # (0: no rule; additions of other objects beside a right mask)
     "opens": 0.0,            # a removal that opens a new enclosed hole (``hole`` of it or more) needs at
                              # least this (above 1: never; 0: no rule of its own)
     "kept": {},              # cascade settings for a photo whose region changes are all left (e.g. the
@@ -50,7 +52,7 @@ class V5Config(V4Config):
         if unknown:
             raise SamSrError(f"unknown v5 decision settings {unknown}; known: {sorted(DECISION_DEFAULTS)}")
         decision = {**DECISION_DEFAULTS, **decision}
-        for k in ("take", "photo", "hole", "big"):
+        for k in ("take", "photo", "hole", "big", "big_add"):
             if not 0.0 <= float(decision[k]) <= 1.0:
                 raise SamSrError(f"v5 decision.{k} must be in [0, 1], got {decision[k]!r}")
         try:
