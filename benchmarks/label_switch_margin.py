@@ -8,7 +8,9 @@ the frame's index, as ``sam-sr eval-semantic`` makes it) and the ground truth it
 map). The refined probabilities are then merged at each switch margin. Printed and written to
 ``benchmarks/results/label_switch_margin.json``: the mIoU gain over the coarse map for both inputs,
 and for the right maps the smallest per-class IoU with the input (over frames and classes) and the
-mean over frames of each frame's smallest.
+mean over frames of each frame's smallest. Rows ``thin 0.3 / open M``: the thin-aware merge, the
+switch margin 0.3 within a few px of thin parts of the input map and M elsewhere
+(``merge_class_probabilities(..., open_margin=M)``).
 
 The default (0.3) was chosen on the validation split by the rule v5's decision was selected by (the
 gain on the wrong input plus twice the change on the right input, largest wins; see docs/RESULTS.md).
@@ -26,6 +28,8 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
+#: thin-aware merges: (switch margin near thin parts, margin elsewhere); see sam_sr.inference.labels.margin_map
+THIN_AWARE = ((0.3, 0.0), (0.3, 0.1), (0.3, 0.2))
 
 
 def main(argv=None) -> int:
@@ -55,13 +59,15 @@ def main(argv=None) -> int:
             maps[name] = (lab, probs, present)
         frames.append((gt, maps))
     rows = {}
-    for m in MARGINS:
+    for m in list(MARGINS) + list(THIN_AWARE):
+        near, far = (m, None) if not isinstance(m, tuple) else m
+        key = str(m) if far is None else f"thin {near} / open {far}"
         row = {}
         for name in ("x8", "right"):
             refined, coarse, smallest = SemanticScores(11, 11), SemanticScores(11, 11), []
             for gt, maps in frames:
                 lab, probs, present = maps[name]
-                out = merge_class_probabilities(lab, probs, present, 11, 0.5, m)
+                out = merge_class_probabilities(lab, probs, present, 11, 0.5, near, far)
                 refined.add(out, gt)
                 coarse.add(lab, gt)
                 if name == "right":
@@ -72,7 +78,7 @@ def main(argv=None) -> int:
                 row["right_min_class_iou"] = float(min(smallest))
                 row["right_mean_of_min"] = float(np.mean(smallest))
         row["score"] = row["x8_miou_gain"] + 2 * row["right_miou_gain"]
-        rows[str(m)] = row
+        rows[key] = row
     lines = ["| switch margin | x8 mIoU gain | right map mIoU change | right map: smallest class IoU (min, mean) | score |",
              "|---|---|---|---|---|"]
     for m, r in rows.items():

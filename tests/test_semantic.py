@@ -132,6 +132,33 @@ def test_a_pixel_changes_class_only_when_the_new_class_clearly_wins():
     assert calls == []
 
 
+def test_the_margin_holds_near_thin_parts_only_when_open_margin_is_set():
+    """margin_map / open_margin: the open margin holds near the boundary of thick classes only; the
+    switch margin near a thin class (a 4 px strip) and far from every boundary, so a thick class's
+    boundary can move while the strip is kept and no far region changes class on a small lead."""
+    from sam_sr.inference.labels import margin_map, merge_class_probabilities
+    lab = np.zeros((60, 80), np.int64)
+    lab[:, 40:] = 1
+    lab[20:24, 5:35] = 2                                   # thin: 4 px < 2 x 2 + 1 (radius 2 here)
+    assert margin_map(lab, [0, 1, 2], 0.3, None) == 0.3   # no open margin: the same everywhere
+    m = margin_map(lab, [0, 1, 2], 0.3, 0.0)
+    assert m.shape == lab.shape and m.dtype == np.float32
+    assert (m[18:26, 5:35] == 0.3).all()                   # the strip and 2 px around it
+    assert (m[:, 38:42] == 0.0).all() and (m[:, [37, 42]] == 0.3).all()   # 2 px each side of the boundary
+    assert m[50, 20] == 0.3 and m[30, 60] == 0.3            # far from every boundary
+    probs = np.stack([(lab == c).astype(np.float32) * 0.6 for c in range(3)])
+    probs[0][:, 38:46] = 0.8                               # class 0 claims 6 columns of class 1 (thick)
+    probs[0][19:25, 10:20] = 0.8                           # and part of the strip
+    probs[2][50:55, 60:65] = 0.75                          # the strip's class appears far from itself
+    out = merge_class_probabilities(lab, probs, [0, 1, 2], switch_margin=0.3, open_margin=0.1)
+    assert (out[:, 40:42] == 0).all()                      # 0.8 - 0.0 > 0.1: the thick boundary moves
+    assert (out[:, 42:46] == 1).all()                      # only as far as class 0 lies (2 px): 0.2 <= 0.3
+    assert (out[20:24, 10:20] == 2).all()                  # 0.8 - 0.6 <= 0.3: the strip is kept
+    assert (out[50:55, 60:65] == 1).all()                  # 0.75 - 0.6 <= 0.3: class 2 is not near
+    with pytest.raises(SamSrError, match="open_margin"):
+        merge_class_probabilities(lab, probs, [0, 1, 2], open_margin=1.5)
+
+
 def test_refine_semantic_single_class_and_errors(tiny_checkpoint):
     from sam_sr import Refiner
     r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")

@@ -13,6 +13,49 @@ from ..errors import SamSrError
 
 #: Default hysteresis of :func:`merge_class_probabilities` (chosen on CamVid val: docs/RESULTS.md).
 SWITCH_MARGIN = 0.3
+#: The hysteresis away from thin parts (None: ``switch_margin`` everywhere; see :func:`margin_map`).
+OPEN_MARGIN: float | None = 0.0
+
+
+def thin_radius(shape: tuple[int, int]) -> int:
+    """The radius (px) below which a part of a class counts as thin in :func:`margin_map`: one 96th
+    of the longer side, at least 2 px (5 px on a 480 x 360 CamVid frame)."""
+    return max(2, int(round(max(shape) / 96)))
+
+
+def margin_map(lab: np.ndarray, present: list[int], switch_margin: float, open_margin: float | None,
+               target: np.ndarray | None = None, radius: int | None = None) -> np.ndarray | float:
+    """The switch margin of each pixel: ``open_margin`` where the class it would switch to
+    (``target``) lies within ``radius`` px of it in ``lab`` (a boundary between neighbours moves),
+    except within ``radius`` px of a thin part of any class of ``present`` (pixels that OpenCV's
+    opening with an elliptic kernel of that radius removes: parts narrower than 2 x radius + 1 px);
+    ``switch_margin`` everywhere else. So thick classes' boundaries move freely, while a thin class is
+    kept from being eaten by a neighbour's outward rim, or grown by its own, and no class appears
+    away from where it already is on a small lead.
+
+    Args:
+        lab: integer (H, W) label map.
+        target: int (H, W), the index into ``present`` of each pixel's winning class; None: any
+            other class of ``present`` within ``radius`` px counts (the band along every boundary).
+        radius: px; default :func:`thin_radius`.
+
+    Returns:
+        float32 (H, W), or ``switch_margin`` itself when ``open_margin`` is None (the same everywhere).
+    """
+    if open_margin is None:
+        return switch_margin
+    import cv2
+    r = int(radius if radius is not None else thin_radius(lab.shape))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    thin = np.zeros(lab.shape, np.uint8)
+    near_target = np.zeros(lab.shape, bool)
+    for k, c in enumerate(present):
+        m = (lab == c).astype(np.uint8)
+        thin |= m & (1 - cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE))
+        near = (cv2.dilate(m, kernel) > 0) & (m == 0)
+        near_target |= near if target is None else near & (target == k)
+    near_thin = cv2.dilate(thin, kernel) > 0
+    return np.where(near_target & ~near_thin, np.float32(open_margin), np.float32(switch_margin))
 
 
 def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int | None = None,
@@ -41,7 +84,8 @@ def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int |
 
 def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes: int,
                     ignore_index: int | None = None, confidence: float = 0.5,
-                    min_pixels: int = 16, switch_margin: float = SWITCH_MARGIN) -> np.ndarray:
+                    min_pixels: int = 16, switch_margin: float = SWITCH_MARGIN,
+                    open_margin: float | None = OPEN_MARGIN) -> np.ndarray:
     """Refine a semantic label map class by class.
 
     Each class present is refined as a binary coarse mask (``refiner.predict(...).soft``); the
@@ -55,6 +99,8 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
         min_pixels: classes with fewer pixels are not refined (they keep their input pixels).
         switch_margin: a pixel changes class only when the new class's refined probability beats
             its input class's by more than this (in [0, 1); 0: plain argmax).
+        open_margin: if set, ``switch_margin`` holds only near thin parts and this elsewhere
+            (:func:`margin_map`).
 
     Returns:
         (H, W) label map of ``labels``' dtype. Ignore pixels are unchanged.
@@ -62,16 +108,16 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
     Raises:
         SamSrError: not a 2-D integer map, a size different from the image's, labels outside
             0..num_classes-1 other than ``ignore_index`` (:func:`check_label_values`), a
-            ``switch_margin`` outside [0, 1).
+            ``switch_margin`` or ``open_margin`` outside [0, 1).
     """
     lab = check_labels(labels, np.asarray(image).shape[:2])
     check_label_values(lab, num_classes, ignore_index)
-    _check_switch_margin(switch_margin)                  # before the refinements, not after
+    _check_switch_margin(switch_margin, open_margin)     # before the refinements, not after
     present = classes_to_refine(lab, num_classes, ignore_index, min_pixels)
     if len(present) < 2:
         return lab.copy()
     probs = class_probabilities(refiner, image, lab, present)
-    return merge_class_probabilities(lab, probs, present, ignore_index, confidence, switch_margin)
+    return merge_class_probabilities(lab, probs, present, ignore_index, confidence, switch_margin, open_margin)
 
 
 def class_probabilities(refiner, image: np.ndarray, lab: np.ndarray, present: list[int]) -> np.ndarray:
@@ -80,9 +126,11 @@ def class_probabilities(refiner, image: np.ndarray, lab: np.ndarray, present: li
     return np.stack([refiner.predict(image, (lab == c).astype(np.uint8) * 255).soft for c in present])
 
 
-def _check_switch_margin(switch_margin: float) -> None:
+def _check_switch_margin(switch_margin: float, open_margin: float | None = None) -> None:
     if not 0.0 <= float(switch_margin) < 1.0:
         raise SamSrError(f"switch_margin must be in [0, 1), got {switch_margin!r}")
+    if open_margin is not None and not 0.0 <= float(open_margin) < 1.0:
+        raise SamSrError(f"open_margin must be in [0, 1), got {open_margin!r}")
 
 
 def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | None = None,
@@ -95,14 +143,16 @@ def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | Non
 
 def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[int],
                               ignore_index: int | None = None, confidence: float = 0.5,
-                              switch_margin: float = SWITCH_MARGIN) -> np.ndarray:
+                              switch_margin: float = SWITCH_MARGIN,
+                              open_margin: float | None = OPEN_MARGIN) -> np.ndarray:
     """Merge per-class refined probabilities into a label map.
 
     A pixel takes the class of highest probability when that probability reaches ``confidence`` and
     beats the probability of the pixel's input class by more than ``switch_margin`` (a hysteresis:
     a pixel both refinements find likely keeps its input class, so a thin class is not eaten by a
-    neighbour's outward rim, nor grown by its own). Ignore pixels and classes not in ``present``
-    keep their input label.
+    neighbour's outward rim, nor grown by its own). With ``open_margin`` set, ``switch_margin`` holds
+    only near thin parts of the input map and ``open_margin`` elsewhere (:func:`margin_map`). Ignore
+    pixels and classes not in ``present`` keep their input label.
 
     Args:
         lab: integer (H, W) input label map.
@@ -113,9 +163,10 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
         (H, W) label map of ``lab``'s dtype.
 
     Raises:
-        SamSrError: ``switch_margin`` outside [0, 1), or ``probs`` not (len(present), H, W).
+        SamSrError: ``switch_margin`` or ``open_margin`` outside [0, 1), or ``probs`` not
+            (len(present), H, W).
     """
-    _check_switch_margin(switch_margin)
+    _check_switch_margin(switch_margin, open_margin)
     if probs.shape != (len(present),) + lab.shape:
         raise SamSrError(f"probs must be {(len(present),) + lab.shape}, got {probs.shape}")
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
@@ -127,6 +178,6 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
     own = np.zeros(lab.shape, np.float32)
     own[known] = np.take_along_axis(probs[:, known], index[lab[known]][None], 0)[0]
     out = np.asarray(present, dtype=lab.dtype)[best]
-    keep = (conf < confidence) | ~known | (conf - own <= switch_margin)
+    keep = (conf < confidence) | ~known | (conf - own <= margin_map(lab, present, switch_margin, open_margin, best))
     out[keep] = lab[keep]
     return out
