@@ -10,7 +10,9 @@ map). The refined probabilities are then merged at each switch margin. Printed a
 and for the right maps the smallest per-class IoU with the input (over frames and classes) and the
 mean over frames of each frame's smallest. Rows ``thin 0.3 / open M``: the thin-aware merge, the
 switch margin 0.3 within a few px of thin parts of the input map and M elsewhere
-(``merge_class_probabilities(..., open_margin=M)``).
+(``merge_class_probabilities(..., open_margin=M)``); "small kept": with classes under
+(2r + 1)^2 px left unrefined, the default since 2026-12-07 (``min_class_pixels``); the other rows
+refine every class of 16 px or more, as before.
 
 The default (0.3) was chosen on the validation split by the rule v5's decision was selected by (the
 gain on the wrong input plus twice the change on the right input, largest wins; see docs/RESULTS.md).
@@ -30,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
 #: thin-aware merges: (switch margin near thin parts, margin elsewhere); see sam_sr.inference.labels.margin_map
 THIN_AWARE = ((0.3, 0.0), (0.3, 0.1), (0.3, 0.2))
+#: thin 0.3 / open 0.0 with classes too small to refine left unrefined: "all thin" (no pixel survives
+#: the opening of radius r) or "small" (under (2r + 1)^2 px)
+SKIPS = ("all thin", "small")
 
 
 def main(argv=None) -> int:
@@ -47,6 +52,16 @@ def main(argv=None) -> int:
     from sam_sr.evaluation.semantic import list_pairs
     from sam_sr.imaging import read_image, read_label_map
     from sam_sr.inference.labels import class_probabilities, classes_to_refine, merge_class_probabilities
+    from sam_sr.inference.labels import thin_radius
+
+    def too_small(mask, how):
+        import cv2
+        r = thin_radius(mask.shape)
+        if how == "small":
+            return mask.sum() < (2 * r + 1) ** 2
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        return not cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel,
+                                    borderType=cv2.BORDER_REPLICATE).any()
     refiner = Refiner.from_checkpoint(device="cpu")
     frames = []
     for i, (_, ip, lp) in enumerate(tqdm(list_pairs(data / "camvid", args.split)[:args.limit], desc="frames")):
@@ -54,19 +69,22 @@ def main(argv=None) -> int:
         gt, _ = read_label_map(lp)
         maps = {}
         for name, lab in (("x8", simulate_coarse_labels(gt, 8, 0.0, 11, seed=i)), ("right", gt)):
-            present = classes_to_refine(lab, 11, 11)
+            present = classes_to_refine(lab, 11, 11, min_pixels=16)   # the rows before 2026-12-07's "small kept"
             probs = class_probabilities(refiner, img, lab, present)
             maps[name] = (lab, probs, present)
         frames.append((gt, maps))
     rows = {}
-    for m in list(MARGINS) + list(THIN_AWARE):
-        near, far = (m, None) if not isinstance(m, tuple) else m
-        key = str(m) if far is None else f"thin {near} / open {far}"
+    for m in list(MARGINS) + list(THIN_AWARE) + [(0.3, 0.0, k) for k in SKIPS]:
+        near, far, skip = (m, None, None) if not isinstance(m, tuple) else (m + (None,))[:3]
+        key = str(m) if far is None else f"thin {near} / open {far}" + (f", {skip} kept" if skip else "")
         row = {}
         for name in ("x8", "right"):
             refined, coarse, smallest = SemanticScores(11, 11), SemanticScores(11, 11), []
             for gt, maps in frames:
                 lab, probs, present = maps[name]
+                if skip:
+                    keep = [k for k, c in enumerate(present) if not too_small(lab == c, skip)]
+                    probs, present = probs[keep], [present[k] for k in keep]
                 out = merge_class_probabilities(lab, probs, present, 11, 0.5, near, far)
                 refined.add(out, gt)
                 coarse.add(lab, gt)

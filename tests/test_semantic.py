@@ -159,6 +159,21 @@ def test_the_margin_holds_near_thin_parts_only_when_open_margin_is_set():
         merge_class_probabilities(lab, probs, [0, 1, 2], open_margin=1.5)
 
 
+def test_classes_too_small_to_refine_keep_their_pixels():
+    from sam_sr.inference.labels import classes_to_refine, min_class_pixels, thin_radius
+    lab = np.zeros((360, 480), np.uint8)
+    lab[:, 240:] = 1
+    lab[10:15, 10:15] = 2                                      # 25 px: a fragment of a car
+    lab[100:112, 100:112] = 3                                  # 144 px
+    assert thin_radius(lab.shape) == 5 and min_class_pixels(lab.shape) == 121
+    assert classes_to_refine(lab, 4) == [0, 1, 3]
+    assert classes_to_refine(lab, 4, min_pixels=16) == [0, 1, 2, 3]
+    seen = []
+    out = refine_semantic(FakeRefiner(lambda m: seen.append(1) or (m > 0).astype(np.float32)),
+                          np.zeros((360, 480, 3), np.uint8), lab, 4)
+    assert len(seen) == 3 and (out[lab == 2] == 2).all()
+
+
 def test_refine_semantic_single_class_and_errors(tiny_checkpoint):
     from sam_sr import Refiner
     r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")

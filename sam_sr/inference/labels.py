@@ -23,6 +23,14 @@ def thin_radius(shape: tuple[int, int]) -> int:
     return max(2, int(round(max(shape) / 96)))
 
 
+def min_class_pixels(shape: tuple[int, int]) -> int:
+    """The fewest pixels a class needs to be refined in a label map of ``shape``: a disc's bounding
+    square at the thin radius, (2 r + 1)^2 with r = :func:`thin_radius` (121 px on a 480 x 360 CamVid
+    frame). Smaller classes keep their pixels: the refiner cannot resolve them (a 25 px car fragment
+    of a right CamVid map lost 3 px to the road; docs/RESULTS.md)."""
+    return (2 * thin_radius(shape) + 1) ** 2
+
+
 def margin_map(lab: np.ndarray, present: list[int], switch_margin: float, open_margin: float | None,
                target: np.ndarray | None = None, radius: int | None = None) -> np.ndarray | float:
     """The switch margin of each pixel: ``open_margin`` where the class it would switch to
@@ -84,7 +92,7 @@ def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int |
 
 def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes: int,
                     ignore_index: int | None = None, confidence: float = 0.5,
-                    min_pixels: int = 16, switch_margin: float = SWITCH_MARGIN,
+                    min_pixels: int | None = None, switch_margin: float = SWITCH_MARGIN,
                     open_margin: float | None = OPEN_MARGIN) -> np.ndarray:
     """Refine a semantic label map class by class.
 
@@ -96,7 +104,8 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
         image: uint8 (H, W, 3) RGB.
         labels: integer (H, W) class indices 0..num_classes-1, possibly ``ignore_index``.
         confidence: a pixel whose best refined probability is below this keeps its input label.
-        min_pixels: classes with fewer pixels are not refined (they keep their input pixels).
+        min_pixels: classes with fewer pixels are not refined (they keep their input pixels);
+            default :func:`min_class_pixels`.
         switch_margin: a pixel changes class only when the new class's refined probability beats
             its input class's by more than this (in [0, 1); 0: plain argmax).
         open_margin: if set, ``switch_margin`` holds only near thin parts and this elsewhere
@@ -134,8 +143,11 @@ def _check_switch_margin(switch_margin: float, open_margin: float | None = None)
 
 
 def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | None = None,
-                      min_pixels: int = 16) -> list[int]:
-    """The classes of ``lab`` (outside ``ignore_index``) with at least ``min_pixels`` pixels, sorted."""
+                      min_pixels: int | None = None) -> list[int]:
+    """The classes of ``lab`` (outside ``ignore_index``) with at least ``min_pixels`` pixels (default
+    :func:`min_class_pixels`), sorted."""
+    if min_pixels is None:
+        min_pixels = min_class_pixels(lab.shape)
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
     classes, counts = np.unique(lab[valid], return_counts=True)
     return [int(c) for c, n in zip(classes, counts) if 0 <= c < num_classes and n >= min_pixels]
