@@ -165,7 +165,7 @@ def test_classes_too_small_to_refine_keep_their_pixels():
     lab[:, 240:] = 1
     lab[10:15, 10:15] = 2                                      # 25 px: a fragment of a car
     lab[100:112, 100:112] = 3                                  # 144 px
-    assert thin_radius(lab.shape) == 5 and min_class_pixels(lab.shape) == 121
+    assert thin_radius(lab.shape) == 2 and min_class_pixels(lab.shape) == 121
     assert classes_to_refine(lab, 4) == [0, 1, 3]
     assert classes_to_refine(lab, 4, min_pixels=16) == [0, 1, 2, 3]
     seen = []

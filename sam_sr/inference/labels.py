@@ -18,17 +18,17 @@ OPEN_MARGIN: float | None = 0.0
 
 
 def thin_radius(shape: tuple[int, int]) -> int:
-    """The radius (px) below which a part of a class counts as thin in :func:`margin_map`: one 96th
-    of the longer side, at least 2 px (5 px on a 480 x 360 CamVid frame)."""
-    return max(2, int(round(max(shape) / 96)))
+    """The radius (px) of :func:`margin_map`: one 192nd of the longer side, at least 2 px (2 px on a
+    480 x 360 CamVid frame; chosen on CamVid val, docs/RESULTS.md)."""
+    return max(2, int(round(max(shape) / 192)))
 
 
 def min_class_pixels(shape: tuple[int, int]) -> int:
-    """The fewest pixels a class needs to be refined in a label map of ``shape``: a disc's bounding
-    square at the thin radius, (2 r + 1)^2 with r = :func:`thin_radius` (121 px on a 480 x 360 CamVid
-    frame). Smaller classes keep their pixels: the refiner cannot resolve them (a 25 px car fragment
-    of a right CamVid map lost 3 px to the road; docs/RESULTS.md)."""
-    return (2 * thin_radius(shape) + 1) ** 2
+    """The fewest pixels a class needs to be refined in a label map of ``shape``: (2 s + 1)^2 with s
+    one 96th of the longer side, at least 2 px (121 px on a 480 x 360 CamVid frame). Smaller classes
+    keep their pixels: the refiner cannot resolve them (a 25 px car fragment of a right CamVid map
+    lost 3 px to the road; docs/RESULTS.md)."""
+    return (2 * max(2, int(round(max(shape) / 96))) + 1) ** 2
 
 
 def margin_map(lab: np.ndarray, present: list[int], switch_margin: float, open_margin: float | None,
