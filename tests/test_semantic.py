@@ -343,7 +343,7 @@ def test_the_default_keeps_every_class_of_a_right_label_map():
     image = read_image(root / "sam_sr" / "assets" / "coffee.jpg")
     cup = np.asarray(Image.open(root / "tests" / "golden" / "coffee_refined_default.png")) > 0
     labels = cup.astype(np.uint8)
-    labels[300:310, 100:400] = 2 * (~cup[300:310, 100:400]) + cup[300:310, 100:400]    # a thin class
+    labels[340:350, 100:400] = 2 * (~cup[340:350, 100:400]) + cup[340:350, 100:400]    # a thin class, 476 px
     out = refine_semantic(Refiner.from_checkpoint(device="cpu"), image, labels, 3)
     ious = _class_ious(out, labels, (0, 1, 2))
     assert min(ious.values()) >= 0.9, ious
