@@ -1,8 +1,11 @@
 """Multi-class refinement of semantic label maps (``sam-sr infer --labels``).
 
 ``refine_semantic`` refines the binary mask of each class present in a label map with a binary
-refiner and merges the refined soft maps by argmax, falling back to the input label where no class
-is confident; pixels with the ignore label keep it.
+refiner (classes too small to resolve keep their pixels) and merges the refined soft maps
+(:func:`merge_class_probabilities`): a pixel takes the most probable class only on clear evidence,
+except where a boundary between thick neighbouring classes moves (:func:`margin_map`), and keeps its
+input label where no class is confident; pixels with the ignore label keep it. The choices are
+measured in docs/RESULTS.md ("Thin-aware merge").
 """
 from __future__ import annotations
 
