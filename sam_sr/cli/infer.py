@@ -39,6 +39,10 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                                       "(matched by stem) for --images")
     inp.add_argument("--num-classes", type=argtypes.positive_int, help="label maps: number of classes")
     inp.add_argument("--ignore-index", type=argtypes.count, default=None, help="label maps: label left untouched")
+    inp.add_argument("--label-merge", default=None, choices=("thin-aware", "uniform", "argmax"),
+                     help="label maps: how the refined classes are merged: thin-aware (default: boundaries "
+                          "between thick classes move freely, thin and far changes need a clear lead), uniform "
+                          "(a clear lead everywhere) or argmax (most gain on blocky maps; thin classes can be lost)")
     inp.add_argument("--fusion", default="refine",
                      help="one label map: refine (per-class refiner), majority (SAM masks, majority vote) "
                           "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
@@ -123,7 +127,7 @@ def run(args) -> int:
             return _label_folder(args)
         if not args.masks:
             raise SamSrError("a folder run needs --masks DIR (or --labels DIR with --num-classes)")
-        _refuse(args, ("num_classes", "ignore_index"), "with --masks")
+        _refuse(args, ("num_classes", "ignore_index", "label_merge"), "with --masks")
         if args.fusion != "refine":
             raise SamSrError("--fusion is for label maps (--labels); coarse masks are refined by the model")
         return _folder(args)
@@ -138,7 +142,7 @@ def run(args) -> int:
         raise SamSrError("--fusion is for label maps (--labels); a coarse mask is refined by the model")
     if not (args.image and args.mask):
         raise SamSrError("give --image and --mask, --images and --masks, or --example")
-    _refuse(args, ("num_classes", "ignore_index"), "without --labels")
+    _refuse(args, ("num_classes", "ignore_index", "label_merge"), "without --labels")
     refiner = refiner_from_args(args)
     refine_file(refiner, args.image, args.mask, Path(args.out), args.soft,
                 Path(args.overlay) if args.overlay else None, args.force, args.mask_threshold)
@@ -168,8 +172,12 @@ def _labels(args) -> int:
         raise SamSrError(f"label map ({size_text(labels.shape)}) and image ({size_text(image.shape[:2])}) "
                          f"differ in size")
     check_label_values(labels, args.num_classes, args.ignore_index, f"label map {args.labels}")
+    if args.fusion != "refine" and args.label_merge:
+        raise SamSrError("--label-merge is for --fusion refine (the per-class refiner)")
     if args.fusion == "refine":
-        result = refine_semantic(refiner_from_args(args), image, labels, args.num_classes, args.ignore_index)
+        from ..inference.labels import LABEL_MERGES
+        result = refine_semantic(refiner_from_args(args), image, labels, args.num_classes, args.ignore_index,
+                                 **LABEL_MERGES[args.label_merge or "thin-aware"])
     else:
         from ..sam import load_sam, mask_generator, predictor
         from ..sam.label_fusion import PROMPTS, majority_vote, prompt_fusion
@@ -239,5 +247,5 @@ def _label_folder(args) -> int:
     jobs = plan_label_folder(args.images, args.labels, args.out, args.ext, args.gt)
     _folder_outputs(args)
     summary = run_jobs(args, jobs, lambda refiner, js, desc: run_label_jobs(
-        refiner, js, args.num_classes, args.ignore_index, args.force, desc=desc), args.out)
+        refiner, js, args.num_classes, args.ignore_index, args.force, desc=desc, merge=args.label_merge or "thin-aware"), args.out)
     return _finish(args, summary, lambda s: folder_report(s, args.report, force=args.force))

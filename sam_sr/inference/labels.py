@@ -18,6 +18,14 @@ from ..errors import SamSrError
 SWITCH_MARGIN = 0.3
 #: The hysteresis away from thin parts (None: ``switch_margin`` everywhere; see :func:`margin_map`).
 OPEN_MARGIN: float | None = 0.0
+#: Named merges for the command line (``sam-sr infer --labels ... --label-merge NAME``): the keyword
+#: arguments of :func:`refine_semantic` each sets. ``thin-aware`` is the default; ``uniform`` the
+#: default before 2026-12-07; ``argmax`` v5's plain argmax (more gain on blocky maps, thin classes lost).
+LABEL_MERGES: dict[str, dict[str, float | None]] = {
+    "thin-aware": {"switch_margin": SWITCH_MARGIN, "open_margin": OPEN_MARGIN},
+    "uniform": {"switch_margin": SWITCH_MARGIN, "open_margin": None},
+    "argmax": {"switch_margin": 0.0, "open_margin": None},
+}
 
 
 def thin_radius(shape: tuple[int, int]) -> int:

@@ -196,6 +196,40 @@ def test_label_map_options_are_checked(label_folder, tiny_checkpoint, capsys):
     assert not (d / "out").exists() and not (d / "o.png").exists()
 
 
+def test_label_merge_reaches_the_merge_and_is_refused_where_it_does_not_apply(label_folder, tiny_checkpoint,
+                                                                               capsys, monkeypatch):
+    import sam_sr.inference.labels as labels_module
+    from sam_sr.inference.labels import LABEL_MERGES
+    d = label_folder
+    seen = []
+    real = labels_module.merge_class_probabilities
+
+    def spy(*a, **k):
+        seen.append(a[5:7])                       # switch_margin, open_margin
+        return real(*a, **k)
+    monkeypatch.setattr(labels_module, "merge_class_probabilities", spy)
+    one = ["--image", str(d / "images" / "0.png"), "--labels", str(d / "labels" / "0.png"), "--num-classes", "3",
+           "--ignore-index", "255", "--checkpoint", str(tiny_checkpoint)]
+    for name in ("argmax", "uniform", None):
+        out = d / f"o_{name}.png"
+        assert infer_main(one + ["--out", str(out)] + (["--label-merge", name] if name else [])) == 0
+        merge = LABEL_MERGES[name or "thin-aware"]
+        assert seen[-1] == (merge["switch_margin"], merge["open_margin"]) and out.is_file()
+    assert LABEL_MERGES["argmax"] == {"switch_margin": 0.0, "open_margin": None}
+    assert main(["infer", "--images", str(d / "images"), "--labels", str(d / "labels"), "--num-classes", "3",
+                 "--ignore-index", "255", "--out", str(d / "out"), "--checkpoint", str(tiny_checkpoint),
+                 "--label-merge", "uniform"]) == 0
+    assert seen[-1] == (LABEL_MERGES["uniform"]["switch_margin"], None)
+    capsys.readouterr()
+    assert infer_main(one + ["--out", str(d / "x.png"), "--fusion", "majority", "--label-merge", "argmax"]) == 2
+    _one_error(capsys, "--label-merge is for --fusion refine")
+    img, mask = d / "images" / "0.png", d / "gt" / "0.png"
+    assert infer_main([str(img), str(mask), "--out", str(d / "y.png"), "--label-merge", "argmax",
+                       "--checkpoint", str(tiny_checkpoint)]) == 2
+    _one_error(capsys, "--label-merge cannot be used without --labels")
+    assert not (d / "x.png").exists() and not (d / "y.png").exists()
+
+
 def test_ctrl_c_in_a_folder_run_is_one_line_and_130(folder, tiny_checkpoint, capsys, monkeypatch):
     from sam_sr import Refiner
     calls = []
