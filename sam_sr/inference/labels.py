@@ -119,8 +119,8 @@ def refine_semantic(refiner, image: np.ndarray, labels: np.ndarray, num_classes:
             default :func:`min_class_pixels`.
         switch_margin: a pixel changes class only when the new class's refined probability beats
             its input class's by more than this (in [0, 1); 0: plain argmax).
-        open_margin: if set, ``switch_margin`` holds only near thin parts and this elsewhere
-            (:func:`margin_map`).
+        open_margin: if set, this holds where a pixel would switch to a class already within a few
+            px of it, away from thin parts, and ``switch_margin`` elsewhere (:func:`margin_map`).
 
     Returns:
         (H, W) label map of ``labels``' dtype. Ignore pixels are unchanged.
@@ -173,9 +173,10 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
     A pixel takes the class of highest probability when that probability reaches ``confidence`` and
     beats the probability of the pixel's input class by more than ``switch_margin`` (a hysteresis:
     a pixel both refinements find likely keeps its input class, so a thin class is not eaten by a
-    neighbour's outward rim, nor grown by its own). With ``open_margin`` set, ``switch_margin`` holds
-    only near thin parts of the input map and ``open_margin`` elsewhere (:func:`margin_map`). Ignore
-    pixels and classes not in ``present`` keep their input label.
+    neighbour's outward rim, nor grown by its own). With ``open_margin`` set, ``open_margin`` holds
+    where the winning class already lies within a few px of the pixel, away from thin parts, and
+    ``switch_margin`` elsewhere (:func:`margin_map`). Ignore pixels and classes not in ``present``
+    keep their input label.
 
     Args:
         lab: integer (H, W) input label map.
