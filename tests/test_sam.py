@@ -74,6 +74,23 @@ def test_semantic_evaluation_wiring_with_tiny_sam(tmp_path, tiny_checkpoint):
         evaluate_semantic(pairs, ["majority"], 11, 11)
     with pytest.raises(SamSrError, match="unknown method"):
         evaluate_semantic(pairs, ["prompt:scribble"], 11, 11, sam=build_tiny_sam())
+    with pytest.raises(SamSrError, match="unknown label merge"):
+        evaluate_semantic(pairs, ["baseline"], 11, 11, merge="vote")
+
+
+def test_semantic_evaluation_passes_its_label_merge(tmp_path, tiny_checkpoint, monkeypatch):
+    import sam_sr.inference.labels as labels_module
+    from sam_sr import Refiner
+    from sam_sr.inference.labels import LABEL_MERGES
+    pairs = list_pairs(_camvid(tmp_path), "test")
+    seen = []
+    real = labels_module.merge_class_probabilities
+    monkeypatch.setattr(labels_module, "merge_class_probabilities", lambda *a, **k: seen.append(a[5:7]) or real(*a, **k))
+    refiner = Refiner.from_checkpoint(tiny_checkpoint)
+    for merge in LABEL_MERGES:
+        seen.clear()
+        evaluate_semantic(pairs, ["refine"], 11, 11, factor=4, refiner=refiner, merge=merge)
+        assert seen and set(seen) == {(LABEL_MERGES[merge]["switch_margin"], LABEL_MERGES[merge]["open_margin"])}
 
 
 def test_semantic_eval_cli_baseline_only(tmp_path, capsys):

@@ -69,6 +69,8 @@ def semantic_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--methods", default="baseline,refine,majority,prompt:single_point,prompt:points,"
                                          "prompt:box,prompt:points_box,prompt:points_box_mask,"
                                          "det:coarse,det:oracle")
+    ap.add_argument("--label-merge", default="thin-aware", choices=("thin-aware", "uniform", "argmax"),
+                    help="how 'refine' merges its refined classes (as sam-sr infer --labels --label-merge)")
     ap.add_argument("--json", default=None, help="write results to this JSON file (checked before evaluating)")
     add_model_args(ap)
 
@@ -90,7 +92,7 @@ def semantic_run(args) -> int:
         from ..sam import load_sam
         sam = load_sam(args.sam_type or "vit_t", args.sam_checkpoint, args.device)
     results = evaluate_semantic(pairs, methods, args.num_classes, args.ignore_index, args.factor,
-                                args.noise, refiner, sam, args.points_per_side)
+                                args.noise, refiner, sam, args.points_per_side, merge=args.label_merge)
     print(format_semantic_table(results))
     if args.json:
         write_json(args.json, {"args": plain_args(args), "n_images": len(pairs), "results": results})
