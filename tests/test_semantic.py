@@ -174,6 +174,15 @@ def test_classes_too_small_to_refine_keep_their_pixels():
     assert len(seen) == 3 and (out[lab == 2] == 2).all()
 
 
+def test_the_command_lines_label_merges_are_the_merges():
+    from sam_sr.cli.argtypes import LABEL_MERGE_NAMES
+    from sam_sr.inference.labels import DEFAULT_LABEL_MERGE, LABEL_MERGES, OPEN_MARGIN, SWITCH_MARGIN, label_merge
+    assert LABEL_MERGE_NAMES == tuple(LABEL_MERGES) and DEFAULT_LABEL_MERGE in LABEL_MERGES
+    assert label_merge(None) == {"switch_margin": SWITCH_MARGIN, "open_margin": OPEN_MARGIN}
+    with pytest.raises(SamSrError, match="unknown label merge 'vote'"):
+        label_merge("vote")
+
+
 def test_refine_semantic_single_class_and_errors(tiny_checkpoint):
     from sam_sr import Refiner
     r = Refiner.from_checkpoint(tiny_checkpoint, device="cpu")

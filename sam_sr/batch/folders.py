@@ -234,10 +234,10 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
 
 def run_label_jobs(refiner, jobs: Sequence[dict[str, Any]], num_classes: int,
                    ignore_index: int | None = None, force: bool = False, progress: bool = True,
-                   desc: str = "refine labels", verbose: bool = True, merge: str = "thin-aware") -> dict[str, Any]:
+                   desc: str = "refine labels", verbose: bool = True, merge: str | None = None) -> dict[str, Any]:
     """Refine the label maps of :func:`plan_label_folder` with
     :func:`sam_sr.inference.labels.refine_semantic`, writing each with its input's dtype and palette.
-    ``merge``: a name of :data:`sam_sr.inference.labels.LABEL_MERGES`.
+    ``merge``: a name of :data:`sam_sr.inference.labels.LABEL_MERGES` (None: the default).
 
     A label map whose values are not classes 0..num_classes-1 (or ``ignore_index``), or whose size
     differs from its photo's, fails its item with an error naming the file.
@@ -250,10 +250,9 @@ def run_label_jobs(refiner, jobs: Sequence[dict[str, Any]], num_classes: int,
         SamSrError: ``num_classes`` < 1 or an unknown ``merge`` (before any item runs).
     """
     from ..evaluation.metrics import SemanticScores
-    from ..inference.labels import LABEL_MERGES, check_label_values, refine_semantic
+    from ..inference.labels import check_label_values, label_merge, refine_semantic
 
-    if merge not in LABEL_MERGES:
-        raise SamSrError(f"unknown label merge {merge!r}; choose from {', '.join(LABEL_MERGES)}")
+    merge_kwargs = label_merge(merge)
 
     check_label_values(np.zeros(1, np.int64), num_classes)
 
@@ -266,7 +265,7 @@ def run_label_jobs(refiner, jobs: Sequence[dict[str, Any]], num_classes: int,
             raise SamSrError(f"label map {job['coarse']} is {labels.shape[1]}x{labels.shape[0]}, "
                              f"its photo {image.shape[1]}x{image.shape[0]}")
         check_label_values(labels, num_classes, ignore_index, f"label map {job['coarse']}")
-        result = refine_semantic(refiner, image, labels, num_classes, ignore_index, **LABEL_MERGES[merge])
+        result = refine_semantic(refiner, image, labels, num_classes, ignore_index, **merge_kwargs)
         rec: dict[str, Any] = {"change": float((result != labels).mean())}
         if job.get("gt"):
             gt, _ = read_label_map(job["gt"])

@@ -21,6 +21,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+#: ``--label-merge`` choices: the names of :data:`sam_sr.inference.labels.LABEL_MERGES`, spelled out here
+#: so that ``--help`` loads no torch (the label module's package does); a test keeps them equal
+LABEL_MERGE_NAMES = ("thin-aware", "uniform", "argmax")
+
+
 def _int(text: str) -> int:
     try:
         return int(str(text).strip())

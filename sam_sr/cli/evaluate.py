@@ -69,8 +69,9 @@ def semantic_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--methods", default="baseline,refine,majority,prompt:single_point,prompt:points,"
                                          "prompt:box,prompt:points_box,prompt:points_box_mask,"
                                          "det:coarse,det:oracle")
-    ap.add_argument("--label-merge", default="thin-aware", choices=("thin-aware", "uniform", "argmax"),
-                    help="how 'refine' merges its refined classes (as sam-sr infer --labels --label-merge)")
+    ap.add_argument("--label-merge", default=None, choices=argtypes.LABEL_MERGE_NAMES,
+                    help="how 'refine' merges its refined classes (as sam-sr infer --labels --label-merge; "
+                         "default thin-aware)")
     ap.add_argument("--json", default=None, help="write results to this JSON file (checked before evaluating)")
     add_model_args(ap)
 

@@ -39,7 +39,7 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                                       "(matched by stem) for --images")
     inp.add_argument("--num-classes", type=argtypes.positive_int, help="label maps: number of classes")
     inp.add_argument("--ignore-index", type=argtypes.count, default=None, help="label maps: label left untouched")
-    inp.add_argument("--label-merge", default=None, choices=("thin-aware", "uniform", "argmax"),
+    inp.add_argument("--label-merge", default=None, choices=argtypes.LABEL_MERGE_NAMES,
                      help="label maps: how the refined classes are merged: thin-aware (default: boundaries "
                           "between thick classes move freely, thin and far changes need a clear lead), uniform "
                           "(a clear lead everywhere) or argmax (most gain on blocky maps; thin classes can be lost)")
@@ -175,9 +175,9 @@ def _labels(args) -> int:
     if args.fusion != "refine" and args.label_merge:
         raise SamSrError("--label-merge is for --fusion refine (the per-class refiner)")
     if args.fusion == "refine":
-        from ..inference.labels import LABEL_MERGES
+        from ..inference.labels import label_merge
         result = refine_semantic(refiner_from_args(args), image, labels, args.num_classes, args.ignore_index,
-                                 **LABEL_MERGES[args.label_merge or "thin-aware"])
+                                 **label_merge(args.label_merge))
     else:
         from ..sam import load_sam, mask_generator, predictor
         from ..sam.label_fusion import PROMPTS, majority_vote, prompt_fusion
@@ -247,5 +247,5 @@ def _label_folder(args) -> int:
     jobs = plan_label_folder(args.images, args.labels, args.out, args.ext, args.gt)
     _folder_outputs(args)
     summary = run_jobs(args, jobs, lambda refiner, js, desc: run_label_jobs(
-        refiner, js, args.num_classes, args.ignore_index, args.force, desc=desc, merge=args.label_merge or "thin-aware"), args.out)
+        refiner, js, args.num_classes, args.ignore_index, args.force, desc=desc, merge=args.label_merge), args.out)
     return _finish(args, summary, lambda s: folder_report(s, args.report, force=args.force))

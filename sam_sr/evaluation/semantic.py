@@ -47,16 +47,16 @@ def list_pairs(root: str | Path, split: str) -> list[tuple[str, Path, Path]]:
 def evaluate_semantic(pairs, methods: list[str], num_classes: int, ignore_index: int | None,
                       factor: int = 8, noise: float = 0.0, refiner=None, sam=None,
                       points_per_side: int = 16, objects: list[int] | None = None,
-                      seed: int = 0, merge: str = "thin-aware") -> dict[str, Any]:
+                      seed: int = 0, merge: str | None = None) -> dict[str, Any]:
     """Score each method on each pair; returns ``{method: SemanticScores.summary()}``. ``merge``:
-    how ``refine`` merges its classes, a name of :data:`sam_sr.inference.labels.LABEL_MERGES`.
+    how ``refine`` merges its classes, a name of :data:`sam_sr.inference.labels.LABEL_MERGES` (None:
+    the default).
 
     Raises:
         SamSrError: a method needs a refiner or SAM that was not given, an unknown method or merge.
     """
-    from ..inference.labels import LABEL_MERGES
-    if merge not in LABEL_MERGES:
-        raise SamSrError(f"unknown label merge {merge!r}; choose from {', '.join(LABEL_MERGES)}")
+    from ..inference.labels import label_merge
+    merge_kwargs = label_merge(merge)
     from ..sam.label_fusion import (
         PROMPTS,
         boxes_from_labels,
@@ -89,7 +89,7 @@ def evaluate_semantic(pairs, methods: list[str], num_classes: int, ignore_index:
             if m == "baseline":
                 out = coarse
             elif m == "refine":
-                out = refine_semantic(refiner, image, coarse, num_classes, ignore_index, **LABEL_MERGES[merge])
+                out = refine_semantic(refiner, image, coarse, num_classes, ignore_index, **merge_kwargs)
             elif m == "majority":
                 out = majority_vote(coarse, gen.generate(image), ignore_index)
             else:

@@ -26,6 +26,19 @@ LABEL_MERGES: dict[str, dict[str, float | None]] = {
     "uniform": {"switch_margin": SWITCH_MARGIN, "open_margin": None},
     "argmax": {"switch_margin": 0.0, "open_margin": None},
 }
+DEFAULT_LABEL_MERGE = "thin-aware"
+
+
+def label_merge(name: str | None) -> dict[str, float | None]:
+    """The :func:`refine_semantic` keyword arguments of the merge ``name`` (None: the default).
+
+    Raises:
+        SamSrError: a name not in :data:`LABEL_MERGES`.
+    """
+    name = DEFAULT_LABEL_MERGE if name is None else name
+    if name not in LABEL_MERGES:
+        raise SamSrError(f"unknown label merge {name!r}; choose from {', '.join(LABEL_MERGES)}")
+    return dict(LABEL_MERGES[name])
 
 
 def thin_radius(shape: tuple[int, int]) -> int:

@@ -137,15 +137,9 @@ def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, 
              settings: dict[str, Any]) -> np.ndarray:
     """IoU gain (points) of each coarse mask with the changes the rule takes, over the mask alone
     (the rule of :func:`sam_sr.variants.v5.decide`, with ``settings``' hole, thin, big and big_add)."""
-    from ..variants.v5.changes import CHANGE_FEATURES
+    from ..variants.v5 import needs_strong
     from ..variants.v5.data import subset_iou
-    X = data["X"]
-    is_hole = X[:, CHANGE_FEATURES.index("fills_hole")] >= float(settings["hole"])
-    removal = X[:, CHANGE_FEATURES.index("is_addition")] < 0.5
-    is_thin = removal & (X[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
-    is_big = removal & (X[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
-    from ..variants.v5 import big_addition
-    need = np.where(is_hole | is_thin | is_big | big_addition(X, settings), strong, take)
+    need = np.where(needs_strong(data["X"], settings), strong, take)
     taken = pc >= need
     out = np.zeros(len(data["stats"]))
     for m, st in enumerate(data["stats"]):
@@ -155,8 +149,9 @@ def outcomes(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, take: float, 
     return out
 
 
-def _score(per: dict[str, float], right: list[str], right_weight: float) -> tuple[float, float]:
-    """(mean gain over the wrong sources, mean loss over the right ones) of one group's ``per``."""
+def _score(per: dict[str, float], right: list[str]) -> tuple[float, float]:
+    """(mean gain over the wrong sources, mean loss over the right ones) of one group's ``per``; NaN
+    where the group has no such source."""
     wrong = [per[s] for s in per if s not in right]
     losses = [min(0.0, per[s]) for s in right if s in per]
     return (float(np.mean(wrong)) if wrong else float("nan"), float(np.mean(losses)) if losses else float("nan"))
@@ -178,7 +173,6 @@ def select_thresholds(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, righ
         (the chosen ``{"take", "strong", "photo"}``, every setting's row).
     """
     sources = sorted(set(data["source"]))
-    wrong = [s for s in sources if s not in right]
     rows = []
     for take, strong, photo in itertools.product(GRID["take"], GRID["strong"], GRID["photo"]):
         if strong < take:
@@ -186,22 +180,19 @@ def select_thresholds(data: dict[str, Any], pc: np.ndarray, pp: np.ndarray, righ
         gain = outcomes(data, pc, pp, take, strong, photo, settings)
         per = {s: float(gain[data["source"] == s].mean()) for s in sources}
         row = {"take": take, "strong": strong, "photo": photo, "per_source": per}
+        groups = [per]                       # without balance: one group, every dataset pooled
         if balance:
-            groups = {}
+            row["per_dataset"] = {}
             for ds in sorted(set(data["dataset"].tolist())):
                 sel = data["dataset"] == ds
-                groups[ds] = {s: float(gain[sel & (data["source"] == s)].mean())
-                              for s in sorted(set(data["source"][sel].tolist()))}
-            parts = [_score(g, right, right_weight) for g in groups.values()]
-            wr = [a for a, _ in parts if a == a]
-            rl = [b for _, b in parts if b == b]
-            wrong_mean = float(np.mean(wr)) if wr else 0.0
-            right_loss = float(np.mean(rl)) if rl else 0.0
-            row["per_dataset"] = groups
-        else:
-            losses = [min(0.0, per[s]) for s in right if s in per]
-            wrong_mean = float(np.mean([per[s] for s in wrong])) if wrong else 0.0
-            right_loss = float(np.mean(losses)) if losses else 0.0
+                row["per_dataset"][ds] = {s: float(gain[sel & (data["source"] == s)].mean())
+                                          for s in sorted(set(data["source"][sel].tolist()))}
+            groups = list(row["per_dataset"].values())
+        parts = [_score(g, right) for g in groups]
+        wr = [a for a, _ in parts if a == a]     # groups without wrong (or right) sources are left out
+        rl = [b for _, b in parts if b == b]
+        wrong_mean = float(np.mean(wr)) if wr else 0.0
+        right_loss = float(np.mean(rl)) if rl else 0.0
         rows.append({**row, "wrong_mean": wrong_mean, "right_loss": right_loss,
                      "score": wrong_mean + right_weight * right_loss})
     best = max(rows, key=lambda r: (round(r["score"], 6), r["take"], r["strong"], r["photo"]))

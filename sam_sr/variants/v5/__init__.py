@@ -59,25 +59,29 @@ def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.
     if len(changes) == 0 or p_photo < float(settings["photo"]):
         return np.zeros(len(changes), bool)
     f = changes.features
-    hole = f[:, CHANGE_FEATURES.index("fills_hole")] >= float(settings["hole"])
+    need = np.where(needs_strong(f, settings), float(settings["strong"]), float(settings["take"]))
     removal = f[:, CHANGE_FEATURES.index("is_addition")] < 0.5
-    thin = removal & (f[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
-    big = removal & (f[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(max(float(settings["big"]), 1e-9)))
-    need = np.where(hole | thin | big | big_addition(f, settings), float(settings["strong"]), float(settings["take"]))
     opens = removal & (np.asarray(changes.opens_hole) >= float(settings["hole"]))
     need = np.where(opens, np.maximum(need, float(settings["opens"])), need)
     return p_change >= need
 
 
-def big_addition(features: np.ndarray, settings: dict) -> np.ndarray:
-    """bool (K,): the additions of ``settings["big_add"]`` of the coarse mask's area or more (none
-    where it is 0 or missing). ``features``: float32 (K, N_CHANGE + N_PHOTO) change features."""
+def needs_strong(features: np.ndarray, settings: dict) -> np.ndarray:
+    """bool (K,): the changes that need ``strong`` rather than ``take`` (the module docstring): an
+    addition that fills a hole (``hole``), a removal that cuts a thin part (``thin``) or a big one
+    (``big`` of the coarse mask's area or more), and an addition of ``big_add`` of it or more where
+    ``big_add`` is above 0. ``features``: float32 (K, N_CHANGE + N_PHOTO) change features. Shared by
+    inference (:func:`decide`) and the decision's threshold selection."""
     from .changes import CHANGE_FEATURES
-    share = float(settings.get("big_add") or 0.0)
-    if share <= 0.0:
-        return np.zeros(len(features), bool)
-    add = features[:, CHANGE_FEATURES.index("is_addition")] >= 0.5
-    return add & (features[:, CHANGE_FEATURES.index("log_area_vs_coarse")] >= np.log(share))
+    f = features
+    hole = f[:, CHANGE_FEATURES.index("fills_hole")] >= float(settings["hole"])
+    addition = f[:, CHANGE_FEATURES.index("is_addition")] >= 0.5
+    log_share = f[:, CHANGE_FEATURES.index("log_area_vs_coarse")]
+    thin = ~addition & (f[:, CHANGE_FEATURES.index("thickness")] < float(settings["thin"]))
+    big = ~addition & (log_share >= np.log(max(float(settings["big"]), 1e-9)))
+    big_add = float(settings.get("big_add") or 0.0)
+    big_addition = addition & (log_share >= np.log(big_add)) if big_add > 0.0 else np.zeros(len(f), bool)
+    return hole | thin | big | big_addition
 
 
 SPEC = VariantSpec(
