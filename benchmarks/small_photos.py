@@ -48,8 +48,10 @@ def framed_encoder(sam, frame: int):
                   depths=[2, 2, 6, 2], num_heads=[2, 4, 5, 10], window_sizes=[7, 7, 14, 7], mlp_ratio=4.0,
                   drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=4.0,
                   local_conv_size=3, layer_lr_decay=0.8)
+    from sam_sr.models.fold import fold_batch_norm
+    fold_batch_norm(enc.eval())     # the same layout as load_sam's encoder, whose batch norms are folded
     enc.load_state_dict(sam.image_encoder.state_dict())
-    enc.eval()
+    enc.eval()                      # again: TinyViT's attention biases are cached at eval() from the weights
     resize = ResizeLongestSide(frame)
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ from ..devices import check_device, resolve_precision
 from ..errors import SamSrError
 from ..imaging.read import check_aspect, mask_to_float, size_text, to_rgb_uint8
 from ..models.base import EXTRA_NONE, RefinerModel
+from ..models.fold import fold_batch_norm
 from ..sam.stage import MAX_SAM_ASPECT, MIN_SAM_SIDE, SamInputs
 from ..variants import get_variant
 from .cascade import CascadeConfig, cascade_refine
@@ -206,6 +207,7 @@ class Refiner:
             raise SamSrError(f"the default model is missing from the package ({p}); reinstall sam-sr "
                              f"or pass a checkpoint")
         model, state = load_model(p, variant)
+        fold_batch_norm(model)   # inference only: each batch norm merged into its convolution
         spec = get_variant(variant or state.get("variant", "crm"))
         own = spec.inference if spec.name != state.get("variant", "crm") else None
         cascade_config = _cascade_config(state, cascade, p, own)   # bad settings fail before SAM loads
