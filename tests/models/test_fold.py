@@ -2,7 +2,6 @@
 norm left in the shipped refiners or MobileSAM, and nothing folded that is not a plain conv -> bn."""
 import copy
 
-import pytest
 import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
