@@ -57,7 +57,8 @@ class FeatureFusion(nn.Module):
 
     def forward_patched(self, feats: Sequence[torch.Tensor], patches: int,
                         post: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """Same result as ``post(self(feats))`` (max abs difference ~1e-6 in fp32), computed over
+        """Same result as ``post(self(feats))`` (bit for bit in the cases measured, fp32 and bf16, where
+        the branch maps' strides are powers of two; in general to float rounding), computed over
         ``patches`` horizontal bands of the output with the one-row halo the 3x3 fusion conv needs.
 
         Only one band of the upsampled, concatenated branch maps and of the fused map exists at a time;
@@ -102,10 +103,24 @@ def _source_index(n_out: int, n_in: int, start: int, stop: int, device) -> tuple
 
 
 def _bilinear_rows(x: torch.Tensor, size: tuple[int, int], r0: int, r1: int) -> torch.Tensor:
-    """Rows ``r0:r1`` of ``F.interpolate(x, size, mode="bilinear", align_corners=False)``."""
+    """Rows ``r0:r1`` of ``F.interpolate(x, size, mode="bilinear", align_corners=False)``.
+
+    Where the output has a power-of-two multiple of ``x``'s rows (the fusion's stride-4 and stride-8
+    maps over a padded input), this is ``F.interpolate`` over the source rows the band reads, with one
+    row of margin each side, cropped: the same source positions and weights in floating point, since
+    dividing by a power of two is exact (bit-equal to the whole map's rows; tests/models/test_fusion.py).
+    Measured 2026-12-07 on this 2-core CPU, the shipped crm-full's ``encode`` in 8 bands at 1024 x 1536
+    under bf16 autocast: 569 -> 321 ms (one piece: 308 ms). Other ratios gather rows by index.
+    """
     h, w = size
     if x.shape[-2:] == (h, w):
         return x[:, :, r0:r1]
+    hs = x.shape[-2]
+    f = h // hs
+    if f * hs == h and f & (f - 1) == 0:
+        s0, s1 = max(0, r0 // f - 1), min(hs, (r1 - 1) // f + 2)
+        y = F.interpolate(x[:, :, s0:s1], size=((s1 - s0) * f, w), mode="bilinear", align_corners=False)
+        return y[:, :, r0 - s0 * f:r1 - s0 * f]
     y0, y1, ly = _source_index(h, x.shape[-2], r0, r1, x.device)
     x0, x1, lx = _source_index(w, x.shape[-1], 0, w, x.device)
     ly = ly.to(x.dtype).view(1, 1, -1, 1)
