@@ -1,7 +1,7 @@
 """Benchmark: one change's speed, as two checkouts of sam-sr run alternately in fresh processes.
 
-    git worktree add /tmp/before <commit before the change>
-    SAM_SR_DATA=/path/to/data python benchmarks/checkouts.py --before /tmp/before [--after .] [--reps 3]
+    git worktree add ../sam-sr-before <commit before the change>
+    SAM_SR_DATA=/path/to/data python benchmarks/checkouts.py --before ../sam-sr-before [--after .] [--reps 3]
 
 Each repetition runs, from each checkout in turn (``python -m sam_sr`` with the checkout as the working
 directory, so that its own ``sam_sr`` package is imported; this interpreter and its installed
