@@ -110,7 +110,7 @@ def _bilinear_rows(x: torch.Tensor, size: tuple[int, int], r0: int, r1: int) -> 
     row of margin each side, cropped: the same source positions and weights in floating point, since
     dividing by a power of two is exact (bit-equal to the whole map's rows; tests/models/test_fusion.py).
     Measured 2026-12-07 on this 2-core CPU, the shipped crm-full's ``encode`` in 8 bands at 1024 x 1536
-    under bf16 autocast: 569 -> 321 ms (one piece: 308 ms). Other ratios gather rows by index.
+    under bf16 autocast: 569 -> 311 ms (one piece: 308-360 ms). Other ratios gather rows by index.
     """
     h, w = size
     if x.shape[-2:] == (h, w):
