@@ -137,6 +137,21 @@ def check_values(cfg: dict[str, Any]) -> None:
             ok, want = _number(v) and 0 <= v <= 1, "a number in [0, 1]"
         if not ok:
             raise SamSrError(f"config key {key} must be {want}, got {v!r}")
+    mp = (cfg.get("train") or {}).get("mixed_precision", "no")
+    if mp not in MIXED_PRECISION:
+        raise SamSrError(f"config key train.mixed_precision must be one of {list(MIXED_PRECISION)}, got {mp!r}")
+
+
+#: The values of ``train.mixed_precision`` (accelerate's modes that train here).
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+def _normalise(cfg: dict[str, Any]) -> None:
+    """YAML 1.1 reads an unquoted ``no`` as false, so ``train.mixed_precision=no`` (the way accelerate
+    spells it) arrives as ``False``: read it as ``"no"``."""
+    t = cfg.get("train")
+    if isinstance(t, dict) and t.get("mixed_precision") is False:
+        t["mixed_precision"] = "no"
 
 
 def _data_resolver(rel: str = "") -> str:
@@ -217,5 +232,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         first = str(exc).splitlines()[0]
         _, ours, rest = first.partition("SamSrError raised while resolving interpolation: ")
         raise SamSrError(rest if ours else f"cannot resolve the config: {first}") from None
+    _normalise(out)
     check_values(out)
     return out

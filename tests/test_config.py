@@ -89,3 +89,12 @@ def test_bad_recipes(tmp_path):
     (tmp_path / "r.yaml").write_text("stagez: [a.yaml]\n")
     with pytest.raises(SamSrError, match="unknown recipe keys"):
         load_recipe(tmp_path / "r.yaml")
+
+
+def test_mixed_precision_no_survives_yaml_and_bad_modes_are_refused():
+    """YAML 1.1 reads an unquoted ``no`` as false; ``train.mixed_precision=no`` is still accelerate's "no"
+    (it reached accelerate as False and failed there before), and an unknown mode fails naming the key."""
+    assert load_config(None, ["train.mixed_precision=no"])["train"]["mixed_precision"] == "no"
+    assert load_config(None, ["train.mixed_precision=bf16"])["train"]["mixed_precision"] == "bf16"
+    with pytest.raises(SamSrError, match="train.mixed_precision must be one of"):
+        load_config(None, ["train.mixed_precision=fp64"])
