@@ -106,3 +106,34 @@ def test_device_script_trains_from_a_pack_and_returns_its_checkpoint(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "scripts" / "device_train.sh")], cwd=tmp_path, env=env,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no pack at .device/pack" in r.stderr
+
+
+def test_device_tree_strips_and_restores_the_tracked_weights(tmp_path):
+    """scripts/device_tree.sh in a throwaway git repository: ``strip`` removes tracked weights from the
+    working tree (keeping those named), ``size`` counts only what would travel and fails over 64 MiB,
+    ``restore`` brings every weight back from git, and ``strip`` refuses an edited weight file."""
+    repo = tmp_path / "repo"
+    (repo / "sam_sr" / "weights").mkdir(parents=True)
+    for name, n in (("big.pt", 70 * 2 ** 20), ("small.pt", 10), ("LICENSE", 5)):
+        (repo / "sam_sr" / "weights" / name).write_bytes(b"\0" * n)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "weights"]):
+        subprocess.run(git + args, cwd=repo, check=True)
+    script = str(ROOT / "scripts" / "device_tree.sh")
+
+    def run(*args):
+        return subprocess.run(["bash", script, *args], cwd=repo, capture_output=True, text=True)
+
+    assert run("size").returncode == 1                                   # 70 MiB: over the limit
+    r = run("strip", "small.pt")
+    assert r.returncode == 0 and "kept sam_sr/weights/small.pt" in r.stdout
+    assert not (repo / "sam_sr/weights/big.pt").exists() and (repo / "sam_sr/weights/LICENSE").exists()
+    r = run("size")
+    assert r.returncode == 0 and r.stdout.startswith("tree 0.0 MiB"), r.stdout
+    assert run("strip").returncode == 0                                  # again, with nothing kept
+    r = run("restore")
+    assert r.returncode == 0 and (repo / "sam_sr/weights/big.pt").stat().st_size == 70 * 2 ** 20
+    (repo / "sam_sr/weights/small.pt").write_bytes(b"edited")
+    r = run("strip")
+    assert r.returncode == 2 and "uncommitted changes" in r.stderr
+    assert (repo / "sam_sr/weights/big.pt").exists()                     # nothing removed
