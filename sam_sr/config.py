@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
         "stop_at": 0,              # stop at this iteration (the schedule still spans `iterations`); 0 = off
         "lr_mult": {},             # {parameter-name prefix: lr multiplier}, e.g. {pixel_head: 10}
         "trainable": [],           # parameter-name prefixes that train; the rest frozen, in eval mode ([] = all)
+        "keep_at": [],             # refiner runs: also keep a checkpoint iter_<N>.pt at each of these iterations
     },
     "region": {},                  # task: region: the region trainer's section, checked by it
     # the model's recommended inference settings (CascadeConfig fields, e.g. decode: contour:8),
@@ -137,6 +138,9 @@ def check_values(cfg: dict[str, Any]) -> None:
             ok, want = _number(v) and 0 <= v <= 1, "a number in [0, 1]"
         if not ok:
             raise SamSrError(f"config key {key} must be {want}, got {v!r}")
+    keep = (cfg.get("train") or {}).get("keep_at") or []
+    if not isinstance(keep, list) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in keep):
+        raise SamSrError(f"config key train.keep_at must be a list of iterations >= 1, got {keep!r}")
     mp = (cfg.get("train") or {}).get("mixed_precision", "no")
     if mp not in MIXED_PRECISION:
         raise SamSrError(f"config key train.mixed_precision must be one of {list(MIXED_PRECISION)}, got {mp!r}")

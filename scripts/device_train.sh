@@ -4,7 +4,8 @@
 # scripts/pack_training.py wrote (PACK, default .device/pack) and the wheels in .device/wheels (the
 # Python packages that machine lacks), trains for at most BUDGET seconds (default 420), and leaves in
 # $OUT what comes back: env.txt (versions, GPU), train.log, final.pt or last.pt (the newest checkpoint:
-# every train.ckpt_every iterations), run.tgz (the run's config.yaml and TensorBoard events).
+# every train.ckpt_every iterations), iter_<N>.pt (those train.keep_at kept), run.tgz (the run's
+# config.yaml and TensorBoard events).
 #   OUT=... bash scripts/device_train.sh [key=value ...]       # overrides go to the training config
 # Tested here on the CPU (tests/scripts/test_device_train.py) with PYTHON=.venv/bin/python NO_WHEELS=1.
 # Exit status: training's (0 done; 124 stopped at BUDGET, the last checkpoint still copied), 2 bad setup.
@@ -35,6 +36,7 @@ timeout --signal=INT --kill-after=30 "$BUDGET" "$PY" -m sam_sr train --config "$
 rc=${PIPESTATUS[0]}
 echo "exit $rc after $(( $(date +%s) - start )) s" >>"$OUT/train.log"
 if [ -f "$out_dir/final.pt" ]; then cp "$out_dir/final.pt" "$OUT/"; elif [ -f "$out_dir/last.pt" ]; then cp "$out_dir/last.pt" "$OUT/"; fi
+for f in "$out_dir"/iter_*.pt; do [ -f "$f" ] && cp "$f" "$OUT/"; done    # train.keep_at: at most 4 (8 files come back)
 [ -d "$out_dir" ] && tar czf "$OUT/run.tgz" -C "$out_dir" --exclude state --exclude '*.pt' .
 tail -n 3 "$OUT/train.log"
 exit "$rc"

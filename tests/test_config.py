@@ -98,3 +98,10 @@ def test_mixed_precision_no_survives_yaml_and_bad_modes_are_refused():
     assert load_config(None, ["train.mixed_precision=bf16"])["train"]["mixed_precision"] == "bf16"
     with pytest.raises(SamSrError, match="train.mixed_precision must be one of"):
         load_config(None, ["train.mixed_precision=fp64"])
+
+
+def test_keep_at_takes_a_list_of_iterations():
+    assert load_config(None, ["train.keep_at=[100,200]"])["train"]["keep_at"] == [100, 200]
+    for bad in ("train.keep_at=[0]", "train.keep_at=[a]", "train.keep_at=5"):
+        with pytest.raises(SamSrError, match="train.keep_at"):
+            load_config(None, [bad])

@@ -16,7 +16,9 @@ Outputs in ``<out_dir>``:
   :meth:`~accelerate.Accelerator.skip_first_batches`: an interrupted run ends with the same weights
   as an uninterrupted one.
 - ``last.pt`` (at the same times) and ``final.pt`` (at the end): sam-sr checkpoints (weights, model
-  config, the config; :mod:`sam_sr.checkpoint`), for ``train.init_checkpoint`` and inference.
+  config, the config; :mod:`sam_sr.checkpoint`), for ``train.init_checkpoint`` and inference; and
+  ``iter_<N>.pt`` at each iteration N of ``train.keep_at``, kept (e.g. candidates along one long run on
+  a lent GPU machine, which returns files but not the run's folder).
 
 Determinism: the same config and seed give the same weights on the same machine, whatever
 ``data.num_workers``: the sampler's order per epoch and each item's augmentation are seeded from
@@ -174,6 +176,7 @@ def train_refiner(cfg: dict[str, Any], accelerator: Accelerator | None = None) -
         acc.wait_for_everyone()
 
     train_mode(acc.unwrap_model(model))
+    keep_at = {int(k) for k in t.get("keep_at") or []}
     losses: list[float] = []
     first_loss = None
     t0 = time.time()
@@ -219,7 +222,9 @@ def train_refiner(cfg: dict[str, Any], accelerator: Accelerator | None = None) -
                         logits = model(batch["image"], batch["coarse"], extra=extra)
                 writer.add_image("train/image|coarse|refined|gt",
                                  _grid(batch, torch.sigmoid(logits.float())), it)
-            if it % t["ckpt_every"] == 0 and it < end:
+            if it in keep_at and it < end:
+                checkpoint(it, out / f"iter_{it}.pt")
+            elif it % t["ckpt_every"] == 0 and it < end:
                 checkpoint(it)
             if it >= end:
                 break

@@ -97,12 +97,14 @@ def test_device_script_trains_from_a_pack_and_returns_its_checkpoint(tmp_path):
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "NO_WHEELS": "1", "BUDGET": "300",
            "PYTHONPATH": str(ROOT)}
     r = subprocess.run(["bash", str(ROOT / "scripts" / "device_train.sh"), "train.iterations=3",
-                        f"train.out_dir={work / 'run'}"], cwd=work, env=env, capture_output=True, text=True)
+                        "train.keep_at=[2]", f"train.out_dir={work / 'run'}"], cwd=work, env=env,
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["env.txt", "final.pt", "run.tgz", "train.log"]
+    assert sorted(p.name for p in out.iterdir()) == ["env.txt", "final.pt", "iter_2.pt", "run.tgz", "train.log"]
     assert "done: 3 iterations" in (out / "train.log").read_text()
     from sam_sr.checkpoint import read_checkpoint
     assert read_checkpoint(out / "final.pt")["iteration"] == 3
+    assert read_checkpoint(out / "iter_2.pt")["iteration"] == 2         # train.keep_at
     r = subprocess.run(["bash", str(ROOT / "scripts" / "device_train.sh")], cwd=tmp_path, env=env,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no pack at .device/pack" in r.stderr
