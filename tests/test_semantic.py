@@ -157,6 +157,14 @@ def test_the_margin_holds_near_thin_parts_only_when_open_margin_is_set():
     assert (out[50:55, 60:65] == 1).all()                  # 0.75 - 0.6 <= 0.3: class 2 is not near
     with pytest.raises(SamSrError, match="open_margin"):
         merge_class_probabilities(lab, probs, [0, 1, 2], open_margin=1.5)
+    # away_margin (round 7, not the default): a third margin away from both thin parts and the winning
+    # class; the strip stays protected, a far class appears on a small lead, the thick boundary moves on
+    a = margin_map(lab, [0, 1, 2], 0.3, 0.0, away_margin=0.05)
+    assert (a[18:26, 5:35] == 0.3).all() and (a[:, 38:42] == 0.0).all() and a[50, 20] == a[30, 60] == 0.05
+    out = merge_class_probabilities(lab, probs, [0, 1, 2], switch_margin=0.3, open_margin=0.1, away_margin=0.1)
+    assert (out[20:24, 10:20] == 2).all() and (out[:, 40:46] == 0).all() and (out[50:55, 60:65] == 2).all()
+    with pytest.raises(SamSrError, match="switch_margin"):
+        merge_class_probabilities(lab, probs, [0, 1, 2], away_margin=-0.2)
 
 
 def test_classes_too_small_to_refine_keep_their_pixels():

@@ -56,7 +56,8 @@ def min_class_pixels(shape: tuple[int, int]) -> int:
 
 
 def margin_map(lab: np.ndarray, present: list[int], switch_margin: float, open_margin: float | None,
-               target: np.ndarray | None = None, radius: int | None = None) -> np.ndarray | float:
+               target: np.ndarray | None = None, radius: int | None = None,
+               away_margin: float | None = None) -> np.ndarray | float:
     """The switch margin of each pixel: ``open_margin`` where the class it would switch to
     (``target``) lies within ``radius`` px of it in ``lab`` (a boundary between neighbours moves),
     except within ``radius`` px of a thin part of any class of ``present`` (pixels that OpenCV's
@@ -70,6 +71,8 @@ def margin_map(lab: np.ndarray, present: list[int], switch_margin: float, open_m
         target: int (H, W), the index into ``present`` of each pixel's winning class; None: any
             other class of ``present`` within ``radius`` px counts (the band along every boundary).
         radius: px; default :func:`thin_radius`.
+        away_margin: the margin away from both (where the winning class is not within ``radius`` px
+            and no thin part is near); None: ``switch_margin`` there too.
 
     Returns:
         float32 (H, W), or ``switch_margin`` itself when ``open_margin`` is None (the same everywhere).
@@ -87,7 +90,9 @@ def margin_map(lab: np.ndarray, present: list[int], switch_margin: float, open_m
         near = (cv2.dilate(m, kernel) > 0) & (m == 0)
         near_target |= near if target is None else near & (target == k)
     near_thin = cv2.dilate(thin, kernel) > 0
-    return np.where(near_target & ~near_thin, np.float32(open_margin), np.float32(switch_margin))
+    away = np.float32(switch_margin if away_margin is None else away_margin)
+    return np.where(near_thin, np.float32(switch_margin),
+                    np.where(near_target, np.float32(open_margin), away))
 
 
 def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int | None = None,
@@ -180,7 +185,8 @@ def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | Non
 def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[int],
                               ignore_index: int | None = None, confidence: float = 0.5,
                               switch_margin: float = SWITCH_MARGIN,
-                              open_margin: float | None = OPEN_MARGIN) -> np.ndarray:
+                              open_margin: float | None = OPEN_MARGIN,
+                              away_margin: float | None = None) -> np.ndarray:
     """Merge per-class refined probabilities into a label map.
 
     A pixel takes the class of highest probability when that probability reaches ``confidence`` and
@@ -204,6 +210,8 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
             (len(present), H, W).
     """
     _check_switch_margin(switch_margin, open_margin)
+    if away_margin is not None:
+        _check_switch_margin(away_margin)
     if probs.shape != (len(present),) + lab.shape:
         raise SamSrError(f"probs must be {(len(present),) + lab.shape}, got {probs.shape}")
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
@@ -215,6 +223,7 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
     own = np.zeros(lab.shape, np.float32)
     own[known] = np.take_along_axis(probs[:, known], index[lab[known]][None], 0)[0]
     out = np.asarray(present, dtype=lab.dtype)[best]
-    keep = (conf < confidence) | ~known | (conf - own <= margin_map(lab, present, switch_margin, open_margin, best))
+    keep = (conf < confidence) | ~known | (conf - own <= margin_map(lab, present, switch_margin, open_margin, best,
+                                                                   away_margin=away_margin))
     out[keep] = lab[keep]
     return out
