@@ -4,8 +4,10 @@ Training steps must not run SAM: ``scripts/precompute_sam.py`` fills the cache o
 image, and datasets read from it. Entries are compressed ``.npz`` files written atomically:
 ``<root>/<model_tag>/<image_sha256[:32]>.<kind>.npz`` with kinds
 - ``masks``: automatic masks (``segmentation`` bits packed, ``area``, ``predicted_iou``);
-- ``embedding``: the image encoder's output (float16 (1, 256, 64, 64)) with the predictor's sizes,
-  so prompted masks (v2.2) can be decoded without the image encoder.
+- ``embedding``: the image encoder's output (float32 (1, 256, 64, 64), exactly as computed, so a run
+  that reads the cache gives what a run without it gives; entries written before 2026-12-07 evening
+  hold float16, which is still read, rounded: refill such a cache for exact results) with the
+  predictor's sizes, so prompted masks (v2.2) can be decoded without the image encoder.
 """
 from __future__ import annotations
 
@@ -95,7 +97,8 @@ class SamCache:
         return self.path(image_key(image), kind).is_file()
 
     def embedding(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """The cached embedding entry of ``image``: ``features`` float16 (1, 256, 64, 64),
+        """The cached embedding entry of ``image``: ``features`` float32 (1, 256, 64, 64) (float16 in
+        entries written before 2026-12-07 evening),
         ``original_size``, ``input_size``.
 
         Raises:
@@ -122,6 +125,8 @@ class SamCache:
             return
         self.misses += 1
         type(predictor).set_image(predictor, image)  # the class's method, even if patched on the object
-        self._write(p, {"features": predictor.features.detach().cpu().numpy().astype(np.float16),
+        # stored as computed (float32): with float16, as before 2026-12-07, the run that filled the cache and
+        # the runs that read it refined differently (sod validation, PiCANet: +3.01 / +3.12 IoU gain)
+        self._write(p, {"features": predictor.features.detach().cpu().numpy().astype(np.float32),
                         "original_size": np.array(predictor.original_size),
                         "input_size": np.array(predictor.input_size)})

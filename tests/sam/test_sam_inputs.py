@@ -116,6 +116,9 @@ def test_cache_roundtrip_and_model_keying(tmp_path):
     pred2 = predictor(sam)
     cache.set_predictor_image(pred2, image)                 # from the cache: no encoder run
     assert torch.allclose(pred2.features, ref, atol=1e-2) and pred2.is_image_set
+    # stored as computed (float32): a run that reads the cache refines exactly as one that filled it
+    # (with float16, as before, a decision or two flipped between the two)
+    assert torch.equal(pred2.features, ref) and pred2.features.dtype == torch.float32
     (tmp_path / "tiny-a" / f"{image_key(image)}.masks.npz").write_bytes(b"broken")
     with pytest.raises(SamSrError, match="corrupt SAM cache"):
         cache.masks(image, gen.generate)

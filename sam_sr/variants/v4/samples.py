@@ -59,8 +59,8 @@ class RegionSamples(Dataset):
                     p = sam_cache.path(key, "embedding")
                     if not p.is_file():
                         raise SamSrError(f"SAM embedding of {f} is not cached in {sam_cache.dir}")
-                    with np.load(p) as z:
-                        self.embeddings[key] = torch.from_numpy(z["features"][0])
+                    with np.load(p) as z:   # held as float16, as the cache stored it before 2026-12-07
+                        self.embeddings[key] = torch.from_numpy(z["features"][0].astype(np.float16))
                 r = len(self.records)
                 self.records.append(rec)
                 for j in range(len(rec["modes"])):
