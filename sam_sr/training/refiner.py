@@ -17,8 +17,9 @@ Outputs in ``<out_dir>``:
   as an uninterrupted one.
 - ``last.pt`` (at the same times) and ``final.pt`` (at the end): sam-sr checkpoints (weights, model
   config, the config; :mod:`sam_sr.checkpoint`), for ``train.init_checkpoint`` and inference; and
-  ``iter_<N>.pt`` at each iteration N of ``train.keep_at``, kept (e.g. candidates along one long run on
-  a lent GPU machine, which returns files but not the run's folder).
+  ``iter_<N>.pt`` at each iteration N of ``train.keep_at`` before the last (the last is ``final.pt``),
+  kept (e.g. candidates along one long run on a lent GPU machine, which returns files but not the
+  run's folder).
 
 Determinism: the same config and seed give the same weights on the same machine, whatever
 ``data.num_workers``: the sampler's order per epoch and each item's augmentation are seeded from
