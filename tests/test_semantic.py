@@ -163,7 +163,7 @@ def test_the_margin_holds_near_thin_parts_only_when_open_margin_is_set():
     assert (a[18:26, 5:35] == 0.3).all() and (a[:, 38:42] == 0.0).all() and a[50, 20] == a[30, 60] == 0.05
     out = merge_class_probabilities(lab, probs, [0, 1, 2], switch_margin=0.3, open_margin=0.1, away_margin=0.1)
     assert (out[20:24, 10:20] == 2).all() and (out[:, 40:46] == 0).all() and (out[50:55, 60:65] == 2).all()
-    with pytest.raises(SamSrError, match="switch_margin"):
+    with pytest.raises(SamSrError, match="away_margin must be in"):
         merge_class_probabilities(lab, probs, [0, 1, 2], away_margin=-0.2)
 
 

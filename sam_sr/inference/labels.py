@@ -164,11 +164,11 @@ def class_probabilities(refiner, image: np.ndarray, lab: np.ndarray, present: li
     return np.stack([refiner.predict(image, (lab == c).astype(np.uint8) * 255).soft for c in present])
 
 
-def _check_switch_margin(switch_margin: float, open_margin: float | None = None) -> None:
-    if not 0.0 <= float(switch_margin) < 1.0:
-        raise SamSrError(f"switch_margin must be in [0, 1), got {switch_margin!r}")
-    if open_margin is not None and not 0.0 <= float(open_margin) < 1.0:
-        raise SamSrError(f"open_margin must be in [0, 1), got {open_margin!r}")
+def _check_switch_margin(switch_margin: float, open_margin: float | None = None,
+                         away_margin: float | None = None) -> None:
+    for name, v in (("switch_margin", switch_margin), ("open_margin", open_margin), ("away_margin", away_margin)):
+        if (v is not None or name == "switch_margin") and not 0.0 <= float(v) < 1.0:
+            raise SamSrError(f"{name} must be in [0, 1), got {v!r}")
 
 
 def classes_to_refine(lab: np.ndarray, num_classes: int, ignore_index: int | None = None,
@@ -206,12 +206,10 @@ def merge_class_probabilities(lab: np.ndarray, probs: np.ndarray, present: list[
         (H, W) label map of ``lab``'s dtype.
 
     Raises:
-        SamSrError: ``switch_margin`` or ``open_margin`` outside [0, 1), or ``probs`` not
-            (len(present), H, W).
+        SamSrError: ``switch_margin``, ``open_margin`` or ``away_margin`` outside [0, 1), or ``probs``
+            not (len(present), H, W).
     """
-    _check_switch_margin(switch_margin, open_margin)
-    if away_margin is not None:
-        _check_switch_margin(away_margin)
+    _check_switch_margin(switch_margin, open_margin, away_margin)
     if probs.shape != (len(present),) + lab.shape:
         raise SamSrError(f"probs must be {(len(present),) + lab.shape}, got {probs.shape}")
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
