@@ -170,8 +170,11 @@ def replace_boundary(region_path: str | os.PathLike, boundary_path: str | os.Pat
 
         def with_decision(model_cfg: dict[str, Any]) -> dict[str, Any]:
             return {**model_cfg, "decision": {**dict(model_cfg.get("decision") or {}), **decision}}
+        # unknown keys and bad values fail here; the values are kept as the config reads them
+        # (``passes=3.0`` from the command line is stored as 3)
+        checked = V5Config.from_dict(with_decision(state["model_config"])).decision
+        decision = {k: checked[k] for k in decision}
         state["model_config"] = with_decision(state["model_config"])
-        V5Config.from_dict(state["model_config"])        # unknown keys and bad values fail here
         if "model" in (state.get("config") or {}):
             state["config"] = {**state["config"], "model": with_decision(state["config"]["model"])}
         state["decision_set"] = {**dict(base.get("decision_set") or {}), **decision}

@@ -88,3 +88,17 @@ def test_a_boundary_step_with_image_features_brings_them_and_its_setting(tmp_pat
     replace_boundary(out, WEIGHTS + "crm_r18.pt", back)
     plain, _ = load_model(back)
     assert plain.image_features is None and not any(k.startswith("feature_proj.") for k in plain.state_dict())
+
+
+def test_decision_passes_are_stored_as_the_config_reads_them_and_bad_ones_write_nothing(tmp_path):
+    """``sam-sr export ... --decision passes=3`` gives 3.0 from the command line: the file holds 3, in
+    both the model config and the record of what was set, beside the settings set before."""
+    out = tmp_path / "passes.pt"
+    replace_boundary(WEIGHTS + "sam_sr_v5_edge.pt", None, out, decision={"passes": 3.0})
+    new = read_checkpoint(out)
+    assert new["model_config"]["decision"]["passes"] == 3 and isinstance(new["model_config"]["decision"]["passes"], int)
+    assert new["decision_set"] == {"opens": 1.01, "passes": 3}
+    bad = tmp_path / "bad.pt"
+    with pytest.raises(SamSrError, match="passes"):
+        replace_boundary(WEIGHTS + "sam_sr_v5_edge.pt", None, bad, decision={"passes": 0.5})
+    assert not bad.exists()

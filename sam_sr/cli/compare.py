@@ -29,6 +29,10 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sam-cache", default=None, help="folder of cached SAM embeddings (read and filled)")
     ap.add_argument("--device", type=argtypes.device, default=None)
     ap.add_argument("--json", default=None, help="write the results (with per-photo IoU) here")
+    ap.add_argument("--coarse-input", choices=("binary", "soft"), default="binary",
+                    help="what the methods are given: the coarse mask thresholded at 0.5 (default), or the "
+                         "source's map as stored (soft: a saliency network's probabilities); the coarse "
+                         "mask is scored thresholded at 0.5 either way")
 
 
 def build(method: str, cache, device):
@@ -73,10 +77,11 @@ def run(args) -> int:
         samples = samples[: args.limit]
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     refiners = {m: build(m, cache, args.device) for m in methods}
-    results = compare(refiners, samples, sources)
+    results = compare(refiners, samples, sources, args.coarse_input)
     print(format_comparison(results))
     if args.json:
-        meta = {"root": str(root), "ids": args.ids, "n_images": len(samples), "methods": {
+        meta = {"root": str(root), "ids": args.ids, "n_images": len(samples),
+                "coarse_input": args.coarse_input, "methods": {
             m: {"checkpoint": r.info.get("checkpoint"), "variant": r.info.get("variant"),
                 **r.cascade.settings(), "precision_used": r.info.get("precision")} if hasattr(r, "cascade") else {"prompt": r.prompt.to_dict()}
             for m, r in refiners.items()}}

@@ -27,6 +27,9 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                     help="coarse sources: folders under <root>/coarse and/or scale_gap_xK")
     ap.add_argument("--limit", type=argtypes.count, default=0, help="evaluate only the first N images (0 = all)")
     ap.add_argument("--coarse-only", action="store_true", help="score the coarse masks only")
+    ap.add_argument("--coarse-input", choices=("binary", "soft"), default="binary",
+                    help="what the refiner is given: the coarse mask thresholded at 0.5 (default), or the "
+                         "source's map as stored (soft); the coarse mask is scored thresholded at 0.5 either way")
     ap.add_argument("--json", default=None, help="write results to this JSON file (checked before evaluating)")
     add_model_args(ap)
 
@@ -48,10 +51,10 @@ def run(args) -> int:
         samples = samples[: args.limit]
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     refiner = None if args.coarse_only else refiner_from_args(args)
-    results = evaluate(refiner, samples, sources)
+    results = evaluate(refiner, samples, sources, args.coarse_input)
     print(format_tables(results))
     if args.json:
-        meta = {"root": str(root), "ids": args.ids, "n_images": len(samples),
+        meta = {"root": str(root), "ids": args.ids, "n_images": len(samples), "coarse_input": args.coarse_input,
                 "checkpoint": None if refiner is None else refiner.info.get("checkpoint"),
                 **({} if refiner is None else refiner.cascade.settings())}
         write_json(args.json, {"meta": meta, "results": results})

@@ -117,8 +117,9 @@ def export_arguments(ap: argparse.ArgumentParser) -> None:
                          "from the crm checkpoint CRM (SRC's inference settings kept)")
     ap.add_argument("--decision", action="append", type=argtypes.key_number, default=None, metavar="KEY=NUMBER",
                     help="instead (or with --boundary-from): write SRC, a v5 checkpoint, with this "
-                         "keep-or-change decision setting changed, e.g. opens=1.01, or big_add=0.5 "
-                         "(additions of half the coarse mask or more need strong evidence) (repeatable)")
+                         "keep-or-change decision setting changed, e.g. opens=1.01, big_add=0.5 "
+                         "(additions of half the coarse mask or more need strong evidence) or passes=3 (up "
+                         "to 3 region passes, each over the last one's result) (repeatable)")
 
 
 def export_run(args) -> int:
@@ -136,7 +137,7 @@ def export_run(args) -> int:
         decision = dict(args.decision or [])
         out = replace_boundary(args.src, args.boundary_from, args.dst, args.force, decision)
         what = [f"the boundary step of {args.boundary_from}"] if args.boundary_from else []
-        what += [f"decision {k}={v}" for k, v in decision.items()]
+        what += [f"decision {k}={out['decision_set'][k]}" for k in decision]   # as the config reads it
         print(f"wrote {args.dst}: {out['variant']} with {', '.join(what)}")
     elif args.dst is not None:
         from ..training.export import export_checkpoint

@@ -72,13 +72,24 @@ def coarse_for(sample: Sample, source: str, gt: np.ndarray) -> np.ndarray:
     return read_mask(sample.coarse[source])
 
 
-def _coarse_pairs(samples: list[Sample], sources: list[str], desc: str):
-    """Each sample's image once and, per source, its binary coarse mask and ground truth:
-    yields (uint8 (H, W, 3), source, bool (H, W), bool (H, W)), with a tqdm bar named ``desc``.
+#: What refiners are given as the coarse mask (the coarse mask is always scored thresholded at 0.5):
+#: ``binary``, the coarse mask thresholded at 0.5 (the default, as CascadePSP and CRM evaluate
+#: segmenters' label outputs); ``soft``, the source's map as it is stored (a saliency network's
+#: probability map 0..255 read as [0, 1]; synthetic sources are binary either way).
+COARSE_INPUTS = ("binary", "soft")
+
+
+def _coarse_pairs(samples: list[Sample], sources: list[str], desc: str, coarse_input: str = "binary"):
+    """Each sample's image once and, per source, the coarse mask the refiners get, its binary form
+    (scored as the coarse mask) and the ground truth: yields (uint8 (H, W, 3), source, refiners' input
+    (bool (H, W), or float32 (H, W) in [0, 1] with ``coarse_input="soft"``), bool (H, W), bool (H, W)),
+    with a tqdm bar named ``desc``.
 
     Raises:
-        SamSrError: a coarse mask whose size differs from its ground truth's.
+        SamSrError: a coarse mask whose size differs from its ground truth's, an unknown ``coarse_input``.
     """
+    if coarse_input not in COARSE_INPUTS:
+        raise SamSrError(f"coarse input must be one of {', '.join(COARSE_INPUTS)}, got {coarse_input!r}")
     for sample in tqdm(samples, desc=desc, unit="img"):
         image = read_image(sample.image)
         gt = read_mask(sample.mask) >= 0.5
@@ -86,16 +97,19 @@ def _coarse_pairs(samples: list[Sample], sources: list[str], desc: str):
             coarse = coarse_for(sample, src, gt)
             if coarse.shape != gt.shape:
                 raise SamSrError(f"coarse mask of {sample.id} ({src}) differs in size from its ground truth")
-            yield image, src, coarse >= 0.5, gt
+            binary = coarse >= 0.5
+            yield image, src, (coarse if coarse_input == "soft" else binary), binary, gt
 
 
-def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str]) -> dict[str, Any]:
+def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str],
+            coarse_input: str = "binary") -> dict[str, Any]:
     """Score several refiners on the same photos and coarse masks in one pass (each photo is read once).
 
     Args:
         refiners: ``{name: refiner}``; a refiner is anything with ``refine(image uint8 (H, W, 3),
-            coarse bool (H, W)) -> (H, W)`` (nonzero = foreground), e.g. :class:`sam_sr.Refiner`.
-        samples, sources: as :func:`evaluate`.
+            coarse bool (H, W), or float32 (H, W) in [0, 1] with ``coarse_input="soft"``) -> (H, W)``
+            (nonzero = foreground), e.g. :class:`sam_sr.Refiner`.
+        samples, sources, coarse_input: as :func:`evaluate`.
 
     Returns:
         ``{source: {"coarse": summary, name: summary, ...}}`` (:meth:`BinaryScores.summary`, in
@@ -105,10 +119,10 @@ def compare(refiners: dict[str, Any], samples: list[Sample], sources: list[str])
     check_sources(sources, samples)
     names = ["coarse", *refiners]
     scores = {s: {n: BinaryScores() for n in names} for s in sources}
-    for image, src, cbin, gt in _coarse_pairs(samples, sources, "compare"):
+    for image, src, given, cbin, gt in _coarse_pairs(samples, sources, "compare", coarse_input):
         scores[src]["coarse"].add(cbin, gt)
         for name, refiner in refiners.items():
-            scores[src][name].add(np.asarray(refiner.refine(image, cbin)) > 0, gt)
+            scores[src][name].add(np.asarray(refiner.refine(image, given)) > 0, gt)
     out: dict[str, Any] = {}
     for s, d in scores.items():
         out[s] = {n: d[n].summary() for n in names}
@@ -143,13 +157,16 @@ def format_comparison(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, Any]:
+def evaluate(refiner, samples: list[Sample], sources: list[str], coarse_input: str = "binary") -> dict[str, Any]:
     """Score coarse and refined masks per source.
 
     Args:
         refiner: a :class:`sam_sr.Refiner`, or ``None`` to score the coarse masks only.
         samples: evaluation samples (images with ground truth and coarse masks).
         sources: coarse sources (see module docstring).
+        coarse_input: what the refiner is given (:data:`COARSE_INPUTS`): the coarse mask thresholded
+            at 0.5 (``binary``), or the source's map as stored (``soft``). The coarse mask is scored
+            thresholded at 0.5 either way.
 
     Returns:
         ``{source: {"coarse": summary, "refined": summary}}`` with summaries from
@@ -158,10 +175,10 @@ def evaluate(refiner, samples: list[Sample], sources: list[str]) -> dict[str, An
     """
     check_sources(sources, samples)
     scores = {s: {"coarse": BinaryScores(), "refined": BinaryScores()} for s in sources}
-    for image, src, cbin, gt in _coarse_pairs(samples, sources, "evaluate"):
+    for image, src, given, cbin, gt in _coarse_pairs(samples, sources, "evaluate", coarse_input):
         scores[src]["coarse"].add(cbin, gt)
         if refiner is not None:
-            scores[src]["refined"].add(refiner.refine(image, cbin) > 0, gt)
+            scores[src]["refined"].add(refiner.refine(image, given) > 0, gt)
     out = {s: {k: v.summary() for k, v in d.items() if k == "coarse" or refiner is not None}
            for s, d in scores.items()}
     if refiner is not None:

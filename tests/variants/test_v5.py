@@ -162,3 +162,77 @@ def test_v5_edge_and_v5_holes_leave_a_right_mask_where_it_is(variant):
     right = read_mask(ROOT / "tests/golden/coffee_refined_default.png") >= 0.5
     out = Refiner.from_checkpoint(variant=variant, device="cpu", precision="fp32").refine(image, right) > 0
     assert int(np.count_nonzero(out != right)) <= 20
+
+
+class _ScriptedPasses:
+    """A v5 decision stage whose region passes are scripted: pass k adds row k of the mask when
+    ``takes[k]`` is above 0 (that many changes taken), and records the mask it started from."""
+
+    def __init__(self, passes: int, takes: list[int], kept=None):
+        from sam_sr.variants.v5 import DecisionStage
+
+        class Stage(DecisionStage):
+            def one_pass(stage, source, image, coarse, settings):
+                k = len(self.seen)
+                self.seen.append(np.asarray(coarse, np.float32).copy())
+                out = np.asarray(coarse, np.float32) >= 0.5
+                if self.takes[k]:
+                    out = out.copy()
+                    out[k] = True
+                return out, self.takes[k] + 1, self.takes[k], 0.9 - 0.1 * k
+
+        class Model:
+            def settings(model):
+                return {**DECISION_DEFAULTS, "passes": passes, "kept": kept or {}}
+
+        self.takes, self.seen = takes, []
+        self.stage = Stage()
+        self.stage.model = Model()
+
+    def __call__(self, coarse):
+        return self.stage(None, None, coarse)
+
+
+@pytest.mark.parametrize("passes,rows,taken,run", [(1, [0], 2, 1), (2, [0, 1], 3, 2), (3, [0, 1], 3, 3),
+                                                   (5, [0, 1], 3, 3)])
+def test_passes_run_on_the_last_pass_result_and_stop_when_nothing_is_taken(passes, rows, taken, run):
+    """Each pass starts from the previous pass's mask; a pass that takes nothing ends the loop (the same
+    mask would give the same pass again) and leaves the mask as it was."""
+    coarse = np.zeros((6, 8), np.float32)
+    coarse[5, 2:6] = 1.0
+    scripted = _ScriptedPasses(passes, takes=[2, 1, 0, 4, 4])
+    out, extra, info = scripted(coarse)
+    expected = coarse >= 0.5
+    expected[rows] = True
+    assert extra is None and out.dtype == bool
+    np.testing.assert_array_equal(out, expected)
+    assert info["taken"] == taken and info["passes"] == run == len(scripted.seen)
+    assert info["photo"] == pytest.approx(0.9)                     # the first pass's
+    assert info["composed_changed"] == pytest.approx((out != (coarse >= 0.5)).mean())
+    for k in range(1, run):                                         # pass k read pass k-1's result
+        assert scripted.seen[k][k - 1].all()
+    assert "cascade" not in info
+
+
+def test_kept_settings_apply_only_when_no_pass_takes_anything():
+    kept = {"decode": "contour:2", "margin": 0.1}
+    coarse = np.zeros((6, 8), np.float32)
+    out, _, info = _ScriptedPasses(3, takes=[0, 5, 5], kept=kept)(coarse)
+    assert info == {**info, "taken": 0, "passes": 1, "cascade": kept}
+    assert not out.any()
+    _, _, info = _ScriptedPasses(3, takes=[1, 0, 0], kept=kept)(coarse)
+    assert "cascade" not in info and info["passes"] == 2
+
+
+@pytest.mark.parametrize("bad", [0, 9, 2.5, True, "2", float("nan"), float("inf")])
+def test_passes_must_be_a_whole_number_from_1_to_the_maximum(bad):
+    from sam_sr.errors import SamSrError
+    from sam_sr.variants.v5.model import V5Config
+    with pytest.raises(SamSrError, match="passes"):
+        V5Config.from_dict({"decision": {"passes": bad}})
+
+
+def test_passes_given_as_a_float_by_export_are_read_as_an_integer():
+    from sam_sr.variants.v5.model import V5Config
+    assert V5Config.from_dict({"decision": {"passes": 3.0}}).decision["passes"] == 3
+    assert V5Config.from_dict({}).decision["passes"] == 1

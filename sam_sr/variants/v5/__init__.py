@@ -17,7 +17,11 @@ more where ``big_add`` is set (above 0); a removal that would open a new enclose
 coarse mask (``hole`` of it or more; a blurred face cut out of a portrait) only when it also reaches
 ``opens`` (0: no rule of its own; above 1: never); and none is taken when the photo's probability is
 below ``photo``. The rest of the coarse mask, boundary included, goes to
-the boundary step unchanged. v5 checkpoints also run as ``--variant v4`` (the region step's changes
+the boundary step unchanged. With ``passes`` above 1, a pass that took changes is followed by
+another over its result (SAM's prompts drawn again from the corrected mask, the same image
+embedding), up to ``passes`` in all; the first pass that takes nothing ends it. Each pass's
+rules hold against the mask it starts from, so no pass fills a hole, cuts a thin part or opens a
+hole on the region step's word alone. v5 checkpoints also run as ``--variant v4`` (the region step's changes
 all taken).
 """
 from __future__ import annotations
@@ -38,19 +42,35 @@ class DecisionStage(RegionStage):
     pixels that differ from the coarse mask afterwards)."""
 
     def __call__(self, source, image, coarse, rng=None):
+        settings = self.model.settings()
+        binary = np.asarray(coarse, np.float32) >= 0.5
+        mask, changes_seen, taken, photo, passes = coarse, 0, 0, None, 0
+        for _ in range(int(settings["passes"])):
+            out, n, k, p = self.one_pass(source, image, mask, settings)
+            passes += 1
+            changes_seen += n
+            photo = p if photo is None else photo
+            if not k:
+                break          # the same mask would give the same pass again
+            taken += k
+            mask = out.astype(np.float32)
+        out = np.asarray(mask, np.float32) >= 0.5
+        info = {"changes": changes_seen, "taken": taken, "photo": photo, "passes": passes,
+                "composed_changed": float((out != binary).mean())}
+        if not taken and settings.get("kept"):
+            info["cascade"] = dict(settings["kept"])    # the coarse mask kept whole: its boundary as such
+        return out, None, info
+
+    def one_pass(self, source, image, coarse, settings) -> tuple[np.ndarray, int, int, float]:
+        """One region pass over ``coarse`` (float32 or bool (H, W)): (the mask with the changes taken,
+        bool (H, W); changes proposed; changes taken; the photo's probability)."""
         c, logits, info, radius = self.region(source, image, coarse)
         binary = c >= 0.5
         changes = find_changes(binary, c, logits, radius, list(info["sam"]),
                                [float(i.get("predicted_iou", 0.0)) for i in info["sam_info"]])
-        settings = self.model.settings()
         p_change, p_photo = self.model.decision.probabilities(changes.features, changes.photo)
         take = decide(changes, p_change, p_photo, settings)
-        out = changes.apply(binary, take)
-        info = {"changes": len(changes), "taken": int(take.sum()), "photo": p_photo,
-                "composed_changed": float((out != binary).mean())}
-        if not take.any() and settings.get("kept"):
-            info["cascade"] = dict(settings["kept"])    # the coarse mask kept whole: its boundary as such
-        return out, None, info
+        return changes.apply(binary, take), len(changes), int(take.sum()), p_photo
 
 
 def decide(changes, p_change: np.ndarray, p_photo: float, settings: dict) -> np.ndarray:

@@ -14,6 +14,10 @@ from ..v4.model import SamSrV4, V4Config
 from .changes import N_CHANGE, N_PHOTO
 from .trees import TreeEnsemble
 
+#: The most region passes a v5 model may ask for (``decision.passes``): each costs SAM's prompt decoder,
+#: the region network and the decision again (not SAM's image encoder).
+MAX_PASSES = 8
+
 #: The decision's settings and their defaults (``decision`` of :class:`V5Config`).
 DECISION_DEFAULTS: dict[str, Any] = {
     "take": 0.5,             # a change is taken when its probability reaches this
@@ -26,6 +30,8 @@ DECISION_DEFAULTS: dict[str, Any] = {
                              # (0: no rule; additions of other objects beside a right mask)
     "opens": 0.0,            # a removal that opens a new enclosed hole (``hole`` of it or more) needs at
                              # least this (above 1: never; 0: no rule of its own)
+    "passes": 1,             # the region step and the decision run up to this many times, each pass's
+                             # mask the next one's coarse mask, stopping at a pass that takes nothing
     "kept": {},              # cascade settings for a photo whose region changes are all left (e.g. the
                              # band refiner's own: decode contour:2, margin 0.1); {} = the model's
     "change_trees": [1, 1],  # the heads' shapes: trees, nodes per tree (set by training)
@@ -39,7 +45,8 @@ class V5Config(V4Config):
     keep-or-change decision's settings, :data:`DECISION_DEFAULTS` keys.
 
     Raises:
-        SamSrError: unknown decision keys, probabilities outside [0, 1], a hidden size below 1.
+        SamSrError: unknown decision keys, probabilities outside [0, 1], ``passes`` not an integer
+            from 1 to :data:`MAX_PASSES`, a hidden size below 1.
     """
 
     decision: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +68,11 @@ class V5Config(V4Config):
             opens = float("nan")
         if not opens >= 0.0:
             raise SamSrError(f"v5 decision.opens must be a number >= 0, got {decision['opens']!r}")
+        passes = decision["passes"]
+        if isinstance(passes, bool) or not isinstance(passes, (int, float)) \
+                or not float(passes).is_integer() or not 1 <= passes <= MAX_PASSES:
+            raise SamSrError(f"v5 decision.passes must be an integer from 1 to {MAX_PASSES}, got {passes!r}")
+        decision["passes"] = int(passes)
         for k in ("change_trees", "photo_trees"):
             if len(decision[k]) != 2 or min(int(v) for v in decision[k]) < 1:
                 raise SamSrError(f"v5 decision.{k} must be [trees, nodes], both >= 1, got {decision[k]!r}")
