@@ -94,7 +94,8 @@ def flatten(records: list[dict[str, np.ndarray]]) -> dict[str, Any]:
             P.append(rec["photo"][m])
             py.append(float(d_all > 0))
             pw.append(abs(d_all) * 100 + 0.05)
-            source.append(str(name).split(":")[0] if str(name).startswith("real:") else str(name))
+            # a dataset's real maps count as one source ("real"), and their thresholded copies as another
+            source.append(str(name).split(":")[0] if str(name).startswith(("real:", "realbin:")) else str(name))
             photo.append(pi)
             stats.append(st)
             dataset.append(str(rec.get("dataset", "")))

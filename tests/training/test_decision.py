@@ -56,3 +56,38 @@ def test_balance_lets_a_small_dataset_veto_what_a_large_one_gains():
 
 def test_balance_is_off_unless_asked():
     assert DECISION_DATA_DEFAULTS["balance"] is False
+
+
+def test_real_maps_can_also_be_given_thresholded_and_count_as_their_own_source(tmp_path):
+    """``real_binary``: each real map also as a thresholded copy (``realbin:<source>``), in the same
+    order and with no draw from the random generator (the synthesised masks stay the same); in the
+    flattened records the copies are one source, ``realbin``, beside ``real``."""
+    import numpy as np
+    from PIL import Image
+
+    from sam_sr.training.decision import flatten
+    from sam_sr.variants.v5.data import _coarse_masks
+
+    class Sample:
+        coarse = {}
+    gt = np.zeros((40, 60), bool)
+    gt[10:30, 15:45] = True
+    soft = np.clip(np.linspace(0, 255, 60)[None].repeat(40, 0), 0, 255).astype(np.uint8)
+    for src in ("b_net", "a_net"):
+        Image.fromarray(soft).save(tmp_path / f"{src}.png")
+        Sample.coarse[src] = tmp_path / f"{src}.png"
+    plain = _coarse_masks({"real": True, "protocols": ["gt"]}, Sample, gt, np.random.default_rng(0), None)
+    both = _coarse_masks({"real": True, "real_binary": True, "protocols": ["gt"]}, Sample, gt,
+                         np.random.default_rng(0), None)
+    assert [n for n, _ in plain] == ["real:a_net", "real:b_net", "gt"]
+    assert [n for n, _ in both] == ["real:a_net", "realbin:a_net", "real:b_net", "realbin:b_net", "gt"]
+    real, binary = both[0][1], both[1][1]
+    assert ((real > 0) & (real < 1)).any() and set(np.unique(binary)) == {0.0, 1.0}
+    np.testing.assert_array_equal(binary, (real >= 0.5).astype(np.float32))
+
+    from sam_sr.variants.v5.changes import N_CHANGE, N_PHOTO
+    rec = {"names": np.array(["real:a_net", "realbin:a_net", "gt"]), "sample": np.zeros(0, np.int64),
+           "inter": np.array([5, 5, 10]), "union": np.array([10, 10, 10]), "area": np.zeros(0),
+           "in_gt": np.zeros(0), "additions": np.zeros(0, bool), "features": np.zeros((0, N_CHANGE + N_PHOTO)),
+           "photo": np.zeros((3, N_PHOTO), np.float32)}
+    assert flatten([rec])["source"].tolist() == ["real", "realbin", "gt"]

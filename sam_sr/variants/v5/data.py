@@ -9,7 +9,8 @@ follows exactly (:func:`subset_iou`), so the decision's labels and the selection
 need no second run. Records are written per photo (``<out>/<dataset>/<id>.npz``) and skipped when
 present: an interrupted run resumes.
 
-Coarse masks per photo: the dataset's real ones (``real``), the evaluation's protocols
+Coarse masks per photo: the dataset's real ones (``real``; with ``real_binary`` also each of them
+thresholded at 0.5, named ``realbin:<source>``), the evaluation's protocols
 (``scale_gap_xK``, and ``gt``: the ground truth itself, a right mask), and ``k`` synthesised ones
 (:func:`sam_sr.variants.v4.data.synthesize`'s region errors, and ``fill_holes``: the ground truth
 with its holes filled). CamVid frames give per-class masks: the simulated segmenter's (x8, label
@@ -109,6 +110,8 @@ def _coarse_masks(spec: dict[str, Any], sample, gt: np.ndarray, rng: np.random.G
             if c.shape != gt.shape:
                 c = cv2.resize(c, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
             out.append((f"real:{src}", c))
+            if spec.get("real_binary"):     # the same map thresholded, as segmenters' label outputs come
+                out.append((f"realbin:{src}", (c >= 0.5).astype(np.float32)))
     for proto in spec.get("protocols", []):
         if proto == "gt":
             out.append(("gt", gt.astype(np.float32)))
@@ -131,7 +134,7 @@ def build_decision_data(datasets: list[dict[str, Any]], out_root: str | Path, st
     """Make and store the decision's records (module docstring); stored photos are skipped.
 
     Args:
-        datasets: specs ``{name, layout, root, ids_file?, k, real?, protocols?, fill_holes?}``
+        datasets: specs ``{name, layout, root, ids_file?, k, real?, real_binary?, protocols?, fill_holes?}``
             (``layout`` as :func:`sam_sr.data.load_samples`, or ``camvid`` with ``split`` and
             ``classes_per_frame``; CamVid classes always get the simulated segmenter's mask).
         stage: the v4 region stage bound to the model. source: a live SAM source (with a cache).
