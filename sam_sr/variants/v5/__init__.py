@@ -37,9 +37,11 @@ from .model import SamSrV5, V5Config
 
 
 class DecisionStage(RegionStage):
-    """v4's region step, then the decision (see the module docstring). ``info``: ``changes`` (count),
-    ``taken`` (count), ``photo`` (the photo's probability), ``composed_changed`` (share of the photo's
-    pixels that differ from the coarse mask afterwards)."""
+    """v4's region step, then the decision (see the module docstring), ``decision.passes`` times at
+    most. ``info``: ``changes`` and ``taken`` (counts, summed over the passes), ``photo`` (the first
+    pass's photo probability, in [0, 1]), ``passes`` (passes run), ``composed_changed`` (share of the
+    photo's pixels that differ from the coarse mask afterwards), and ``cascade`` (the ``kept``
+    settings) when no pass took a change."""
 
     def __call__(self, source, image, coarse, rng=None):
         settings = self.model.settings()
