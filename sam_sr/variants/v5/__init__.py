@@ -46,17 +46,16 @@ class DecisionStage(RegionStage):
     def __call__(self, source, image, coarse, rng=None):
         settings = self.model.settings()
         binary = np.asarray(coarse, np.float32) >= 0.5
-        mask, changes_seen, taken, photo, passes = coarse, 0, 0, None, 0
-        for _ in range(int(settings["passes"])):
-            out, n, k, p = self.one_pass(source, image, mask, settings)
-            passes += 1
+        out, mask, changes_seen, taken, photo = binary, coarse, 0, 0, None
+        for passes in range(1, int(settings["passes"]) + 1):
+            result, n, k, p = self.one_pass(source, image, mask, settings)
             changes_seen += n
-            photo = p if photo is None else photo
+            if passes == 1:
+                photo = p
             if not k:
                 break          # the same mask would give the same pass again
             taken += k
-            mask = out.astype(np.float32)
-        out = np.asarray(mask, np.float32) >= 0.5
+            out = mask = result  # bool: the next pass reads it as its coarse mask (0.0 / 1.0)
         info = {"changes": changes_seen, "taken": taken, "photo": photo, "passes": passes,
                 "composed_changed": float((out != binary).mean())}
         if not taken and settings.get("kept"):
