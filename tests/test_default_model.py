@@ -84,8 +84,10 @@ ASSETS = ROOT / "sam_sr" / "assets"
 #: (the golden files' precision: ``auto`` would be bf16 on a CPU with AVX-512 BF16 and fp32 elsewhere)
 MODELS = {"default": {"precision": "fp32"}, "crm": {"variant": "crm", "precision": "fp32"}}
 #: bf16 (SAM's and the cascade's encoders under bfloat16 autocast) against the fp32 golden outputs,
-#: measured: default (2026-12-07) IoU 0.99984, mBA 0.9939, foreground 4e-5; crm (2026-12-03) 0.99998, 0.9993, 8e-6
-BF16_TOLERANCE = {"iou": 0.999, "mba": 0.99, "fg_delta": 5e-4}
+#: measured with AMX (Intel Xeon): default (2026-12-07) IoU 0.99984, mBA 0.9939, foreground 4e-5; crm
+#: (2026-12-03) 0.99998, 0.9993, 8e-6; with AVX-512 BF16 and no AMX (AMD EPYC, 2026-12-07): default 0.99973,
+#: 0.9894, 4e-5 (oneDNN's bf16 kernels differ between the two, so the tolerance covers both)
+BF16_TOLERANCE = {"iou": 0.999, "mba": 0.985, "fg_delta": 5e-4}
 
 
 def golden_check(refiner, name: str) -> dict:
