@@ -122,7 +122,11 @@ class LazyPixelMap:
         """Logits float (N,) at pixels (rows[i], cols[i]) (int64 (N,) each)."""
         rows, cols = rows.cpu(), cols.cpu()
         if len(rows):
-            self._compute(torch.unique(torch.stack([rows // self.tile, cols // self.tile], 1), dim=0))
+            # a 1-D unique of flat tile indices (``unique(dim=0)`` compares rows one by one: ~25 ms
+            # per sod photo, 3% of the default's time)
+            ntx = self.done.shape[1]
+            flat = torch.unique((rows // self.tile) * ntx + cols // self.tile)
+            self._compute(torch.stack([flat // ntx, flat % ntx], 1))
         return self.values[rows.to(self.values.device), cols.to(self.values.device)]
 
     def grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
