@@ -843,9 +843,14 @@ def classify(case: Case, ws: Path, before: dict[str, str]) -> tuple[str, str]:
     return ("silent wrong output", why) if why else ("clean", "ok")
 
 
+def workspace(case: Case, root: Path) -> Path:
+    """The folder ``root/<case id>`` that :func:`run_case` runs ``case`` in."""
+    return root / case.id.replace("/", "_").replace(":", "_")
+
+
 def run_case(case: Case, root: Path) -> tuple[str, str]:
-    """Run one case in ``root/<case id>`` (``root`` holds ``tiny.pt``, see :func:`prepare`)."""
-    ws = root / case.id.replace("/", "_").replace(":", "_")
+    """Run one case in :func:`workspace` (``root`` holds ``tiny.pt``, see :func:`prepare`)."""
+    ws = workspace(case, root)
     if ws.exists():
         shutil.rmtree(ws)
     make_workspace(ws)
