@@ -46,7 +46,7 @@ class DecisionStage(RegionStage):
     def __call__(self, source, image, coarse, rng=None):
         settings = self.model.settings()
         binary = np.asarray(coarse, np.float32) >= 0.5
-        out, mask, changes_seen, taken, photo = binary, coarse, 0, 0, None
+        mask, changes_seen, taken, photo = coarse, 0, 0, None
         for passes in range(1, int(settings["passes"]) + 1):
             result, n, k, p = self.one_pass(source, image, mask, settings)
             changes_seen += n
@@ -55,7 +55,8 @@ class DecisionStage(RegionStage):
             if not k:
                 break          # the same mask would give the same pass again
             taken += k
-            out = mask = result  # bool: the next pass reads it as its coarse mask (0.0 / 1.0)
+            mask = result      # bool: the next pass reads it as its coarse mask (0.0 / 1.0)
+        out = mask if taken else binary
         info = {"changes": changes_seen, "taken": taken, "photo": photo, "passes": passes,
                 "composed_changed": float((out != binary).mean())}
         if not taken and settings.get("kept"):
