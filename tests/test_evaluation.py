@@ -75,3 +75,10 @@ def test_refiners_get_the_soft_map_only_when_asked_and_the_coarse_score_is_the_s
         assert runs["soft"][src]["r"]["iou_mean"] == pytest.approx(runs["binary"][src]["r"]["iou_mean"])
     with pytest.raises(SamSrError, match="coarse input"):
         evaluate(_Record(), samples, ["net"], coarse_input="grey")
+
+
+def test_the_command_lines_coarse_inputs_are_the_evaluations():
+    """``compare`` and ``eval`` spell the choices out (no torch for ``--help``); they must stay equal."""
+    from sam_sr.cli.argtypes import COARSE_INPUT_NAMES
+    from sam_sr.evaluation.evaluate import COARSE_INPUTS
+    assert COARSE_INPUT_NAMES == COARSE_INPUTS

@@ -25,6 +25,10 @@ class Parser(argparse.ArgumentParser):
 #: so that ``--help`` loads no torch (the label module's package does); a test keeps them equal
 LABEL_MERGE_NAMES = ("thin-aware", "uniform", "argmax")
 
+#: ``--coarse-input`` choices of ``compare`` and ``eval``: :data:`sam_sr.evaluation.evaluate.COARSE_INPUTS`,
+#: spelled out here for the same reason; a test keeps them equal
+COARSE_INPUT_NAMES = ("binary", "soft")
+
 
 def _int(text: str) -> int:
     try:

@@ -29,7 +29,7 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sam-cache", default=None, help="folder of cached SAM embeddings (read and filled)")
     ap.add_argument("--device", type=argtypes.device, default=None)
     ap.add_argument("--json", default=None, help="write the results (with per-photo IoU) here")
-    ap.add_argument("--coarse-input", choices=("binary", "soft"), default="binary",
+    ap.add_argument("--coarse-input", choices=argtypes.COARSE_INPUT_NAMES, default="binary",
                     help="what the methods are given: the coarse mask thresholded at 0.5 (default), or the "
                          "source's map as stored (soft: a saliency network's probabilities); the coarse "
                          "mask is scored thresholded at 0.5 either way")

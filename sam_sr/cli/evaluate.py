@@ -27,7 +27,7 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                     help="coarse sources: folders under <root>/coarse and/or scale_gap_xK")
     ap.add_argument("--limit", type=argtypes.count, default=0, help="evaluate only the first N images (0 = all)")
     ap.add_argument("--coarse-only", action="store_true", help="score the coarse masks only")
-    ap.add_argument("--coarse-input", choices=("binary", "soft"), default="binary",
+    ap.add_argument("--coarse-input", choices=argtypes.COARSE_INPUT_NAMES, default="binary",
                     help="what the refiner is given: the coarse mask thresholded at 0.5 (default), or the "
                          "source's map as stored (soft); the coarse mask is scored thresholded at 0.5 either way")
     ap.add_argument("--json", default=None, help="write results to this JSON file (checked before evaluating)")
