@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.base import ALIGN, RefinerModel
+from ..models.pixel_head import distinct_tiles
 from .padding import PadGeometry, padded_window
 
 #: Window pixels encoded per batch (bounds the encoder's activation memory: about 0.5 GB per
@@ -139,13 +140,7 @@ class SparseFeatures:
 
     def tiles_of_points(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Distinct tiles int64 (M, 2) holding cells (rows[i], cols[i]) (int64 (..., N) each)."""
-        return self._distinct(rows.reshape(-1) // self.t, cols.reshape(-1) // self.t)
-
-    def _distinct(self, ty: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
-        """Distinct (ty, tx) pairs int64 (M, 2) of equal-length int64 tile rows and columns (a 1-D
-        unique of flat indices: much faster than ``unique(dim=0)``)."""
-        flat = torch.unique(ty * self.ntx + tx)
-        return torch.stack([flat // self.ntx, flat % self.ntx], 1)
+        return distinct_tiles(rows.reshape(-1) // self.t, cols.reshape(-1) // self.t, self.ntx)
 
     def tiles_of_grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Distinct tiles int64 (M, 2) holding the cells rows x cols (int64 each)."""
@@ -242,7 +237,7 @@ class SparseFeatures:
         slot = self.slot[ty, tx]
         if bool((slot < 0).any()):
             sel = slot < 0
-            self.ensure(self._distinct(ty.expand_as(slot)[sel], tx.expand_as(slot)[sel]))
+            self.ensure(distinct_tiles(ty.expand_as(slot)[sel], tx.expand_as(slot)[sel], self.ntx))
             slot = self.slot[ty, tx]
         return slot * (t * t) + (iy % t) * t + ix % t
 

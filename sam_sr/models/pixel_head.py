@@ -63,6 +63,14 @@ class PixelHead(nn.Module):
         return torch.cat(outs, dim=-2)
 
 
+def distinct_tiles(ty: torch.Tensor, tx: torch.Tensor, ntx: int) -> torch.Tensor:
+    """Distinct (ty, tx) tile pairs int64 (M, 2), in row-major order, of equal-length int64 tile rows
+    and columns (``tx`` < ``ntx``, the tiles per row). A 1-D unique of flat indices: the same pairs as
+    ``unique(dim=0)``, which compares rows one by one (60,000 points: 2 ms against 61 ms)."""
+    flat = torch.unique(ty * ntx + tx)
+    return torch.stack([flat // ntx, flat % ntx], 1)
+
+
 class LazyPixelMap:
     """A pixel head's logits over one (H, W) output, computed tile by tile when first read.
 
@@ -122,11 +130,7 @@ class LazyPixelMap:
         """Logits float (N,) at pixels (rows[i], cols[i]) (int64 (N,) each)."""
         rows, cols = rows.cpu(), cols.cpu()
         if len(rows):
-            # a 1-D unique of flat tile indices (``unique(dim=0)`` compares rows one by one: ~25 ms
-            # per sod photo, 3% of the default's time)
-            ntx = self.done.shape[1]
-            flat = torch.unique((rows // self.tile) * ntx + cols // self.tile)
-            self._compute(torch.stack([flat // ntx, flat % ntx], 1))
+            self._compute(distinct_tiles(rows // self.tile, cols // self.tile, self.done.shape[1]))
         return self.values[rows.to(self.values.device), cols.to(self.values.device)]
 
     def grid(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
