@@ -15,6 +15,13 @@ under four settings:
   the photo resized so that its longer side fills that frame, and the image embedding resized
   bilinearly to the 64 x 64 grid that SAM's mask decoder and v5's region network read (the prompts
   stay in the 1024 frame's coordinates). Not a shipped option: a what-if for this benchmark.
+- ``frame 1024 trimmed, upsample 960``: the 1024 px frame without its padding. SAM resizes a photo's
+  longer side to 1024 and pads the shorter one to 1024 (a 3:2 photo: a third of the frame is
+  padding); here TinyViT runs over the photo's part alone (the shorter side rounded up to 16 px, its
+  window attention and convolutions take any size), in the shipped encoder's precision, and the
+  embedding's padded cells are filled with the embedding of padding (one cell from the middle of an
+  all-padding 256 px frame), so that the mask decoder and v5's region network read the same 64 x 64
+  grid. Also a what-if.
 
 Prints IoU / mBA (%, mean over photos) per setting and source, their change against the shipped
 setting, and the refinement time per photo (seconds, start-up excluded; all settings in this one
@@ -34,7 +41,8 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"frame 1024, upsample 960": (1024, None), "frame 1024, own size": (1024, 0),
-            "frame 640, upsample 960": (640, None), "frame 512, upsample 960": (512, None)}
+            "frame 640, upsample 960": (640, None), "frame 512, upsample 960": (512, None),
+            "frame 1024 trimmed, upsample 960": ("trim", None)}
 
 
 def framed_encoder(sam, frame: int):
@@ -69,14 +77,68 @@ def framed_encoder(sam, frame: int):
     return embed
 
 
-def use_frame(refiner, frame: int) -> None:
-    """Make ``refiner``'s SamPredictor encode at ``frame`` px (1024: SAM's own ``set_image``)."""
+def _tinyvit_at(enc, height: int, width: int) -> tuple[int, int]:
+    """Set each TinyViT layer's ``input_resolution`` for a ``height`` x ``width`` px input (multiples
+    of 16; MobileSAM's layers read it to reshape their tokens); returns the output grid (rows, cols)."""
+    h, w = height // 4, width // 4
+    for layer in enc.layers:
+        layer.input_resolution = (h, w)
+        for block in layer.blocks:
+            if hasattr(block, "input_resolution"):
+                block.input_resolution = (h, w)
+        if layer.downsample is not None:
+            layer.downsample.input_resolution = (h, w)
+            if layer.downsample.conv2.c.stride[0] == 2:
+                h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
+
+
+def trimmed_encoder(sam):
+    """A function image (uint8 (H, W, 3) RGB) -> embedding float32 (1, 256, 64, 64): ``sam``'s own
+    TinyViT (and precision) over the 1024 frame's photo part only, padding cells filled (see above)."""
+    import torch
+    from mobile_sam.utils.transforms import ResizeLongestSide
+    from sam_sr.sam.loader import plain_encoder
+    enc = plain_encoder(sam)
+    bf16 = enc is not sam.image_encoder
+    resize = ResizeLongestSide(1024)
+
+    @torch.no_grad()
+    def run(x):
+        gh, gw = _tinyvit_at(enc, *x.shape[-2:])
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                t = enc.patch_embed(x.contiguous(memory_format=torch.channels_last))
+                for layer in enc.layers:
+                    t = layer(t)
+                return enc.neck(t.view(1, gh, gw, -1).permute(0, 3, 1, 2)).float()
+        finally:
+            _tinyvit_at(enc, 1024, 1024)
+
+    pad_cell = run(torch.zeros(1, 3, 256, 256))[:, :, 8:9, 8:9]
+
+    def embed(image: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(resize.apply_image(image)).permute(2, 0, 1)[None].float()
+        x = (x - sam.pixel_mean) / sam.pixel_std
+        h, w = (-(-s // 16) * 16 for s in x.shape[-2:])
+        x = torch.nn.functional.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
+        e = run(x)
+        out = pad_cell.expand(1, e.shape[1], 64, 64).clone()
+        out[..., :e.shape[-2], :e.shape[-1]] = e
+        return out
+
+    return embed
+
+
+def use_frame(refiner, frame) -> None:
+    """Make ``refiner``'s SamPredictor encode at ``frame`` px (1024: SAM's own ``set_image``; "trim":
+    :func:`trimmed_encoder`)."""
     source = refiner.sam_inputs.source
     source.predictor(np.zeros((64, 64, 3), np.uint8))          # makes the predictor
     pred = source._predictor
     pred.set_image = type(pred).set_image.__get__(pred)      # the library's own, undoing earlier settings
     if frame != 1024:
-        embed = framed_encoder(source.sam, frame)
+        embed = trimmed_encoder(source.sam) if frame == "trim" else framed_encoder(source.sam, frame)
 
         def set_image(image, image_format="RGB"):
             pred.reset_image()
@@ -95,8 +157,14 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="sod_val")
     ap.add_argument("--sources", default="dss,picanet,amulet")
     ap.add_argument("--limit", type=int, default=0, help="first N photos only (0: all)")
+    ap.add_argument("--settings", default=";".join(SETTINGS),
+                    help="setting names separated by ';' (the shipped one is always run)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/small_photos.json"))
     args = ap.parse_args(argv)
+    chosen = {"frame 1024, upsample 960", *[n.strip() for n in args.settings.split(";") if n.strip()]}
+    unknown = chosen - set(SETTINGS)
+    if unknown:
+        raise SystemExit(f"unknown settings {sorted(unknown)}; choose from {list(SETTINGS)}")
     data = Path(os.environ.get("SAM_SR_DATA", "")).expanduser() / "sod"
     if not data.is_dir():
         raise SystemExit("set SAM_SR_DATA to the data folder (with sod/)")
@@ -113,6 +181,8 @@ def main(argv=None) -> int:
     results: dict = {"split": args.split, "photos": len(ids), "sources": sources, "settings": {}}
     refiners = {}
     for name, (frame, upsample) in SETTINGS.items():
+        if name not in chosen:
+            continue
         if upsample not in refiners:
             refiners[upsample] = Refiner.from_checkpoint(None, **({} if upsample is None else {"upsample_to": upsample}))
         r = refiners[upsample]
