@@ -64,17 +64,29 @@ def framed_encoder(sam, frame: int):
 
     @torch.no_grad()
     def embed(image: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(resize.apply_image(image)).permute(2, 0, 1)[None].float()
-        x = (x - sam.pixel_mean) / sam.pixel_std
+        x = _normalised(sam, resize, image)
         x = F.pad(x, (0, frame - x.shape[-1], 0, frame - x.shape[-2]))
-        t = enc.patch_embed(x)
-        for layer in enc.layers:
-            t = layer(t)
-        g = frame // 16
-        t = enc.neck(t.view(1, g, g, -1).permute(0, 3, 1, 2))
+        t = _tinyvit_forward(enc, x, (frame // 16, frame // 16))
         return F.interpolate(t, size=(64, 64), mode="bilinear", align_corners=False)
 
     return embed
+
+
+def _normalised(sam, resize, image: np.ndarray):
+    """``image`` uint8 (H, W, 3) RGB resized by ``resize`` (ResizeLongestSide) and normalised as SAM
+    does: float32 (1, 3, h, w), not yet padded."""
+    import torch
+    x = torch.as_tensor(resize.apply_image(image)).permute(2, 0, 1)[None].float()
+    return (x - sam.pixel_mean) / sam.pixel_std
+
+
+def _tinyvit_forward(enc, x, grid: tuple[int, int]):
+    """TinyViT ``enc`` over ``x`` float (1, 3, H, W) whose layers are set for H x W, to the neck's
+    embedding float (1, 256, rows, cols) on the ``grid`` (rows, cols) = (H / 16, W / 16)."""
+    t = enc.patch_embed(x)
+    for layer in enc.layers:
+        t = layer(t)
+    return enc.neck(t.view(1, grid[0], grid[1], -1).permute(0, 3, 1, 2))
 
 
 def _tinyvit_at(enc, height: int, width: int) -> tuple[int, int]:
@@ -105,21 +117,17 @@ def trimmed_encoder(sam):
 
     @torch.no_grad()
     def run(x):
-        gh, gw = _tinyvit_at(enc, *x.shape[-2:])
+        grid = _tinyvit_at(enc, *x.shape[-2:])
         try:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                t = enc.patch_embed(x.contiguous(memory_format=torch.channels_last))
-                for layer in enc.layers:
-                    t = layer(t)
-                return enc.neck(t.view(1, gh, gw, -1).permute(0, 3, 1, 2)).float()
+                return _tinyvit_forward(enc, x.contiguous(memory_format=torch.channels_last), grid).float()
         finally:
-            _tinyvit_at(enc, 1024, 1024)
+            _tinyvit_at(enc, enc.img_size, enc.img_size)
 
     pad_cell = run(torch.zeros(1, 3, 256, 256))[:, :, 8:9, 8:9]
 
     def embed(image: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(resize.apply_image(image)).permute(2, 0, 1)[None].float()
-        x = (x - sam.pixel_mean) / sam.pixel_std
+        x = _normalised(sam, resize, image)
         h, w = (-(-s // 16) * 16 for s in x.shape[-2:])
         x = torch.nn.functional.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
         e = run(x)
