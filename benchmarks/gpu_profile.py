@@ -1,6 +1,7 @@
 """Benchmark: the GPU profile: latency (median of 5 after a warm-up, CUDA synchronised) and CUDA
 peak memory of the cascade configurations original, patched, strided:4, contour, bbox, hierarchical
-and the default, at 2k, 4k and 6k, in fp32 and bf16, in one run.
+and the default, at 2k, 4k and 6k, in fp32 and bf16, and MobileSAM's image encoder over 8 photos at
+batches of 1, 2, 4 and 8 photos per call (``sam-sr infer --sam-batch``), in one run.
 
     SAM_SR_DATA=/path/to/data python benchmarks/gpu_profile.py [--device cuda] [--json PATH]
 
@@ -27,6 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--precisions", default=",".join(GPU_PRECISIONS))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--sam-batches", default="1,2,4,8",
+                    help="MobileSAM's image encoder over several photos per call (sam-sr infer --sam-batch): "
+                         "the batch sizes to time ('' to skip)")
+    ap.add_argument("--sam-photos", type=int, default=8, help="photos (crops of --image) for --sam-batches")
     ap.add_argument("--json", default=str(Path(__file__).resolve().parent.parent / "benchmarks" / "results"
                                           / "gpu_profile.json"))
     args = ap.parse_args(argv)
@@ -36,7 +41,7 @@ def main(argv=None) -> int:
     from sam_sr.evaluation.evaluate import write_json
     from sam_sr.imaging.read import read_image, read_mask
     from sam_sr.paths import data_path
-    from sam_sr.reporting.profiling import format_gpu_table, gpu_profile
+    from sam_sr.reporting.profiling import format_gpu_table, format_sam_batch_table, gpu_profile, sam_batch_profile
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device; pass --device cpu to test the script", file=sys.stderr)
@@ -51,9 +56,15 @@ def main(argv=None) -> int:
                        progress=lambda r: print(json.dumps({k: r[k] for k in ("size", "config", "precision",
                                                                               "latency_s")}), flush=True))
     print(format_gpu_table(rows))
+    sam_rows = []
+    batches = [int(b) for b in args.sam_batches.split(",") if b]
+    if batches:
+        sam_rows = sam_batch_profile(image, args.device, batches, args.sam_photos, "bf16", args.runs, args.warmup)
+        print(format_sam_batch_table(sam_rows))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
     if args.json:
-        write_json(args.json, {"args": vars(args), "device": device, "torch": torch.__version__, "rows": rows})
+        write_json(args.json, {"args": vars(args), "device": device, "torch": torch.__version__, "rows": rows,
+                               "sam_batches": sam_rows})
         print(f"wrote {args.json}")
     return 0
 

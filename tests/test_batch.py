@@ -204,3 +204,90 @@ def test_prefetch_reads_the_next_job_while_the_current_one_runs_and_keeps_errors
         assert p.get({"name": "other"}) == "other"   # a job not in the plan is read in place
     finally:
         p.close()
+
+
+class EmbeddingRefiner:
+    """A SAM-guided stand-in: a real live tiny SAM; the output marks the cells whose mean embedding
+    is positive, and each photo's embedding is kept for the test."""
+
+    def __init__(self, fail_batches: bool = False):
+        from types import SimpleNamespace
+
+        from sam_sr.sam import build_tiny_sam
+        from sam_sr.sam.source import LiveSam
+        self.sam_inputs = SimpleNamespace(source=LiveSam(build_tiny_sam(image_size=256)))
+        self.info, self.seen, self.calls = {}, [], []
+        enc = self.sam_inputs.source.sam.image_encoder
+
+        def hook(module, args):
+            self.calls.append(args[0].shape[0])
+            if fail_batches and args[0].shape[0] > 1:
+                raise RuntimeError("CUDA out of memory (a stand-in)")
+        enc.register_forward_pre_hook(hook)
+
+    def predict(self, image, mask, mask_threshold=None):
+        f = self.sam_inputs.source.predictor(image).features[0].mean(0)
+        self.seen.append(f.clone())
+        h, w = image.shape[:2]
+        out = cv2.resize((f > 0).numpy().astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) * 255
+        return Refinement(out, out / 255.0, prepare_mask(mask, image.shape[:2], mask_threshold), {})
+
+
+def _sam_folder(tmp_path, n=5):
+    for i in range(n):
+        save_pair(tmp_path / "images", tmp_path / "masks", f"p{i}", i)
+    return plan_mask_folder(tmp_path / "images", tmp_path / "masks", tmp_path / "out")
+
+
+def test_sam_batch_encodes_photos_in_batches_with_the_same_results(tmp_path):
+    jobs = _sam_folder(tmp_path)
+    one, three = EmbeddingRefiner(), EmbeddingRefiner()
+    s1 = run_mask_jobs(one, jobs, progress=False)
+    s3 = run_mask_jobs(three, jobs, progress=False, force=True, sam_batch=3)
+    assert s1["ok"] == s3["ok"] == 5
+    assert one.calls == [1] * 5 and three.calls == [3, 2]
+    for a, b in zip(one.seen, three.seen):
+        assert np.allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_sam_batch_skips_photos_that_will_not_be_refined_and_survives_a_failing_batch(tmp_path, capsys):
+    jobs = _sam_folder(tmp_path, 4)
+    (tmp_path / "out").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "out" / "p1.png")   # its output exists
+    r = EmbeddingRefiner()
+    s = run_mask_jobs(r, jobs, progress=False, verbose=False, sam_batch=4)
+    assert r.calls == [3] and s["ok"] == 3 and s["failed"] == 1     # p1 is not encoded
+    failing = EmbeddingRefiner(fail_batches=True)
+    s = run_mask_jobs(failing, jobs, progress=False, force=True, sam_batch=2)
+    assert s["ok"] == 4 and failing.calls == [2, 1, 1, 1, 1]
+    assert capsys.readouterr().err.count("going on one photo at a time") == 1
+
+
+def test_sam_batch_gives_the_default_models_outputs(tmp_path):
+    """The shipped default (MobileSAM, bundled) over three photos: batches of 3 write the masks of
+    batch 1 (up to float rounding, which no pixel of these crosses)."""
+    from sam_sr import Refiner
+    from sam_sr.imaging import read_image, read_mask
+    from sam_sr.cli.infer import EXAMPLE_IMAGE, EXAMPLE_MASK
+    from tests.conftest import ROOT
+    img = read_image(ROOT / "sam_sr" / "assets" / EXAMPLE_IMAGE)
+    mask = (read_mask(ROOT / "sam_sr" / "assets" / EXAMPLE_MASK) * 255).astype(np.uint8)
+    mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)   # stored smaller
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name, (i, m) in {"a": (img, mask), "b": (img[:, ::-1], mask[:, ::-1]),
+                         "c": (img[40:-40, 60:], mask[40:-40, 60:])}.items():
+        Image.fromarray(np.ascontiguousarray(i)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(np.ascontiguousarray(m)).save(tmp_path / "masks" / f"{name}.png")
+    refiner = Refiner.from_checkpoint(device="cpu", precision="fp32")
+    calls = []
+    refiner.sam_inputs.source.sam.image_encoder.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+    outs = {}
+    for b, want in ((1, [1, 1, 1]), (3, [3])):
+        jobs = plan_mask_folder(tmp_path / "images", tmp_path / "masks", tmp_path / f"out{b}")
+        calls.clear()
+        assert run_mask_jobs(refiner, jobs, progress=False, sam_batch=b)["ok"] == 3
+        assert calls == want
+        outs[b] = [np.asarray(Image.open(tmp_path / f"out{b}" / f"{n}.png")) for n in "abc"]
+    for x, y in zip(outs[1], outs[3]):
+        assert x.shape == y.shape and (x != y).sum() == 0

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from ..errors import SamSrError
 from ..imaging.outputs import check_outputs, folder_outputs
-from ..imaging.read import IMAGE_EXTS, check_pair, list_images, read_image, read_label_map, read_mask
+from ..imaging.read import (IMAGE_EXTS, check_pair, list_images, read_image, read_label_map, read_mask,
+                            to_rgb_uint8)
 from ..imaging.write import MASK_FORMATS, mask_format, write_mask
 
 MASK_EXTS = (".png",) + tuple(e for e in IMAGE_EXTS if e != ".png")
@@ -164,13 +165,13 @@ def _mask_scores(coarse: np.ndarray, refined: np.ndarray, gt_path: str | None,
 
 
 class _Prefetch:
-    """``read(job)`` of a list of jobs, the next job's read running in a background thread while the
-    caller refines the current one (image decoding overlaps the refinement's compute; the JPEG and PNG
-    decoders release the GIL). ``get(job)`` returns ``read(job)`` or raises its error."""
+    """``read(job)`` of a list of jobs, the next ``ahead`` jobs' reads running in a background thread
+    while the caller refines the current one (image decoding overlaps the refinement's compute; the
+    JPEG and PNG decoders release the GIL). ``get(job)`` returns ``read(job)`` or raises its error."""
 
-    def __init__(self, jobs: Sequence[dict[str, Any]], read: Callable[[dict[str, Any]], Any]):
+    def __init__(self, jobs: Sequence[dict[str, Any]], read: Callable[[dict[str, Any]], Any], ahead: int = 1):
         from concurrent.futures import ThreadPoolExecutor
-        self.jobs, self.read = list(jobs), read
+        self.jobs, self.read, self.ahead = list(jobs), read, max(1, int(ahead))
         self.pos = {id(j): i for i, j in enumerate(self.jobs)}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="sam-sr-read")
         self.pending: dict[int, Any] = {}
@@ -183,17 +184,52 @@ class _Prefetch:
         i = self.pos.get(id(job))
         if i is None:                       # not one of the planned jobs: read it here
             return self.read(job)
-        self._submit(i)
-        self._submit(i + 1)
+        for k in range(i, i + self.ahead + 1):
+            self._submit(k)
         return self.pending.pop(i).result()
+
+    def window(self, job: dict[str, Any], n: int, wanted: Callable[[dict[str, Any]], bool]) -> list[Any]:
+        """The reads of ``job`` and the ``n - 1`` jobs after it for which ``wanted(job)`` holds,
+        waited for but kept for their own :meth:`get`; a read that failed is left out here (its
+        :meth:`get` raises it)."""
+        i = self.pos.get(id(job))
+        if i is None:
+            return []
+        out = []
+        for k in range(i, min(i + n, len(self.jobs))):
+            if not wanted(self.jobs[k]):
+                continue
+            self._submit(k)
+            future = self.pending.get(k)
+            if future is not None and future.exception() is None:
+                out.append(future.result())
+        return out
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _sam_source(refiner, sam_batch: int):
+    """The refiner's live SAM source where a folder run should encode ``sam_batch`` photos per call
+    (:meth:`sam_sr.sam.source.LiveSam.prime`), else None: batch 1, no SAM, or onnxruntime (its SAM
+    encoder session takes one photo)."""
+    source = getattr(getattr(refiner, "sam_inputs", None), "source", None)
+    info = getattr(refiner, "info", None) or {}
+    if sam_batch <= 1 or not hasattr(source, "prime") or info.get("runtime"):
+        return None
+    return source
+
+
+def _sam_sees(image: np.ndarray) -> bool:
+    """Whether a refinement would give ``image`` to SAM (see :meth:`sam_sr.Refiner.predict`)."""
+    from ..sam.stage import MAX_SAM_ASPECT, MIN_SAM_SIDE
+    h, w = image.shape[:2]
+    return min(h, w) >= MIN_SAM_SIDE and max(h, w) / min(h, w) <= MAX_SAM_ASPECT
+
+
 def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
                   progress: bool = True, desc: str = "refine", verbose: bool = True,
-                  mask_threshold: float | None = None) -> dict[str, Any]:
+                  mask_threshold: float | None = None, sam_batch: int = 1) -> dict[str, Any]:
     """Refine the jobs of :func:`plan_mask_folder` with ``refiner`` (anything with
     ``predict(image, mask, mask_threshold)`` returning a :class:`~sam_sr.inference.predictor.Refinement`,
     e.g. :class:`sam_sr.Refiner`).
@@ -206,16 +242,42 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
         verbose: print ``error: <photo>: <reason>`` for each failed item on stderr.
         mask_threshold: binarise each coarse mask at this value in (0, 1) first (default: binary
             masks stay binary, soft ones are refined as they are; see ``Refiner.refine``).
+        sam_batch: with a SAM-guided refiner, encode this many photos per call of SAM's image encoder
+            (:meth:`sam_sr.sam.source.LiveSam.prime`, the photos read ahead); 1 (the default) encodes
+            each photo when it is refined. The outputs are the same up to float rounding. Should a
+            batch fail (e.g. out of GPU memory), the run warns once and goes on one photo at a time.
 
     Returns:
         The summary (module docstring). Never raises for a bad item.
     """
-    reads = _Prefetch(jobs, lambda job: (read_image(job["image"]), read_mask(job["coarse"])))
+    source = _sam_source(refiner, sam_batch)
+    reads = _Prefetch(jobs, lambda job: (read_image(job["image"]), read_mask(job["coarse"])),
+                      ahead=sam_batch if source is not None else 1)
+    primed_until = -1      # the last job index whose photo a batch has encoded
+
+    def wanted(job) -> bool:   # a job whose photo will be refined (not missing, outputs free)
+        return not job.get("missing") and (force or not any(
+            p and Path(p).exists() for p in (job["out"], job.get("soft"))))
+
+    def prime(job) -> None:
+        nonlocal source, primed_until
+        i = reads.pos.get(id(job), -1)
+        if source is None or i <= primed_until:
+            return
+        primed_until = i + sam_batch - 1
+        images = [to_rgb_uint8(im) for im, _ in reads.window(job, sam_batch, wanted)]
+        try:
+            source.prime([im for im in images if _sam_sees(im)], sam_batch)
+        except (RuntimeError, MemoryError) as exc:
+            tqdm.write(f"warning: SAM's encoder failed on a batch of {sam_batch} photos "
+                       f"({str(exc).splitlines()[0][:120]}); going on one photo at a time", file=sys.stderr)
+            source = None
 
     def work(job):
         outs = {"out": job["out"], "soft": job.get("soft")}
         check_outputs({"image": job["image"], "coarse mask": job["coarse"], "ground truth": job["gt"]},
                       outs, force, images=("out", "soft"))
+        prime(job)
         image, mask = reads.get(job)
         check_pair(job["image"], image.shape[:2], np.asarray(mask).shape[:2])
         result = refiner.predict(image, mask, mask_threshold)

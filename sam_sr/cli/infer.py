@@ -48,6 +48,10 @@ def arguments(ap: argparse.ArgumentParser) -> None:
                           "or a SAM prompt kind: single_point, points, box, points_box, points_box_mask")
     inp.add_argument("--gt", help="folder modes: ground-truth masks or label maps (by stem), for IoU/mBA in the "
                                   "summary and the report")
+    inp.add_argument("--sam-batch", type=argtypes.positive_int, default=None,
+                     help="folder runs of a SAM-guided model: photos per call of SAM's image encoder, read "
+                          "ahead (default 1; on a 2-core CPU a batch did not pay, on a GPU it is untested: "
+                          "docs/BENCHMARKS.md)")
     out = ap.add_argument_group("output")
     out.add_argument("--out", help="output file (.png or .tif), or output folder (folder modes); required")
     out.add_argument("--overlay", help="one image: also write an overlay (coarse red, refined green)")
@@ -124,6 +128,7 @@ def run(args) -> int:
             raise SamSrError("--images (a folder run) takes no --image/--mask")
         _refuse(args, ("overlay",), "in a folder run")
         if args.labels:
+            _refuse(args, ("sam_batch",), "with --labels (a photo's classes share one SAM encoding already)")
             return _label_folder(args)
         if not args.masks:
             raise SamSrError("a folder run needs --masks DIR (or --labels DIR with --num-classes)")
@@ -131,7 +136,7 @@ def run(args) -> int:
         if args.fusion != "refine":
             raise SamSrError("--fusion is for label maps (--labels); coarse masks are refined by the model")
         return _folder(args)
-    _refuse(args, ("gt", "summary", "report"), "with one --image (they are for folder runs: --images)")
+    _refuse(args, ("gt", "summary", "report", "sam_batch"), "with one --image (they are for folder runs: --images)")
     if args.ext != ".png":
         raise SamSrError("--ext is for folder runs; name --out .png or .tif")
     if args.masks:
@@ -227,7 +232,8 @@ def _folder(args) -> int:
     jobs = plan_mask_folder(args.images, args.masks, args.out, args.ext, args.soft, args.gt)
     _folder_outputs(args)
     summary = run_jobs(args, jobs, lambda refiner, js, desc: run_mask_jobs(
-        refiner, js, args.force, desc=desc, mask_threshold=args.mask_threshold), args.out)
+        refiner, js, args.force, desc=desc, mask_threshold=args.mask_threshold,
+        sam_batch=args.sam_batch or 1), args.out)
     return _finish(args, summary, lambda s: folder_report(s, args.report, force=args.force))
 
 

@@ -342,6 +342,71 @@ def format_gpu_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sam_batch_profile(image: np.ndarray, device: str = "cuda", batches=(1, 2, 4, 8), photos: int = 8,
+                      precision: str = "bf16", runs: int = 3, warmup: int = 1) -> list[dict[str, Any]]:
+    """Time per photo of the bundled MobileSAM's image encoder over ``photos`` photos, ``batch`` per
+    call (:func:`sam_sr.sam.encode.encode_images`, what ``sam-sr infer --images ... --sam-batch``
+    runs), for each of ``batches``, in one process.
+
+    Args:
+        image: uint8 (H, W, 3) RGB; the photos are ``photos`` crops of it (each 3/4 of its height
+            and width, at offsets along the diagonal), so their content differs.
+        device: ``"cuda"`` (the intended use) or ``"cpu"``.
+        precision: the encoder's precision (``fp32``, ``bf16``, ``auto``).
+        runs, warmup: timed passes over all photos (median) after untimed ones; CUDA is synchronised.
+
+    Returns:
+        rows ``{"batch", "precision", "photos", "per_photo_s", "times_s", "peak_bytes", "peak_kind"}``
+        (seconds per photo; CUDA's peak allocated memory in bytes, or the process's peak RSS on the
+        CPU).
+    """
+    import torch
+
+    from ..sam.encode import encode_images
+    from ..sam.loader import load_sam, predictor, set_encoder_precision
+    sam = load_sam("vit_t", None, device)
+    used = set_encoder_precision(sam, precision)
+    pred = predictor(sam)
+    h, w = image.shape[:2]
+    ch, cw = max(1, 3 * h // 4), max(1, 3 * w // 4)
+    steps = max(1, photos - 1)
+    offsets = [((h - ch) * k // steps, (w - cw) * k // steps) for k in range(photos)]
+    crops = [np.ascontiguousarray(image[y:y + ch, x:x + cw]) for y, x in offsets]
+    cuda = str(device).startswith("cuda")
+    rows = []
+    for batch in batches:
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for i in range(warmup + runs):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            encode_images(pred, crops, int(batch))
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) / photos)
+        peak = (torch.cuda.max_memory_allocated() if cuda
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        rows.append({"batch": int(batch), "precision": used, "photos": photos,
+                     "per_photo_s": statistics.median(times), "times_s": times, "peak_bytes": peak,
+                     "peak_kind": "cuda_max_allocated" if cuda else "process_peak_rss"})
+    return rows
+
+
+def format_sam_batch_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`sam_batch_profile` rows, with the speed-up against batch 1."""
+    base = next((r for r in rows if r["batch"] == 1), rows[0] if rows else None)
+    lines = ["| SAM encoder batch | precision | s per photo | speed-up over batch 1 | peak (GiB) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['batch']} | {r['precision']} | {r['per_photo_s']:.4f} | "
+                     f"{base['per_photo_s'] / r['per_photo_s']:.2f}x | {r['peak_bytes'] / 2**30:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--child":
     try:
         print(json.dumps(_child(json.loads(sys.argv[2]))))

@@ -110,23 +110,29 @@ class SamCache:
                              f"run scripts/precompute_sam.py first")
         return self._read(p)
 
-    def set_predictor_image(self, predictor, image: np.ndarray) -> None:
-        """``predictor.set_image(image)``, with the image embedding read from or written to the cache."""
-        import torch
-        p = self.path(image_key(image), "embedding")
+    def set_predictor_image(self, predictor, image: np.ndarray, key: str | None = None) -> None:
+        """``predictor.set_image(image)``, with the image embedding read from or written to the cache.
+        ``key``: the image's :func:`image_key` where already known."""
+        from .encode import set_predictor_features
+        key = key or image_key(image)
+        p = self.path(key, "embedding")
         if p.is_file():
             self.hits += 1
-            z = self._read(p)
-            predictor.reset_image()
-            predictor.features = torch.from_numpy(z["features"].astype(np.float32)).to(predictor.device)
-            predictor.original_size = tuple(int(v) for v in z["original_size"])
-            predictor.input_size = tuple(int(v) for v in z["input_size"])
-            predictor.is_image_set = True
+            set_predictor_features(predictor, self._read(p))
             return
         self.misses += 1
         type(predictor).set_image(predictor, image)  # the class's method, even if patched on the object
+        self.store(image, {"features": predictor.features, "original_size": predictor.original_size,
+                           "input_size": predictor.input_size}, key)
+
+    def store(self, image: np.ndarray | None, entry: dict[str, Any], key: str | None = None) -> None:
+        """Write the embedding entry of ``image`` (``features`` (1, 256, 64, 64) tensor or array,
+        ``original_size``, ``input_size``; e.g. one of :func:`sam_sr.sam.encode.encode_images`).
+        ``key``: the image's :func:`image_key` where already known (then ``image`` may be None)."""
+        f = entry["features"]
+        f = f.detach().float().cpu().numpy() if hasattr(f, "detach") else np.asarray(f, np.float32)
         # stored as computed (float32): with float16, as before 2026-12-07, the run that filled the cache and
         # the runs that read it refined differently (sod validation, PiCANet: +3.01 / +3.12 IoU gain)
-        self._write(p, {"features": predictor.features.detach().cpu().numpy().astype(np.float32),
-                        "original_size": np.array(predictor.original_size),
-                        "input_size": np.array(predictor.input_size)})
+        self._write(self.path(key or image_key(image), "embedding"),
+                    {"features": f.astype(np.float32), "original_size": np.array(entry["original_size"]),
+                     "input_size": np.array(entry["input_size"])})

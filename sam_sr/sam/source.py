@@ -57,6 +57,7 @@ class LiveSam(SamSource):
         self.mask_kind = f"masks-p{self.points_per_side}"
         self._generator = self._predictor = None
         self._image_key: str | None = None
+        self._primed: dict[str, dict[str, Any]] = {}   # image key -> embedding entry (see prime)
 
     def masks(self, image: np.ndarray) -> list[dict[str, Any]]:
         if self._generator is None:
@@ -66,28 +67,70 @@ class LiveSam(SamSource):
             return self.cache.masks(image, self._generator.generate, self.mask_kind)
         return self._generator.generate(image)
 
-    def predictor(self, image: np.ndarray):
-        """The predictor with ``image`` set; the image encoder runs only when the image differs from
-        the last one (by content), e.g. not again for each class of a label map."""
+    def _get_predictor(self):
         if self._predictor is None:
             from .loader import predictor
             self._predictor = predictor(self.sam)
+        return self._predictor
+
+    def predictor(self, image: np.ndarray):
+        """The predictor with ``image`` set; the image encoder runs only when the image differs from
+        the last one (by content), e.g. not again for each class of a label map, and not for a photo
+        :meth:`prime` encoded ahead."""
+        pred = self._get_predictor()
         from .cache import image_key
         key = image_key(image)
-        if key == self._image_key and self._predictor.is_image_set:
-            return self._predictor
-        if self.cache is not None:
-            self.cache.set_predictor_image(self._predictor, image)
+        if key == self._image_key and pred.is_image_set:
+            return pred
+        entry = self._primed.pop(key, None)
+        if entry is not None:
+            from .encode import set_predictor_features
+            set_predictor_features(pred, entry)
+        elif self.cache is not None:
+            self.cache.set_predictor_image(pred, image, key)
         else:
-            self._predictor.set_image(image)
+            pred.set_image(image)
         self._image_key = key
-        return self._predictor
+        return pred
+
+    def prime(self, images: Sequence[np.ndarray], batch: int) -> int:
+        """Encode the photos a run is about to refine, ``batch`` per image-encoder call
+        (:func:`sam_sr.sam.encode.encode_images`), so that :meth:`predictor` finds their embeddings
+        (each is used once, then dropped). Photos the disk cache already holds, or already primed,
+        are not encoded again; computed ones are also written to the disk cache. Embeddings primed by
+        an earlier call and never asked for are dropped (memory stays at one batch: 4 MiB a photo).
+
+        Args:
+            images: uint8 (H, W, 3) RGB photos, as they will be given to :meth:`predictor`.
+            batch: photos per encoder call (>= 1).
+
+        Returns:
+            the number of photos encoded.
+        """
+        from .cache import image_key
+        from .encode import encode_images
+        keys = [image_key(im) for im in images]
+        kept = {k: self._primed[k] for k in keys if k in self._primed}
+        todo, seen = [], set(kept)
+        for k, im in zip(keys, images):
+            if k in seen or (self.cache is not None and self.cache.path(k, "embedding").is_file()):
+                continue
+            seen.add(k)
+            todo.append((k, im))
+        entries = encode_images(self._get_predictor(), [im for _, im in todo], batch) if todo else []
+        for (k, _), entry in zip(todo, entries):
+            kept[k] = entry
+            if self.cache is not None:
+                self.cache.store(None, entry, k)
+        self._primed = kept
+        return len(todo)
 
     def embedding(self, image: np.ndarray) -> torch.Tensor:
         return self.predictor(image).features.float()
 
     def forget_image(self) -> None:
         self._image_key = None
+        self._primed = {}
 
 
 def _not_cached(image: np.ndarray):

@@ -24,6 +24,8 @@ def _one_error(capsys, text):
     ("soft_is_overlay", "--soft and --overlay are the same file"),
     ("out_jpg", "lossy"),
     ("gt_single", "--gt cannot be used with one --image"),
+    ("sam_batch_single", "--sam-batch cannot be used with one --image"),
+    ("sam_batch_zero", "--sam-batch"),
 ])
 def test_single_image_outputs_never_replace_an_input_or_each_other(single, tiny_checkpoint, capsys, case, text):
     photo, mask = single / "photo.png", single / "mask.png"
@@ -41,6 +43,10 @@ def test_single_image_outputs_never_replace_an_input_or_each_other(single, tiny_
         out = single / "out.jpg"
     elif case == "gt_single":
         extra = ["--gt", str(single)]
+    elif case == "sam_batch_single":
+        extra = ["--sam-batch", "4"]
+    elif case == "sam_batch_zero":
+        extra = ["--sam-batch", "0"]
     rc = infer_main(["--image", str(photo), "--mask", str(mask), "--out", str(out), "--force",
                      "--checkpoint", str(tiny_checkpoint), *extra])
     assert rc == 2

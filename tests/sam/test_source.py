@@ -34,3 +34,58 @@ def test_forget_image_makes_the_encoder_run_again_for_the_same_photo():
     assert len(calls) == 1
     source.forget_image()
     assert source.predictor(a) is pred and len(calls) == 2
+
+
+def _counting_encoder(source):
+    """Batch sizes of the source's SAM image-encoder calls."""
+    sizes = []
+    source.sam.image_encoder.register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
+    return sizes
+
+
+def _photos(n, seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (32, 48, 3)).astype(np.uint8) for _ in range(n)]
+
+
+def test_primed_photos_are_encoded_in_batches_and_not_again():
+    source = LiveSam(build_tiny_sam(image_size=256))
+    plain = LiveSam(build_tiny_sam(image_size=256))
+    photos = _photos(3)
+    sizes = _counting_encoder(source)
+    assert source.prime(photos, 2) == 3
+    assert sizes == [2, 1]
+    for im in photos:
+        got = source.predictor(im).features
+        want = plain.predictor(im).features
+        assert np.allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    assert sizes == [2, 1]                          # no photo encoded again
+    source.forget_image()
+    source.predictor(photos[0])                     # a used entry is gone: encoded as usual
+    assert sizes == [2, 1, 1]
+
+
+def test_prime_skips_repeats_and_drops_stale_entries():
+    source = LiveSam(build_tiny_sam(image_size=256))
+    sizes = _counting_encoder(source)
+    a, b, c = _photos(3, seed=2)
+    assert source.prime([a, a.copy(), b], 4) == 2 and sizes == [2]
+    assert source.prime([b, c], 4) == 1 and sizes == [2, 1]    # b is still primed; a is dropped
+    source.predictor(a)
+    assert sizes == [2, 1, 1]
+
+
+def test_prime_reads_and_fills_the_disk_cache(tmp_path):
+    from sam_sr.sam.cache import SamCache
+    cache = SamCache(tmp_path, "tiny")
+    first = LiveSam(build_tiny_sam(image_size=256), cache=cache)
+    a, b = _photos(2, seed=3)
+    assert first.prime([a, b], 2) == 2
+    assert cache.has(a, "embedding") and cache.has(b, "embedding")
+    second = LiveSam(build_tiny_sam(image_size=256), cache=cache)
+    sizes = _counting_encoder(second)
+    assert second.prime([a, b], 2) == 0
+    second.predictor(a)
+    assert sizes == [] and cache.hits == 1
+    np.testing.assert_allclose(second.predictor(b).features.numpy(), first.predictor(b).features.numpy(),
+                               rtol=1e-6, atol=1e-6)
