@@ -191,6 +191,8 @@ def test_label_map_options_are_checked(label_folder, tiny_checkpoint, capsys):
     _one_error(capsys, "--num-classes")
     assert infer_main(base + ["--num-classes", "3", "--fusion", "majority"]) == 2
     _one_error(capsys, "--fusion works on one --image")
+    assert infer_main(base + ["--num-classes", "3", "--sam-batch", "2"]) == 2
+    _one_error(capsys, "--sam-batch cannot be used with --labels")
     assert infer_main(["--image", str(d / "images" / "0.png"), "--labels", str(d / "labels"), "--num-classes",
                        "3", "--out", str(d / "o.png"), "--checkpoint", str(tiny_checkpoint)]) == 2
     _one_error(capsys, "is a folder")
