@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 
-@torch.inference_mode()
+@torch.no_grad()    # as set_image: plain tensors (inference-mode ones refuse in-place use outside it)
 def encode_images(predictor, images: Sequence[np.ndarray], batch: int) -> list[dict[str, Any]]:
     """SAM's image embeddings of ``images``, ``batch`` photos per image-encoder call.
 
