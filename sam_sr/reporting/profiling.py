@@ -252,6 +252,29 @@ GPU_SIZES = (2048, 3840, 6000)
 GPU_PRECISIONS = ("fp32", "bf16")
 
 
+def _timed(work, cuda: bool, runs: int, warmup: int) -> tuple[list[float], dict[str, Any], Any]:
+    """``work()`` run ``warmup`` untimed then ``runs`` timed times (CUDA synchronised around each):
+    (the timed runs' seconds, ``{"peak_bytes", "peak_kind"}``: CUDA's peak allocated memory since the
+    call began, or the process's peak RSS so far on the CPU, and the last run's result)."""
+    import torch
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times, result = [], None
+    for i in range(warmup + runs):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        result = work()
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return times, {"peak_bytes": peak, "peak_kind": "cuda_max_allocated" if cuda else "process_peak_rss"}, result
+
+
 def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = None, device: str = "cuda",
                 sizes=GPU_SIZES, configs=GPU_CONFIGS, precisions=GPU_PRECISIONS, runs: int = 5,
                 warmup: int = 1, progress=None) -> list[dict[str, Any]]:
@@ -271,7 +294,6 @@ def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = No
         and precision, None when ``original`` is not among ``configs``).
     """
     import cv2
-    import torch
 
     from ..evaluation.metrics import iou
     from ..inference import Refiner
@@ -296,27 +318,13 @@ def gpu_profile(image: np.ndarray, mask: np.ndarray, checkpoint: str | None = No
                 refiner = full if name.startswith("crm-full/") else main
                 refiner.cascade = bases["full" if refiner is full else "main"].replace(**CONFIGS[name],
                                                                                        precision=precision)
-                if cuda:
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-                times, out, info = [], None, {}
-                for i in range(warmup + runs):
-                    if cuda:
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    result = refiner.predict(img, msk, mask_threshold=0.5)
-                    out, info = result.mask, result.info
-                    if cuda:
-                        torch.cuda.synchronize()
-                    if i >= warmup:
-                        times.append(time.perf_counter() - t0)
+                times, peak, result = _timed(lambda: refiner.predict(img, msk, mask_threshold=0.5), cuda,
+                                             runs, warmup)
+                out, info = result.mask, result.info
                 if name == "original":
                     ref = out
-                peak = (torch.cuda.max_memory_allocated() if cuda
-                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
                 rows.append({"size": [img.shape[0], img.shape[1]], "config": name, "precision": precision,
-                             "latency_s": statistics.median(times), "times_s": times, "peak_bytes": peak,
-                             "peak_kind": "cuda_max_allocated" if cuda else "process_peak_rss",
+                             "latency_s": statistics.median(times), "times_s": times, **peak,
                              "decoded_points": info.get("decoded_points"),
                              "iou_vs_original": 100 * iou(out > 0, ref > 0) if ref is not None else None})
                 if progress:
@@ -360,8 +368,6 @@ def sam_batch_profile(image: np.ndarray, device: str = "cuda", batches=(1, 2, 4,
         (seconds per photo; CUDA's peak allocated memory in bytes, or the process's peak RSS on the
         CPU).
     """
-    import torch
-
     from ..sam.encode import encode_images
     from ..sam.loader import load_sam, predictor, set_encoder_precision
     sam = load_sam("vit_t", None, device)
@@ -375,24 +381,10 @@ def sam_batch_profile(image: np.ndarray, device: str = "cuda", batches=(1, 2, 4,
     cuda = str(device).startswith("cuda")
     rows = []
     for batch in batches:
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        times = []
-        for i in range(warmup + runs):
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            encode_images(pred, crops, int(batch))
-            if cuda:
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) / photos)
-        peak = (torch.cuda.max_memory_allocated() if cuda
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        times, peak, _ = _timed(lambda: encode_images(pred, crops, int(batch)), cuda, runs, warmup)
+        times = [t / photos for t in times]
         rows.append({"batch": int(batch), "precision": used, "photos": photos,
-                     "per_photo_s": statistics.median(times), "times_s": times, "peak_bytes": peak,
-                     "peak_kind": "cuda_max_allocated" if cuda else "process_peak_rss"})
+                     "per_photo_s": statistics.median(times), "times_s": times, **peak})
     return rows
 
 
