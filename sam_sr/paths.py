@@ -34,3 +34,21 @@ def data_root() -> Path:
 def data_path(rel: str | os.PathLike = "") -> Path:
     """``$SAM_SR_DATA/rel`` (see :func:`data_root`)."""
     return data_root() / rel
+
+
+def portable(path: str | os.PathLike | None) -> str | None:
+    """``path`` as a result file should record it: ``$SAM_SR_DATA/rel`` inside the data folder,
+    ``sam_sr/rel`` inside the installed package (a shipped checkpoint), else as given. Result files
+    written this way name no machine's folders and read the same wherever they are made."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    roots = [(Path(__file__).resolve().parent, "sam_sr")]
+    env = os.environ.get(DATA_ENV, "").strip()
+    if env:
+        roots.insert(0, (Path(env).resolve(), f"${DATA_ENV}"))
+    for root, name in roots:
+        if p == root or root in p.parents:
+            rel = p.relative_to(root).as_posix()
+            return name if rel == "." else f"{name}/{rel}"
+    return str(path)

@@ -195,3 +195,68 @@ def test_the_harm_check_fails_without_the_decision():
     """v4 (the same weights with every region change taken and its wide band on every photo) fails it."""
     result = harm_check(Refiner.from_checkpoint(device="cpu", variant="v4"))
     assert not result["ok"], result
+
+
+def _coffee():
+    from PIL import Image
+    image = read_image(ASSETS / "coffee.jpg")
+    coarse = np.asarray(Image.open(ASSETS / "coffee_coarse.png").resize(image.shape[1::-1], Image.BILINEAR)) >= 128
+    return image, coarse
+
+
+@pytest.mark.slow
+def test_keep_regions_is_the_default_taking_no_change_without_running_sam():
+    """``regions="keep"`` loads no SAM and refines exactly as the default does when its decision takes
+    no change (photo threshold 1): the coarse mask thresholded at 0.5, the ``kept`` cascade settings."""
+    from sam_sr.data.perturb import scale_gap
+    keep = Refiner.from_checkpoint(device="cpu", precision="fp32", regions="keep")
+    assert keep.sam_inputs is None and keep.info["regions"] == "keep"
+    default = Refiner.from_checkpoint(device="cpu", precision="fp32")
+    kept = default.sam_inputs.stage.model.settings()["kept"]
+    assert kept and all(keep.cascade.settings()[k] == v for k, v in kept.items())
+    assert default.cascade.decode != keep.cascade.decode            # the kept settings are not the default's
+    stage_model = default.sam_inputs.stage.model
+    stage_model.config.decision = {**dict(stage_model.config.decision), "photo": 1.0}   # no change ever taken
+    image, coarse = _coffee()
+    soft = np.clip(coarse * 0.8 + 0.1, 0, 1).astype(np.float32)       # a soft map: thresholded in both
+    for c in (coarse, scale_gap(coarse.astype(np.uint8), 8) > 0, soft):
+        a, b = keep.predict(image, c), default.predict(image, c)
+        assert b.info["sam"]["taken"] == 0
+        assert np.array_equal(a.mask, b.mask) and np.allclose(a.soft, b.soft, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_keep_regions_changes_the_coarse_mask_only_along_its_boundary():
+    """The example's coarse mask misses the saucer's rim, which the default adds: with regions kept,
+    nothing farther than a few pixels from the coarse contour changes, and the harm check holds."""
+    import cv2
+    from PIL import Image
+    keep = Refiner.from_checkpoint(device="cpu", regions="keep")
+    image, coarse = _coffee()
+    out = keep.refine(image, coarse) > 0
+    default = np.asarray(Image.open(GOLDEN / "coffee_refined_default.png")) > 0
+    changed = out != coarse
+    inside = cv2.distanceTransform(coarse.astype(np.uint8), cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform((~coarse).astype(np.uint8), cv2.DIST_L2, 3)
+    dist = np.maximum(inside, outside)                               # px to the coarse contour
+    assert changed.any() and dist[changed].max() <= 4, dist[changed].max()
+    added_by_default = (default & ~coarse).sum()
+    assert (out & ~coarse).sum() < 0.2 * added_by_default               # the rim stays out
+    assert harm_check(keep)["ok"]
+
+
+@pytest.mark.parametrize("variant,text", [("crm", "has none"), ("v2.1", "feeds SAM")])
+def test_keep_regions_is_refused_where_there_is_no_region_step_to_skip(variant, text):
+    from sam_sr.errors import SamSrError
+    from sam_sr.inference.predictor import _keep_regions
+    from sam_sr.variants import build_model, get_variant
+    spec = get_variant(variant)
+    model = build_model(variant, {})
+    with pytest.raises(SamSrError, match=text):
+        _keep_regions(spec, model, None, {})
+
+
+def test_an_unknown_regions_mode_is_refused_before_loading():
+    from sam_sr.errors import SamSrError
+    with pytest.raises(SamSrError, match="unknown regions mode"):
+        Refiner.from_checkpoint("no/such/file.pt", regions="drop")

@@ -71,6 +71,11 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     model.add_argument("--mask-threshold", type=argtypes.float_in(0, 1, True, True), default=None,
                        help="binarise coarse masks at this value in (0, 1) before refining (default: binary "
                             "masks stay binary, soft masks are refined as they are)")
+    model.add_argument("--regions", choices=("auto", "keep"), default="auto",
+                       help="auto (default): the model's region step fixes wrong regions where its decision "
+                            "trusts it; keep: the coarse mask's regions are kept whole and only its boundary "
+                            "is refined, for masks that are right but for their edges (SAM is not run: "
+                            "faster, and a right mask is never changed beyond its boundary)")
     sam = ap.add_argument_group("SAM (the default model and the SAM-SR variants)")
     sam.add_argument("--sam-type", default=None, help="SAM type (vit_t = MobileSAM, vit_b/vit_l/vit_h; "
                                                       "default vit_t)")
@@ -128,6 +133,11 @@ def refiner_from_args(args, device=None):
     """A :class:`sam_sr.Refiner` from :func:`add_model_args`'s options (``device``: used when
     ``--device`` is not given, e.g. a data-parallel process's own GPU)."""
     from ..inference import Refiner
+    if getattr(args, "regions", "auto") == "keep":
+        given = [f"--{n.replace('_', '-')}" for n in ("sam_type", "sam_checkpoint", "sam_cache")
+                 if getattr(args, n, None)]
+        if given:
+            raise SamSrError(f"{', '.join(given)} cannot be used with --regions keep (SAM is not run)")
     cache = None
     folder = sam_cache_folder(args.sam_cache)
     if folder is not None:   # keyed by the SAM checkpoint: the given one, else the bundled MobileSAM
@@ -138,7 +148,8 @@ def refiner_from_args(args, device=None):
                                    sam_type=args.sam_type, sam_checkpoint=args.sam_checkpoint,
                                    sam_cache=cache, sam_points_per_side=args.points_per_side,
                                    allow_any_decode=args.allow_any_decode, runtime=args.runtime,
-                                   onnx_dir=args.onnx_dir, **cascade_settings(args))
+                                   onnx_dir=args.onnx_dir, regions=getattr(args, "regions", "auto"),
+                                   **cascade_settings(args))
 
 
 def run_jobs(args, jobs: list, work, scratch_dir, merge=None):

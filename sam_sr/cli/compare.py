@@ -8,14 +8,15 @@ from .common import data_or, sam_cache_folder
 
 HELP = "compare refiners and baselines (IoU, mBA, photos losing IoU) on one dataset in one pass"
 DESCRIPTION = """Score several methods on the same photos and coarse masks (each photo read once):
-`default` (the shipped default model with its settings), `crm` (the CRM band refiner,
+`default` (the shipped default model with its settings), `keep-regions` (the default with
+--regions keep: the coarse mask's regions kept whole, its boundary refined), `crm` (the CRM band refiner,
 sam_sr/weights/crm_r18.pt), `sam-prompt` (training-free: SAM prompted from the coarse mask, then the
 CRM cascade), `sam-box` (MobileSAM prompted with the coarse mask's box, candidate chosen by IoU with the
 coarse mask; SAM's mask resampled to the photo, no boundary step) and `ckpt:PATH` (any checkpoint with
 its own settings). Default dataset: $SAM_SR_DATA/sod, the 80 evaluation photos, coarse masks of three
 saliency networks and the x8 scale gap."""
 
-METHODS = ("default", "crm", "sam-prompt", "sam-box")
+METHODS = ("default", "keep-regions", "crm", "sam-prompt", "sam-box")
 
 
 def arguments(ap: argparse.ArgumentParser) -> None:
@@ -43,6 +44,8 @@ def build(method: str, cache, device):
     from ..variants.sam_prompt import SamAnswer
     if method == "default":
         return Refiner.from_checkpoint(device=device, sam_cache=cache)
+    if method == "keep-regions":
+        return Refiner.from_checkpoint(device=device, regions="keep")
     if method == "crm":
         return Refiner.from_checkpoint(CRM_CHECKPOINT, variant="crm", device=device)
     if method == "sam-prompt":
@@ -80,9 +83,10 @@ def run(args) -> int:
     results = compare(refiners, samples, sources, args.coarse_input)
     print(format_comparison(results))
     if args.json:
-        meta = {"root": str(root), "ids": args.ids, "n_images": len(samples),
+        from ..paths import portable
+        meta = {"root": portable(root), "ids": args.ids, "n_images": len(samples),
                 "coarse_input": args.coarse_input, "methods": {
-            m: {"checkpoint": r.info.get("checkpoint"), "variant": r.info.get("variant"),
+            m: {"checkpoint": portable(r.info.get("checkpoint")), "variant": r.info.get("variant"),
                 **r.cascade.settings(), "precision_used": r.info.get("precision")} if hasattr(r, "cascade") else {"prompt": r.prompt.to_dict()}
             for m, r in refiners.items()}}
         write_json(args.json, {"meta": meta, "results": results})

@@ -132,6 +132,8 @@ def run(args) -> int:
             return _label_folder(args)
         if not args.masks:
             raise SamSrError("a folder run needs --masks DIR (or --labels DIR with --num-classes)")
+        if args.regions == "keep":
+            _refuse(args, ("sam_batch",), "with --regions keep (SAM is not run)")
         _refuse(args, ("num_classes", "ignore_index", "label_merge"), "with --masks")
         if args.fusion != "refine":
             raise SamSrError("--fusion is for label maps (--labels); coarse masks are refined by the model")

@@ -122,6 +122,30 @@ def _cascade_config(state: dict[str, Any], given: dict[str, Any], path: Path,
     return CascadeConfig(**{**stored, **given})
 
 
+#: How a :class:`Refiner` treats the coarse mask's regions (see :meth:`Refiner.from_checkpoint`).
+REGIONS = ("auto", "keep")
+
+
+def _keep_regions(spec, model, cascade: CascadeConfig, given: dict[str, Any]) -> CascadeConfig:
+    """``cascade`` with the settings ``spec``'s SAM stage recommends for a coarse mask kept whole
+    (those not ``given``), for ``regions="keep"``.
+
+    Raises:
+        SamSrError: a variant with no SAM stage (its boundary step is all it runs), or one whose SAM
+            stage feeds the boundary step and cannot be skipped.
+    """
+    if not spec.uses_sam:
+        raise SamSrError(f"regions 'keep' is for models with a region step; variant {spec.name} has none "
+                         f"and refines the boundary alone already (leave --regions out)")
+    stage = spec.stage()
+    if not stage.optional or model.extra_input != EXTRA_NONE:
+        raise SamSrError(f"variant {spec.name} feeds SAM to its boundary step, so its regions cannot be "
+                         f"kept without SAM; regions 'keep' runs the default, v4, v5, v5-holes, v1 or "
+                         f"sam-prompt")
+    kept = stage.bind(model).kept_settings()
+    return cascade.replace(**{k: v for k, v in kept.items() if k not in given})
+
+
 class Refiner:
     """Thin predictor around a refiner model and the cascade.
 
@@ -136,6 +160,9 @@ class Refiner:
         info: description of the model (checkpoint, variant, iteration), for reports.
         sam_inputs: the variant's SAM input stage bound to a SAM model
             (:class:`sam_sr.sam.stage.SamInputs`); required by models with an extra input.
+        regions: ``"auto"`` (the model's own region step runs, where it has one) or ``"keep"`` (the
+            coarse mask's regions are kept whole: it is thresholded at 0.5 and only its boundary is
+            refined; see :meth:`from_checkpoint`).
 
     Raises:
         SamSrError: a model with an extra input and no ``sam_inputs``.
@@ -143,7 +170,10 @@ class Refiner:
 
     def __init__(self, model: RefinerModel, device: str | torch.device | None = None,
                  cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
-                 sam_inputs: SamInputs | None = None):
+                 sam_inputs: SamInputs | None = None, regions: str = "auto"):
+        if regions not in REGIONS:
+            raise SamSrError(f"unknown regions mode {regions!r}; choose {' or '.join(REGIONS)}")
+        self.regions = regions
         self.device = check_device(device)            # an unknown or absent device: SamSrError
         tune_allocator()                              # once per process: see sam_sr.inference.heap
         self.model = model.to(self.device).eval()
@@ -163,7 +193,7 @@ class Refiner:
                         sam_checkpoint: str | os.PathLike | None = None, sam_cache=None,
                         sam_points_per_side: int = 16, allow_any_decode: bool = False,
                         runtime: str = "torch", onnx_dir: str | os.PathLike | None = None,
-                        **cascade: Any) -> "Refiner":
+                        regions: str = "auto", **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
@@ -182,6 +212,14 @@ class Refiner:
             runtime: ``"torch"``, or ``"onnx"``: the networks run by onnxruntime on the CPU
                 (:mod:`sam_sr.inference.onnx_runtime`), from ``onnx_dir`` (default: a per-checkpoint
                 folder under ``~/.cache/sam-sr/onnx``, exported there on first use).
+            regions: ``"auto"``: the variant's SAM stage runs (the default's region step and its
+                keep-or-change decision). ``"keep"``: the coarse mask's regions are kept whole, for
+                masks that are right but for their boundary: SAM is neither loaded nor run, the
+                coarse mask is thresholded at 0.5, and the boundary step refines it with the settings
+                the model uses for a mask whose region changes it all leaves (the default's
+                ``contour:2``, margin 0.3: :meth:`sam_sr.sam.stage.SamStage.kept_settings`), except
+                those given in ``cascade``. Only for variants whose SAM stage corrects the coarse mask
+                and nothing else (the default, v4, v5, v5-holes, v1, sam-prompt).
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
                 Fields not given come from the checkpoint's recommended inference settings (its
                 config's ``inference`` section, e.g. the shipped model's ``decode: contour:W``),
@@ -191,8 +229,12 @@ class Refiner:
             SamSrError: missing/corrupt checkpoint, not a sam-sr checkpoint, unknown variant or variant
                 mismatch, a SAM variant without a SAM checkpoint, an invalid inference setting, a
                 decode mode the checkpoint is not valid for (the message names the valid ones)
-                without ``allow_any_decode``, an unknown or absent ``device``.
+                without ``allow_any_decode``, an unknown or absent ``device``, an unknown ``regions``
+                or ``"keep"`` for a variant with no region step or one that feeds SAM to its
+                boundary step.
         """
+        if regions not in REGIONS:
+            raise SamSrError(f"unknown regions mode {regions!r}; choose {' or '.join(REGIONS)}")
         device = check_device(device)      # before anything is loaded onto it
         tune_allocator()                   # before the models' and SAM's allocations
         if path is not None:
@@ -211,6 +253,8 @@ class Refiner:
         spec = get_variant(variant or state.get("variant", "crm"))
         own = spec.inference if spec.name != state.get("variant", "crm") else None
         cascade_config = _cascade_config(state, cascade, p, own)   # bad settings fail before SAM loads
+        if regions == "keep":
+            cascade_config = _keep_regions(spec, model, cascade_config, cascade)
         valid = valid_modes(state)
         check_decode(cascade_config.decode, valid, f"checkpoint {p}", allow_any_decode)
         if runtime == "onnx":   # onnxruntime's sessions compute in float32 whatever torch's autocast says
@@ -218,7 +262,7 @@ class Refiner:
         info = {"checkpoint": str(p), "variant": spec.name, "iteration": state.get("iteration"),
                 "valid_decode": valid, "precision": resolve_precision(cascade_config.precision, device)}
         sam_inputs = None
-        if spec.uses_sam:
+        if spec.uses_sam and regions == "auto":
             sam_ckpt = spec.sam_checkpoint(sam_checkpoint)
             if sam_ckpt is None:
                 raise SamSrError(f"variant {spec.name} needs --sam-type and --sam-checkpoint")
@@ -234,7 +278,9 @@ class Refiner:
             stage = spec.stage().bind(model)
             sam_inputs = SamInputs(stage, source)
         trim_heap()   # the checkpoints' loaded copies are freed: give their pages back
-        refiner = cls(model, device, cascade_config, info, sam_inputs)
+        if regions == "keep":
+            info["regions"] = "keep"
+        refiner = cls(model, device, cascade_config, info, sam_inputs, regions)
         refiner.given = frozenset(cascade)
         if runtime == "onnx":
             from .onnx_runtime import attach_onnx, default_onnx_dir, export_onnx
@@ -284,6 +330,8 @@ class Refiner:
         """
         img = to_rgb_uint8(image)
         prepared = coarse = prepare_mask(mask, img.shape[:2], mask_threshold)
+        if self.regions == "keep":        # as v5 hands on a coarse mask whose changes it all leaves
+            prepared = coarse = (coarse >= 0.5).astype(np.float32)
         cascade = self.cascade
         fg = int((coarse >= 0.5).sum())
         info: dict[str, Any] = {}

@@ -66,6 +66,14 @@ class SamStage:
                                 "; it reads none"))
         self.settings = given
 
+    def kept_settings(self) -> dict[str, Any]:
+        """The cascade settings (:class:`~sam_sr.inference.cascade.CascadeConfig` fields) for a coarse
+        mask whose regions are kept whole, when the caller asks for that (``Refiner.from_checkpoint(...,
+        regions="keep")``, ``sam-sr infer --regions keep``): the stage is not run, and the boundary step
+        refines the coarse mask with these. The base stage recommends nothing ({}: the checkpoint's own
+        settings); v5's decision stage recommends what it uses when it takes no change."""
+        return {}
+
     def bind(self, model) -> "SamStage":
         """Give the stage the refiner it feeds (a stage with learned parts, such as v4's region
         network, reads them from it); returns the stage. The base stage needs nothing."""

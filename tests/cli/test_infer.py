@@ -26,6 +26,7 @@ def _one_error(capsys, text):
     ("gt_single", "--gt cannot be used with one --image"),
     ("sam_batch_single", "--sam-batch cannot be used with one --image"),
     ("sam_batch_zero", "--sam-batch"),
+    ("keep_sam_cache", "--sam-cache cannot be used with --regions keep"),
 ])
 def test_single_image_outputs_never_replace_an_input_or_each_other(single, tiny_checkpoint, capsys, case, text):
     photo, mask = single / "photo.png", single / "mask.png"
@@ -47,6 +48,8 @@ def test_single_image_outputs_never_replace_an_input_or_each_other(single, tiny_
         extra = ["--sam-batch", "4"]
     elif case == "sam_batch_zero":
         extra = ["--sam-batch", "0"]
+    elif case == "keep_sam_cache":
+        extra = ["--regions", "keep", "--sam-cache", str(single / "cache")]
     rc = infer_main(["--image", str(photo), "--mask", str(mask), "--out", str(out), "--force",
                      "--checkpoint", str(tiny_checkpoint), *extra])
     assert rc == 2
@@ -110,6 +113,7 @@ def test_folder_run_writes_outputs_summary_and_report_and_reports_bad_items(fold
     ("summary_not_json", "name it .json"),
     ("report_not_html", "name it .html"),
     ("overlay", "--overlay cannot be used in a folder run"),
+    ("keep_sam_batch", "--sam-batch cannot be used with --regions keep"),
 ])
 def test_folder_runs_are_refused_before_they_start(folder, tiny_checkpoint, capsys, case, text):
     out, extra = folder / "out", []
@@ -126,6 +130,8 @@ def test_folder_runs_are_refused_before_they_start(folder, tiny_checkpoint, caps
         extra = ["--report", str(folder / "r.txt")]
     elif case == "overlay":
         extra = ["--overlay", str(folder / "o.png")]
+    elif case == "keep_sam_batch":
+        extra = ["--regions", "keep", "--sam-batch", "2"]
     masks = {p.name: p.read_bytes() for p in (folder / "masks").iterdir()}
     rc = infer_main(["--images", str(folder / "images"), "--masks", str(folder / "masks"), "--out", str(out),
                      "--checkpoint", str(tiny_checkpoint), "--force" if case == "out_is_masks" else "--soft", *extra])

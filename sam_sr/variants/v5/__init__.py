@@ -30,6 +30,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ...errors import SamSrError
 from ..spec import VariantSpec
 from ..v4 import RegionStage
 from .changes import find_changes
@@ -62,6 +63,12 @@ class DecisionStage(RegionStage):
         if not taken and settings.get("kept"):
             info["cascade"] = dict(settings["kept"])    # the coarse mask kept whole: its boundary as such
         return out, None, info
+
+    def kept_settings(self) -> dict:
+        """The decision's ``kept`` cascade settings: those a photo gets when no change is taken."""
+        if self.model is None:
+            raise SamSrError(f"the {type(self).__name__} is not bound to its model")
+        return dict(self.model.settings().get("kept") or {})
 
     def one_pass(self, source, image, coarse, settings) -> tuple[np.ndarray, int, int, float]:
         """One region pass over ``coarse`` (float32 or bool (H, W)): (the mask with the changes taken,
