@@ -150,3 +150,33 @@ def test_coco_report(tmp_path):
     assert "mask AP" in page and "class='up'" in page
     plain = coco_report(before, after, table, tmp_path / "d.html", progress=False).read_text()
     assert "1.png" in plain
+
+
+class DecidingRefiner(DilatingRefiner):
+    """DilatingRefiner whose info says, as the default's does, how many region changes its decision
+    saw and took: the first photo it refines took 1 of 2, the others none of 1."""
+
+    calls = 0
+
+    def predict(self, image, mask, mask_threshold=None):
+        r = super().predict(image, mask, mask_threshold)
+        self.calls += 1
+        taken = int(self.calls == 1)
+        return type(r)(r.mask, r.soft, r.coarse, {"sam": {"changes": 2 if taken else 1, "taken": taken}})
+
+
+def test_the_folder_summary_and_report_say_where_region_changes_were_taken(tmp_path):
+    for i in range(3):
+        save_pair(tmp_path / "images", tmp_path / "masks", f"p{i}", i)
+    jobs = plan_mask_folder(tmp_path / "images", tmp_path / "masks", tmp_path / "out")
+    s = run_mask_jobs(DecidingRefiner(), jobs, progress=False, verbose=False)
+    assert [it["regions"] for it in s["items"]] == [{"proposed": 2, "taken": 1}] + [{"proposed": 1, "taken": 0}] * 2
+    page = folder_report(s, tmp_path / "report.html", progress=False).read_text()
+    assert page.count("region changes taken: 1 of 2 proposed") == 1
+    assert page.count("region changes taken: 0 of 1 proposed") == 2
+    assert "1 photos had region changes taken" in page and "--regions keep" in page
+    plain = run_mask_jobs(DilatingRefiner(), plan_mask_folder(tmp_path / "images", tmp_path / "masks",
+                                                              tmp_path / "out2"), progress=False, verbose=False)
+    assert all("regions" not in it for it in plain["items"])        # no decision, no claim
+    page = folder_report(plain, tmp_path / "report2.html", progress=False).read_text()
+    assert "region changes" not in page

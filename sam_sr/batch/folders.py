@@ -17,7 +17,9 @@ The summary (JSON-able)::
                 "change": 1 - IoU(coarse, refined) (masks) or the fraction of pixels whose
                           label changed (label maps),
                 "iou_coarse", "iou_refined", "mba_coarse", "mba_refined": in [0, 1], with
-                          ground truth only (label maps: mIoU and multi-class mBA)}, ...]}
+                          ground truth only (label maps: mIoU and multi-class mBA),
+                "regions": {"proposed": n, "taken": k}: the region changes the model's
+                          keep-or-change decision saw and took (masks, models with a decision)}, ...]}
 
 ``items`` are in job order; :func:`merge_summaries` joins the summaries of shards.
 """
@@ -283,6 +285,9 @@ def run_mask_jobs(refiner, jobs: Sequence[dict[str, Any]], force: bool = False,
         result = refiner.predict(image, mask, mask_threshold)
         binary, prob = result.mask, result.soft
         rec = _mask_scores(result.coarse, binary > 0, job.get("gt"), image.shape[:2])
+        sam = result.info.get("sam") or {}
+        if "taken" in sam:       # a model with a keep-or-change decision (the default)
+            rec["regions"] = {"proposed": int(sam.get("changes", 0)), "taken": int(sam["taken"])}
         write_mask(job["out"], binary)
         if job.get("soft"):
             write_mask(job["soft"], (np.clip(prob, 0, 1) * 255 + 0.5).astype(np.uint8))

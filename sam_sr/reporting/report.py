@@ -301,9 +301,17 @@ def folder_report(summary: dict[str, Any], html_path: str | os.PathLike, force: 
         if it.get("iou_coarse") is not None:
             metrics = {names[0]: (it["iou_coarse"], it["iou_refined"]),
                        names[1]: (it["mba_coarse"], it["mba_refined"])}
-        rows.append(ReportRow(Path(it["image"]).name, float(it["change"]), loader(it), metrics))
+        regions = it.get("regions")
+        info = (f"region changes taken: {regions['taken']} of {regions['proposed']} proposed"
+                if regions else "")
+        rows.append(ReportRow(Path(it["image"]).name, float(it["change"]), loader(it), metrics, info))
     header = [f"{'binary masks' if kind == 'masks' else 'label maps'}: refined {summary['ok']} of "
               f"{summary['total']} photos" + (f", {summary['failed']} failed" if summary["failed"] else "")]
+    changed = [it for it in summary["items"] if it["status"] == "ok" and (it.get("regions") or {}).get("taken")]
+    if changed:
+        header.append(f"{len(changed)} photos had region changes taken (parts added or removed, not only "
+                      f"the boundary redrawn); where their coarse regions were right, refine them again "
+                      f"with --regions keep")
     header += [g for g in (_mean_gain(rows, names[0]), _mean_gain(rows, names[1])) if g]
     return write_report(rows, html_path, title or "sam-sr refinement report", header, failed, force,
                         max_rows, progress=progress,
