@@ -54,8 +54,9 @@ def run(args) -> int:
     results = evaluate(refiner, samples, sources, args.coarse_input)
     print(format_tables(results))
     if args.json:
-        meta = {"root": str(root), "ids": args.ids, "n_images": len(samples), "coarse_input": args.coarse_input,
-                "checkpoint": None if refiner is None else refiner.info.get("checkpoint"),
+        from ..paths import portable
+        meta = {"root": portable(root), "ids": args.ids, "n_images": len(samples), "coarse_input": args.coarse_input,
+                "checkpoint": None if refiner is None else portable(refiner.info.get("checkpoint")),
                 **({} if refiner is None else refiner.cascade.settings())}
         write_json(args.json, {"meta": meta, "results": results})
     return 0
