@@ -260,3 +260,33 @@ def test_an_unknown_regions_mode_is_refused_before_loading():
     from sam_sr.errors import SamSrError
     with pytest.raises(SamSrError, match="unknown regions mode"):
         Refiner.from_checkpoint("no/such/file.pt", regions="drop")
+
+
+def blocky_check(refiner, factor: int = 8) -> dict:
+    """The default on a blocky right mask: the example's golden refined mask nearest-upsampled from
+    1/``factor`` (a staircase) must come back no lower in IoU and at least 4 mBA points higher (the
+    band for blocky masks gives +6.3 on it at x8, fp32 and bf16; without it +0.8)."""
+    from PIL import Image
+
+    from sam_sr.data.perturb import blocky
+    from sam_sr.evaluation.metrics import boundary_accuracy
+    image = read_image(ASSETS / "coffee.jpg")
+    right = np.asarray(Image.open(GOLDEN / "coffee_refined_default.png")) > 0
+    stairs = blocky(right, factor) > 0
+    out = refiner.refine(image, stairs.astype(np.uint8) * 255) > 0
+    r = {"iou": iou(out, right), "coarse_iou": iou(stairs, right), "mba": boundary_accuracy(out, right),
+         "coarse_mba": boundary_accuracy(stairs, right)}
+    r["ok"] = r["iou"] >= r["coarse_iou"] and r["mba"] >= r["coarse_mba"] + 0.04
+    return r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_default_draws_a_blocky_right_mask_onto_the_edges(precision):
+    assert blocky_check(Refiner.from_checkpoint(device="cpu", precision=precision))["ok"]
+
+
+@pytest.mark.slow
+def test_the_blocky_check_fails_without_the_band():
+    result = blocky_check(Refiner.from_checkpoint(device="cpu", blocky=False))
+    assert not result["ok"], result

@@ -82,3 +82,20 @@ def test_the_command_lines_coarse_inputs_are_the_evaluations():
     from sam_sr.cli.argtypes import COARSE_INPUT_NAMES
     from sam_sr.evaluation.evaluate import COARSE_INPUTS
     assert COARSE_INPUT_NAMES == COARSE_INPUTS
+
+
+def test_blocky_sources_are_nearest_upsampled_and_checked(tmp_path):
+    import pytest
+
+    from sam_sr.data.perturb import blocky
+    from sam_sr.errors import SamSrError
+    from sam_sr.evaluation.evaluate import check_sources, coarse_for
+    save_pair(tmp_path / "images", tmp_path / "masks", "p0", seed=0)
+    samples = load_samples({"layout": "generic", "root": str(tmp_path)})
+    gt = np.zeros((64, 64), bool)
+    gt[10:50, 12:40] = True
+    gt[30:60, 30:62] = True
+    assert np.array_equal(coarse_for(samples[0], "blocky_x8", gt), blocky(gt, 8).astype(np.float32))
+    check_sources(["blocky_x8", "scale_gap_x4", "gt"], samples)
+    with pytest.raises(SamSrError, match="blocky_x8"):
+        check_sources(["blocky_x1"], samples)

@@ -8,8 +8,8 @@ from .common import add_model_args, data_or, plain_args, refiner_from_args
 
 HELP = "evaluate a refiner: coarse vs refined IoU (mean, cumulative) and mBA per coarse source"
 DESCRIPTION = """Evaluate a refiner (IoU mean and cumulative, mBA) against ground truth, for coarse masks
-from one or more segmenters (folders under <root>/coarse) and the synthetic scale-gap protocol
-(scale_gap_xK). Coarse masks are thresholded at 0.5. Default dataset: $SAM_SR_DATA/sod with the 80
+from one or more segmenters (folders under <root>/coarse) and the synthetic protocols (scale_gap_xK:
+bilinear upsampling; blocky_xK: nearest-neighbour, a staircase; gt: the truth itself). Coarse masks are thresholded at 0.5. Default dataset: $SAM_SR_DATA/sod with the 80
 evaluation photos of configs/splits/sod_eval.txt."""
 
 SEMANTIC_HELP = "evaluate per-class refinement and SAM fusion of label maps (CamVid)"
@@ -24,7 +24,7 @@ def arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ids", default="configs/splits/sod_eval.txt",
                     help="file of evaluation ids ('' for all)")
     ap.add_argument("--sources", default="picanet,dss,amulet,scale_gap_x8",
-                    help="coarse sources: folders under <root>/coarse and/or scale_gap_xK")
+                    help="coarse sources: folders under <root>/coarse and/or scale_gap_xK, blocky_xK, gt")
     ap.add_argument("--limit", type=argtypes.count, default=0, help="evaluate only the first N images (0 = all)")
     ap.add_argument("--coarse-only", action="store_true", help="score the coarse masks only")
     ap.add_argument("--coarse-input", choices=argtypes.COARSE_INPUT_NAMES, default="binary",

@@ -163,7 +163,7 @@ def figure_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ids", default=None, help="comma-separated image ids")
     ap.add_argument("--example", action="store_true", help="instead: the bundled example's before/after "
                     "(coarse, --variant crm, the default), whole and zoomed")
-    ap.add_argument("--source", default="dss", help="coarse source folder under <root>/coarse, or scale_gap_xK")
+    ap.add_argument("--source", default="dss", help="coarse source folder under <root>/coarse, or scale_gap_xK, blocky_xK, gt")
     ap.add_argument("--checkpoint", default=None, help="sam-sr checkpoint (default: the shipped model)")
     ap.add_argument("--height", type=argtypes.positive_int, default=240, help="panel height in pixels")
     ap.add_argument("--zoom", type=argtypes.count, default=0, help="add a pixel-level panel of this window size (px)")

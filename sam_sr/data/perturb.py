@@ -120,6 +120,19 @@ def scale_gap(gt: np.ndarray, factor: int, soft: bool = False) -> np.ndarray:
     return up if soft else (up >= 0.5).astype(np.uint8)
 
 
+def blocky(gt: np.ndarray, factor: int) -> np.ndarray:
+    """Downsample ×factor (area, thresholded at 0.5) and upsample by nearest neighbour: a segmenter's
+    low-resolution label output resized as many pipelines resize it, whose boundary is a staircase of
+    period ``factor`` px (:func:`sam_sr.inference.staircase.staircase_period` finds it).
+
+    Returns uint8 (H, W) in {0, 1}.
+    """
+    h, w = gt.shape
+    small = cv2.resize((gt > 0).astype(np.float32), (max(1, round(w / factor)), max(1, round(h / factor))),
+                       interpolation=cv2.INTER_AREA) >= 0.5
+    return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
 def _remove_part(g: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
     m = g.copy()
     ys, xs = np.nonzero(m)

@@ -3,8 +3,9 @@
 For each coarse source the coarse masks and the refined masks are scored against the ground truth:
 IoU as the mean over images and as dataset-cumulative (sum I / sum U, as CRM reports on BIG), and mBA
 (CascadePSP's definition, see :mod:`sam_sr.evaluation.metrics`). Sources are real coarse-mask folders of the
-dataset (e.g. ``picanet``, ``dss``, ``amulet``) and two synthetic ones: ``scale_gap_xK`` (ground truth
-downsampled xK, K >= 2, and upsampled, thresholded at 0.5: a right but blocky mask) and ``gt`` (the
+dataset (e.g. ``picanet``, ``dss``, ``amulet``) and three synthetic ones: ``scale_gap_xK`` (ground truth
+downsampled xK, K >= 2, and upsampled bilinearly, thresholded at 0.5: a right but coarse mask),
+``blocky_xK`` (the same upsampled by nearest neighbour: a staircase of period K px) and ``gt`` (the
 ground truth itself: a right mask, which a refiner must not make worse).
 """
 from __future__ import annotations
@@ -17,27 +18,29 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.datasets import Sample
-from ..data.perturb import scale_gap
+from ..data.perturb import blocky, scale_gap
 from ..errors import SamSrError
 from ..imaging.read import read_image, read_mask
 from ..imaging.write import atomic_write_bytes
 from .metrics import BinaryScores
 
-#: The synthetic coarse sources: the ground truth itself, and ``scale_gap_x`` followed by a factor.
-GT_SOURCE, SCALE_GAP = "gt", "scale_gap_x"
+#: The synthetic coarse sources: the ground truth itself, and ``scale_gap_x`` (bilinear) or ``blocky_x``
+#: (nearest neighbour) followed by a factor.
+GT_SOURCE, SCALE_GAP, BLOCKY = "gt", "scale_gap_x", "blocky_x"
 
 
-def scale_gap_factor(source: str) -> int | None:
-    """K of ``scale_gap_xK`` (an integer >= 2), or None for another source name.
+def scale_gap_factor(source: str, prefix: str = SCALE_GAP) -> int | None:
+    """K of ``scale_gap_xK`` (or of ``blocky_xK`` with ``prefix=BLOCKY``; an integer >= 2), or None
+    for another source name.
 
     Raises:
-        SamSrError: ``scale_gap_x`` followed by anything but an integer >= 2.
+        SamSrError: the prefix followed by anything but an integer >= 2.
     """
-    if not source.startswith(SCALE_GAP):
+    if not source.startswith(prefix):
         return None
-    k = source[len(SCALE_GAP):]
+    k = source[len(prefix):]
     if not k.isdigit() or int(k) < 2:
-        raise SamSrError(f"coarse source {source!r}: the scale gap must be an integer >= 2, e.g. scale_gap_x8")
+        raise SamSrError(f"coarse source {source!r}: the factor must be an integer >= 2, e.g. {prefix}8")
     return int(k)
 
 
@@ -51,20 +54,23 @@ def check_sources(sources: list[str], samples: list[Sample]) -> None:
     if not sources:
         raise SamSrError("no coarse source given")
     for src in sources:
-        if src == GT_SOURCE or scale_gap_factor(src) is not None:
+        if src == GT_SOURCE or scale_gap_factor(src) is not None or scale_gap_factor(src, BLOCKY) is not None:
             continue
         missing = next((s.id for s in samples if src not in s.coarse), None)
         if missing is not None:
             raise SamSrError(f"unknown coarse source {src!r}: sample {missing} has no coarse mask from it "
-                             f"(sources: coarse folders of the dataset, {GT_SOURCE}, {SCALE_GAP}K)")
+                             f"(sources: coarse folders of the dataset, {GT_SOURCE}, {SCALE_GAP}K, {BLOCKY}K)")
 
 
 def coarse_for(sample: Sample, source: str, gt: np.ndarray) -> np.ndarray:
     """Coarse mask float32 (H, W) in [0, 1] of ``sample`` from ``source`` (a real folder,
-    ``scale_gap_xK`` or ``gt``)."""
+    ``scale_gap_xK``, ``blocky_xK`` or ``gt``)."""
     k = scale_gap_factor(source)
     if k is not None:
         return scale_gap(gt, k).astype(np.float32)
+    k = scale_gap_factor(source, BLOCKY)
+    if k is not None:
+        return blocky(gt, k).astype(np.float32)
     if source == GT_SOURCE:
         return np.asarray(gt, np.float32)
     if source not in sample.coarse:

@@ -163,6 +163,7 @@ class Refiner:
         regions: ``"auto"`` (the model's own region step runs, where it has one) or ``"keep"`` (the
             coarse mask's regions are kept whole: it is thresholded at 0.5 and only its boundary is
             refined; see :meth:`from_checkpoint`).
+        blocky: widen the contour band for a blocky coarse mask (see :meth:`from_checkpoint`).
 
     Raises:
         SamSrError: a model with an extra input and no ``sam_inputs``.
@@ -170,10 +171,11 @@ class Refiner:
 
     def __init__(self, model: RefinerModel, device: str | torch.device | None = None,
                  cascade: CascadeConfig | None = None, info: dict[str, Any] | None = None,
-                 sam_inputs: SamInputs | None = None, regions: str = "auto"):
+                 sam_inputs: SamInputs | None = None, regions: str = "auto", blocky: bool = True):
         if regions not in REGIONS:
             raise SamSrError(f"unknown regions mode {regions!r}; choose {' or '.join(REGIONS)}")
         self.regions = regions
+        self.blocky = bool(blocky)
         self.device = check_device(device)            # an unknown or absent device: SamSrError
         tune_allocator()                              # once per process: see sam_sr.inference.heap
         self.model = model.to(self.device).eval()
@@ -193,7 +195,7 @@ class Refiner:
                         sam_checkpoint: str | os.PathLike | None = None, sam_cache=None,
                         sam_points_per_side: int = 16, allow_any_decode: bool = False,
                         runtime: str = "torch", onnx_dir: str | os.PathLike | None = None,
-                        regions: str = "auto", **cascade: Any) -> "Refiner":
+                        regions: str = "auto", blocky: bool = True, **cascade: Any) -> "Refiner":
         """Load a sam-sr checkpoint (default: the model shipped in the package).
 
         Args:
@@ -220,6 +222,12 @@ class Refiner:
                 ``contour:2``, margin 0.3: :meth:`sam_sr.sam.stage.SamStage.kept_settings`), except
                 those given in ``cascade``. Only for variants whose SAM stage corrects the coarse mask
                 and nothing else (the default, v4, v5, v5-holes, v1, sam-prompt).
+            blocky: a coarse mask nearest-upsampled from a lower resolution (a staircase of period k
+                px, found from the mask alone: :func:`sam_sr.inference.staircase.staircase_period`)
+                is refined with a contour band of half a period each side and no margin, where the
+                model decodes a contour band and ``cascade`` sets neither ``decode`` nor ``margin``
+                (chosen on the sod validation photos: docs/RESULTS.md). False: every mask gets the
+                model's settings.
             cascade: :class:`CascadeConfig` fields (``scales``, ``min_size``, ``decode``, ...).
                 Fields not given come from the checkpoint's recommended inference settings (its
                 config's ``inference`` section, e.g. the shipped model's ``decode: contour:W``),
@@ -280,7 +288,7 @@ class Refiner:
         trim_heap()   # the checkpoints' loaded copies are freed: give their pages back
         if regions == "keep":
             info["regions"] = "keep"
-        refiner = cls(model, device, cascade_config, info, sam_inputs, regions)
+        refiner = cls(model, device, cascade_config, info, sam_inputs, regions, blocky)
         refiner.given = frozenset(cascade)
         if runtime == "onnx":
             from .onnx_runtime import attach_onnx, default_onnx_dir, export_onnx
@@ -292,6 +300,21 @@ class Refiner:
         elif runtime != "torch":
             raise SamSrError(f"unknown runtime {runtime!r}; choose torch or onnx")
         return refiner
+
+    def _blocky(self, prepared: np.ndarray, cascade: CascadeConfig, info: dict[str, Any]) -> CascadeConfig:
+        """``cascade`` for a blocky coarse mask (a nearest-upsampled staircase of period k px:
+        :mod:`sam_sr.inference.staircase`): its contour band widened to half a period each side, with
+        no margin, where the model decodes a contour band and the caller set neither ``decode`` nor
+        ``margin``; ``info["blocky"]`` then holds the period and the settings. Other masks: unchanged."""
+        from .staircase import BLOCKY_MARGIN, BLOCKY_WIDTH, blocky_settings, staircase_period
+        if not self.blocky or self.given & {"decode", "margin"} or cascade.decode.name != "contour":
+            return cascade
+        period = staircase_period(prepared)
+        if not period:
+            return cascade
+        settings = blocky_settings(period, prepared.shape, cascade.upsample_to, BLOCKY_WIDTH, BLOCKY_MARGIN)
+        info["blocky"] = {"period": period, **settings}
+        return cascade.replace(**settings)
 
     def refine(self, image: np.ndarray, mask: np.ndarray, mask_threshold: float | None = None) -> np.ndarray:
         """Refine a coarse mask at the image's full resolution: the refined mask alone,
@@ -321,7 +344,8 @@ class Refiner:
             ((h, w) per cascade step), ``sparse_steps`` (per step: whether it encoded only the tiles
             its decoded pixels read), ``encoded_fraction`` (input pixels encoded over the steps'
             padded input pixels), ``pixel_fraction`` (models with a pixel head) and, with SAM inputs,
-            ``sam`` (the stage's info, e.g. v1's ``used_sam``). An (almost) empty or full coarse
+            ``sam`` (the stage's info, e.g. v1's ``used_sam``), and for a blocky coarse mask ``blocky`` (its
+            staircase's period in px and the band it was refined with). An (almost) empty or full coarse
             mask (fewer than :data:`MIN_PIXELS` pixels >= 0.5 on one side) comes back unchanged
             (binarised at 0.5; soft = the coarse mask).
 
@@ -372,6 +396,7 @@ class Refiner:
                     extra = extra_in.to(self.device)
                 elif extra_in is not None:
                     extra = torch.from_numpy(np.ascontiguousarray(extra_in.transpose(2, 0, 1)))[None].to(self.device)
+            cascade = self._blocky(prepared, cascade, info)
             # uint8: the cascade reads it as value / 255 in float32 where it needs it (equal results)
             x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None]
             m = torch.from_numpy(coarse).to(self.device)[None, None].float()

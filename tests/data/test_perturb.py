@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from sam_sr.data.perturb import CoarseMaskSynthesizer, mask_iou, perturb_to_iou, scale_gap, simplify_contours
+from sam_sr.data.perturb import (CoarseMaskSynthesizer, blocky, mask_iou, perturb_to_iou, scale_gap,
+                                 simplify_contours)
 from tests.conftest import disk_photo
 
 
@@ -45,6 +46,17 @@ def test_scale_gap_blurs_only_the_boundary():
     soft = scale_gap(gt, 8, soft=True)
     assert soft.dtype == np.float32 and 0 < soft.min() + 1e-9 and soft.max() <= 1
     assert ((soft > 0) & (soft < 1)).any()
+
+
+def test_blocky_is_constant_on_the_low_resolution_grid():
+    gt = _blob()
+    out = blocky(gt, 8)
+    assert out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1} and 0.8 < mask_iou(out, gt) < 1.0
+    h, w = gt.shape
+    small = out[:: 8, :: 8] if h % 8 == 0 and w % 8 == 0 else None
+    if small is not None:                                 # an exact multiple: 8 x 8 blocks
+        assert np.array_equal(np.kron(small, np.ones((8, 8), np.uint8)), out)
+    assert not np.array_equal(out, scale_gap(gt, 8))      # a staircase, not the bilinear gap
 
 
 @pytest.mark.parametrize("mode", ["perturb", "scale_gap", "missing_part", "spurious", "soft"])

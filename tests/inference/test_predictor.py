@@ -190,3 +190,27 @@ def test_a_bool_mask_prepares_like_its_float_copy():
             assert a.dtype == np.float32 and np.array_equal(a, prepare_mask(b.astype(np.float32), hw, t))
     with pytest.raises(SamSrError, match="threshold"):
         prepare_mask(b, (30, 40), 1.5)
+
+
+def test_a_blocky_mask_gets_a_band_as_wide_as_its_staircase():
+    """A nearest-upsampled coarse mask (a staircase of period 8 px) is refined with a contour band of
+    half a period each side (at the cascade's 960 px: 8 * 1.6 / 2 -> 7 px) and no margin; a mask drawn
+    smooth, or a caller's own decode or margin, leaves the model's settings as they are."""
+    from sam_sr.data.perturb import blocky, scale_gap
+    from sam_sr.imaging import read_image, read_mask
+    from tests.conftest import ROOT
+    image = read_image(ROOT / "sam_sr/assets/coffee.jpg")                     # 600 x 400
+    right = read_mask(ROOT / "tests/golden/coffee_refined_default.png") >= 0.5
+    stairs = blocky(right, 8)
+    crm = Refiner.from_checkpoint(variant="crm", device="cpu")
+    res = crm.predict(image, stairs * 255)
+    assert res.info["blocky"] == {"period": 8, "decode": "contour:7", "margin": 0.0}
+    assert "blocky" not in crm.predict(image, scale_gap(right, 8) * 255).info
+    own = Refiner.from_checkpoint(variant="crm", device="cpu", decode=crm.cascade.decode)
+    res_own = own.predict(image, stairs * 255)
+    assert "blocky" not in res_own.info
+    assert not np.array_equal(res.soft, res_own.soft)        # the wider band reached the cascade
+    assert "blocky" not in Refiner.from_checkpoint(variant="crm", device="cpu", margin=0.1).predict(
+        image, stairs * 255).info
+    off = Refiner.from_checkpoint(variant="crm", device="cpu", blocky=False).predict(image, stairs * 255)
+    assert "blocky" not in off.info and np.array_equal(off.soft, res_own.soft)   # the model's own settings
